@@ -1,0 +1,81 @@
+"""The shared initial weights: drawn once with NumPy, stored as a portable named .npz."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from common.atomic import atomic_path
+from common.data import WEIGHTS_STREAM
+
+Weights = dict[str, np.ndarray]
+
+
+def dense_names(num_layers: int) -> list[str]:
+    """Layer names in the portable format: dense_0, dense_1, ..."""
+    return [f"dense_{index}" for index in range(num_layers)]
+
+
+def weight_shapes(layer_sizes: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """Expected array names and shapes, kernels in Keras layout (in, out)."""
+    shapes = {}
+    for name, fan_in, fan_out in zip(dense_names(len(layer_sizes) - 1), layer_sizes[:-1], layer_sizes[1:]):
+        shapes[f"{name}/kernel"] = (fan_in, fan_out)
+        shapes[f"{name}/bias"] = (fan_out,)
+    return shapes
+
+
+def init_weights(layer_sizes: Sequence[int], seed: int) -> Weights:
+    """Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out))) and zero biases, from `seed`."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WEIGHTS_STREAM,)))
+    weights = {}
+    for name, shape in weight_shapes(layer_sizes).items():
+        if name.endswith("/kernel"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            weights[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
+        else:
+            weights[name] = np.zeros(shape, dtype=np.float32)
+    return weights
+
+
+def parameter_count(weights: Weights) -> int:
+    """Total number of scalars across all arrays."""
+    return int(sum(array.size for array in weights.values()))
+
+
+def as_layer_list(weights: Weights) -> list[np.ndarray]:
+    """[kernel_0, bias_0, kernel_1, ...]: the order of Keras' `get_weights()`."""
+    return [weights[f"{name}/{part}"] for name in dense_names(len(weights) // 2) for part in ("kernel", "bias")]
+
+
+def from_layer_list(arrays: Sequence[np.ndarray]) -> Weights:
+    """Inverse of `as_layer_list`, copying into float32 NumPy arrays."""
+    names = dense_names(len(arrays) // 2)
+    parts = [f"{name}/{part}" for name in names for part in ("kernel", "bias")]
+    return {key: np.array(array, dtype=np.float32) for key, array in zip(parts, arrays)}
+
+
+def check_weights(weights: Weights, layer_sizes: Sequence[int]) -> None:
+    """Raise ValueError naming the first array whose name, shape or dtype is not the expected one."""
+    expected = weight_shapes(layer_sizes)
+    if set(weights) != set(expected):
+        raise ValueError(f"weights have arrays {sorted(weights)}, expected {sorted(expected)}")
+    for name, shape in expected.items():
+        array = weights[name]
+        if array.shape != shape or array.dtype != np.float32:
+            raise ValueError(f"weights[{name!r}] is {array.dtype}{array.shape}, expected float32{shape}")
+
+
+def save_weights(path: str | os.PathLike, weights: Weights) -> None:
+    """Write weights as an uncompressed .npz of named arrays, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **weights)
+
+
+def load_weights(path: str | os.PathLike) -> Weights:
+    """Read weights written by `save_weights` (no pickles)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: np.array(npz[name]) for name in npz.files}

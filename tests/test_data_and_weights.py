@@ -1,0 +1,105 @@
+"""Config validation, splits, batch order and the shared initial weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.config import ConfigError, ExperimentConfig
+from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
+from common.mnist import load_mnist
+from common.weights import (as_layer_list, check_weights, from_layer_list, init_weights, load_weights,
+                            parameter_count, save_weights)
+
+LAYERS = (784, 256, 128, 10)
+
+
+def test_config_defaults_match_the_reference_notebook():
+    config = ExperimentConfig()
+    assert config.layer_sizes == LAYERS
+    assert (config.learning_rate, config.beta_1, config.beta_2, config.epsilon) == (1e-3, 0.9, 0.999, 1e-7)
+    assert (config.epochs, config.batch_size, config.validation_split, config.seed) == (10, 32, 0.2, 0)
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("field, value", [
+    ("batch_size", 0), ("epochs", 0), ("validation_split", 1.0), ("validation_split", -0.1),
+    ("learning_rate", -1e-3), ("learning_rate", float("nan")), ("beta_1", 1.0), ("epsilon", 0.0),
+    ("seed", -1), ("hidden_units", ()), ("train_limit", 0), ("batch_size", 2.5),
+])
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(ConfigError, match=rf"invalid config: {field}="):
+        ExperimentConfig(**{field: value})
+
+
+def test_unknown_config_field_is_rejected():
+    with pytest.raises(ConfigError, match="unknown config field"):
+        ExperimentConfig.from_dict({"batch_sz": 3})
+
+
+def test_preprocessing():
+    images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    np.testing.assert_allclose(to_features(images), [[0.0, 1.0, 0.2, 0.4]], rtol=1e-7)
+    assert to_features(images).dtype == np.float32
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="labels must be in 0..9"):
+        one_hot(np.array([10]))
+
+
+def test_validation_is_the_unshuffled_tail(mnist_data_dir):
+    data = load_mnist(mnist_data_dir)
+    splits = make_splits(data, ExperimentConfig())
+    assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == (48_000, 12_000, 10_000)
+    np.testing.assert_array_equal(splits.x_val, to_features(data.train_images[48_000:]))
+    np.testing.assert_array_equal(splits.y_train, data.train_labels[:48_000])
+    limited = make_splits(data, ExperimentConfig(train_limit=1000, test_limit=200))
+    assert (len(limited.x_train), len(limited.x_val), len(limited.x_test)) == (800, 200, 200)
+
+
+def test_batch_order_is_a_deterministic_function_of_seed_and_epoch():
+    a = epoch_permutation(1000, seed=0, epoch=0)
+    np.testing.assert_array_equal(a, epoch_permutation(1000, seed=0, epoch=0))
+    assert not np.array_equal(a, epoch_permutation(1000, seed=1, epoch=0))
+    assert not np.array_equal(a, epoch_permutation(1000, seed=0, epoch=1))
+    np.testing.assert_array_equal(np.sort(a), np.arange(1000))
+
+
+def test_final_partial_batch_is_kept():
+    batches = epoch_batches(100, 32, seed=3, epoch=2)
+    assert [len(b) for b in batches] == [32, 32, 32, 4]
+    assert steps_per_epoch(100, 32) == 4 and steps_per_epoch(48_000, 32) == 1500
+    np.testing.assert_array_equal(np.concatenate(batches), epoch_permutation(100, 3, 2))
+
+
+def test_initial_weights_shapes_bounds_and_count():
+    weights = init_weights(LAYERS, seed=0)
+    check_weights(weights, LAYERS)
+    assert parameter_count(weights) == 235_146
+    for index, (fan_in, fan_out) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
+        kernel, bias = weights[f"dense_{index}/kernel"], weights[f"dense_{index}/bias"]
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+        assert abs(kernel.std() - limit / np.sqrt(3)) < 0.05 * limit  # uniform(-l, l) has std l/sqrt(3)
+        assert not bias.any()
+    np.testing.assert_array_equal(weights["dense_1/kernel"], init_weights(LAYERS, 0)["dense_1/kernel"])
+    assert not np.array_equal(weights["dense_1/kernel"], init_weights(LAYERS, 1)["dense_1/kernel"])
+
+
+def test_weights_round_trip_exactly(tmp_path):
+    weights = init_weights(LAYERS, seed=5)
+    save_weights(tmp_path / "w.npz", weights)
+    loaded = load_weights(tmp_path / "w.npz")
+    assert list(loaded) == list(weights)
+    for name in weights:
+        assert loaded[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded[name], weights[name])
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary left behind
+    relisted = from_layer_list(as_layer_list(weights))
+    assert all(np.array_equal(relisted[k], weights[k]) for k in weights)
+
+
+def test_check_weights_rejects_a_wrong_shape():
+    weights = init_weights(LAYERS, seed=0)
+    weights["dense_2/bias"] = np.zeros(11, np.float32)
+    with pytest.raises(ValueError, match=r"weights\['dense_2/bias'\] is float32\(11,\), expected float32\(10,\)"):
+        check_weights(weights, LAYERS)
