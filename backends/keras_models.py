@@ -1,0 +1,172 @@
+"""The Keras 3 backends: the reference `model.fit` notebook, on TensorFlow or on JAX.
+
+The Keras backend is fixed when Keras is first imported (from KERAS_BACKEND), so one process can host
+one of them only; the harness gives every run its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from backends.base import BackendError, EpochLog, check_batches
+from backends.devices import configure_tensorflow, jax_device
+from common.config import ExperimentConfig
+from common.data import one_hot
+from common.weights import Weights, as_layer_list, check_weights, from_layer_list
+
+KERAS_BACKENDS = ("tensorflow", "jax")
+# Evaluation and prediction batch for every backend, so inference speed is compared like for like.
+INFERENCE_BATCH = 1000
+
+
+def create_trainer(config: ExperimentConfig, weights: Weights, device: str = "cpu", *,
+                   keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
+                   steps_per_execution: int = 1) -> KerasTrainer:
+    """A Keras trainer on `keras_backend` and `device`, starting from the shared `weights`."""
+    return KerasTrainer(config, weights, device, keras_backend=keras_backend, jit_compile=jit_compile,
+                        steps_per_execution=steps_per_execution)
+
+
+def select_keras_backend(keras_backend: str) -> None:
+    """Set KERAS_BACKEND before Keras' first import; refuse if Keras is already running another one."""
+    if keras_backend not in KERAS_BACKENDS:
+        raise BackendError(f"unknown Keras backend {keras_backend!r}; valid: {', '.join(KERAS_BACKENDS)}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != keras_backend:
+            raise BackendError(f"Keras is already loaded on {keras.backend.backend()!r} in this process, so it "
+                               f"cannot run on {keras_backend!r}; run each backend in its own process")
+        return
+    os.environ["KERAS_BACKEND"] = keras_backend
+
+
+def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "auto",
+                          steps_per_execution: int = 1):
+    """Exactly the tutorial model: Sequential Dense-ReLU stack, softmax head, Adam, categorical CE."""
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((config.layer_sizes[0],))]
+        + [keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
+        + [keras.layers.Dense(config.layer_sizes[-1], activation="softmax")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
+                                        beta_2=config.beta_2, epsilon=config.epsilon),
+        loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution)
+    return model
+
+
+class KerasTrainer:
+    """`model.fit` / `model.evaluate` / `model.predict`, fed the shared batch order."""
+
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *,
+                 keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
+                 steps_per_execution: int = 1):
+        select_keras_backend(keras_backend)
+        if keras_backend == "tensorflow":
+            self._device = configure_tensorflow(device)
+        else:
+            self._device = jax_device(device)
+        check_weights(weights, config.layer_sizes)
+        self.name = "keras" if keras_backend == "tensorflow" else "keras-jax"
+        self.config = config
+        self.keras_backend = keras_backend
+        self.model = build_reference_model(config, jit_compile, steps_per_execution)
+        self.model.set_weights(as_layer_list(weights))
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> EpochLog:
+        """One `model.fit` epoch over the batches in order (`shuffle=False` keeps the shared order)."""
+        check_batches(batches, self.config.batch_size)
+        order = np.concatenate(batches)
+        recorder = _make_recorder()
+        start = time.perf_counter()
+        self.model.fit(x[order], one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
+                       shuffle=False, verbose=0, callbacks=[recorder])
+        end = time.perf_counter()
+        sizes = np.array([len(b) for b in batches])
+        losses, accuracies, ends = recorder.per_step(sizes)
+        return EpochLog(losses, accuracies, sizes, ends, start, end)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """`model.evaluate`: sample-mean loss and accuracy."""
+        result = self.model.evaluate(x, one_hot(y), batch_size=INFERENCE_BATCH, verbose=0, return_dict=True)
+        return float(result["loss"]), float(result["accuracy"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """`model.predict`: softmax probabilities."""
+        return np.asarray(self.model.predict(x, batch_size=INFERENCE_BATCH, verbose=0), dtype=np.float32)
+
+    def get_weights(self) -> Weights:
+        """`model.get_weights()` in the portable names."""
+        return from_layer_list(self.model.get_weights())
+
+    def set_weights(self, weights: Weights) -> None:
+        """`model.set_weights()` from the portable names."""
+        check_weights(weights, self.config.layer_sizes)
+        self.model.set_weights(as_layer_list(weights))
+
+    def device_name(self) -> str:
+        """The device Keras' backend computes on."""
+        if self.keras_backend == "jax":
+            return f"{self._device.platform}:{self._device.id} ({self._device.device_kind})"
+        return self._device
+
+    def versions(self) -> dict[str, str]:
+        """keras and the backend framework's version."""
+        import keras
+
+        versions = {"keras": keras.__version__}
+        if self.keras_backend == "tensorflow":
+            import tensorflow as tf
+
+            versions["tensorflow"] = tf.__version__
+        else:
+            import jax
+            import jaxlib
+
+            versions.update(jax=jax.__version__, jaxlib=jaxlib.__version__)
+        return versions
+
+
+def _make_recorder():
+    """A callback that records, after each executed step, the clock and fit's running metrics."""
+    import keras
+
+    class StepRecorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.steps, self.loss_means, self.accuracy_means, self.ends = [], [], [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Reading the logs as floats waits for the step, so the clock below is honest.
+            self.loss_means.append(float(logs["loss"]))
+            self.accuracy_means.append(float(logs["accuracy"]))
+            self.ends.append(time.perf_counter())
+            self.steps.append(batch)
+
+        def per_step(self, sizes: np.ndarray):
+            """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
+
+            With steps_per_execution > 1, Keras reports once per execution; every step of an execution
+            then gets that execution's mean and the execution's end time.
+            """
+            seen = np.cumsum(sizes)
+            last_steps = np.array(self.steps)
+            reported_seen = seen[last_steps]
+            group_sizes = np.diff(np.concatenate([[0], reported_seen]))
+            step_group = np.searchsorted(last_steps, np.arange(len(sizes)))
+            results = []
+            for means in (self.loss_means, self.accuracy_means):
+                totals = np.asarray(means, dtype=np.float64) * reported_seen
+                group_means = np.diff(np.concatenate([[0.0], totals])) / group_sizes
+                results.append(group_means[step_group])
+            return results[0], results[1], np.asarray(self.ends)[step_group]
+
+    return StepRecorder()

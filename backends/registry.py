@@ -1,0 +1,49 @@
+"""Backends by name, imported only when asked for (the JAX path never imports TensorFlow)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+
+from backends.base import BackendError, TrainerFactory
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend lives and what it is."""
+
+    name: str
+    module: str
+    factory: str
+    description: str
+    frameworks: tuple[str, ...]
+    options: tuple[tuple[str, object], ...] = ()
+
+
+BACKENDS = {spec.name: spec for spec in (
+    BackendSpec("keras", "backends.keras_models", "create_trainer",
+                "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"),
+                (("keras_backend", "tensorflow"),)),
+    BackendSpec("flax", "backends.flax_mlp", "create_trainer",
+                "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax")),
+    BackendSpec("keras-jax", "backends.keras_models", "create_trainer",
+                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"),
+                (("keras_backend", "jax"),)),
+)}
+DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
+
+
+def backend_spec(name: str) -> BackendSpec:
+    """The spec registered under `name`; an unknown name lists the valid ones."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}") from None
+
+
+def get_factory(name: str) -> TrainerFactory:
+    """Import the backend's module now and return its trainer factory, bound to its options."""
+    spec = backend_spec(name)
+    factory = getattr(importlib.import_module(spec.module), spec.factory)
+    return functools.partial(factory, **dict(spec.options)) if spec.options else factory

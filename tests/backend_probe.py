@@ -1,0 +1,45 @@
+"""Run one backend through the equivalence scenario in a fresh process and save what it computed.
+
+Usage: python backend_probe.py BACKEND INPUTS.npz OUTPUT.npz
+INPUTS holds x, y, x_probe, batches (steps x batch indices), weights (w/<name>) and foreign weights
+(f/<name>) trained elsewhere; OUTPUT holds forward probabilities, weights after 1, 5 and all steps,
+per-step losses and accuracies, and predictions with the foreign weights.
+"""
+
+import sys
+
+import numpy as np
+
+from backends.registry import get_factory
+from common.config import ExperimentConfig
+
+
+def prefixed(weights, prefix):
+    return {f"{prefix}/{name}": array for name, array in weights.items()}
+
+
+def unprefixed(npz, prefix):
+    return {name[len(prefix) + 1:]: npz[name] for name in npz.files if name.startswith(prefix + "/")}
+
+
+def main(backend, inputs_path, output_path):
+    inputs = np.load(inputs_path)
+    config = ExperimentConfig()
+    trainer = get_factory(backend)(config, unprefixed(inputs, "w"))
+    x, y, batches = inputs["x"], inputs["y"], list(inputs["batches"])
+    out = {"probs0": trainer.predict(inputs["x_probe"])}
+    logs = []
+    for start, stop, tag in ((0, 1, "w1"), (1, 5, "w5"), (5, len(batches), "wN")):
+        logs.append(trainer.train_epoch(x, y, batches[start:stop]))
+        out.update(prefixed(trainer.get_weights(), tag))
+    out["losses"] = np.concatenate([log.losses for log in logs])
+    out["accuracies"] = np.concatenate([log.accuracies for log in logs])
+    out["probs_trained"] = trainer.predict(inputs["x_probe"])
+    out["eval"] = np.array(trainer.evaluate(inputs["x_probe"], inputs["y_probe"]))
+    trainer.set_weights(unprefixed(inputs, "f"))
+    out["probs_foreign"] = trainer.predict(inputs["x_probe"])
+    np.savez(output_path, **out)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

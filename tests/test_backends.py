@@ -1,0 +1,186 @@
+"""The three backends compute the same thing: forward pass, updates, loss curves, portable weights.
+
+Each backend runs `backend_probe.py` in its own process (two Keras backends cannot share one), from
+the same initial weights on the same 100 batches; the Flax backend also runs here in-process, since
+it never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.base import BackendError, EpochLog
+from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, get_factory
+from common.config import ExperimentConfig
+from common.data import epoch_batches, make_splits, one_hot
+from common.mnist import load_mnist
+from common.weights import init_weights
+from numpy_reference import forward, keras_adam_step, loss_and_grads, softmax
+
+CONFIG = ExperimentConfig()
+STEPS = 100
+PROBE = Path(__file__).with_name("backend_probe.py")
+# Measured on real MNIST (2-core x86-64, TF 2.21, JAX 0.10.2, Keras 3.15, Flax 0.12.8): after 100 steps
+# the largest weight difference between two backends was 1.42e-6 (keras vs keras-jax; keras vs flax
+# 1.15e-6, flax vs keras-jax 0.81e-6), loss curves within 2.8e-5 relative. Bound with ~3.5x margin.
+WEIGHT_BOUND_100_STEPS = 5e-6
+# float32 backends vs the float64 reference after 5 steps: measured 0.68e-6 (keras), 1.08e-6 (flax),
+# 0.80e-6 (keras-jax). Adam's early steps are ~lr * g / (|g| + eps), so the float32 rounding of
+# near-zero gradients moves a few weights by up to ~1e-6 while the rest agree far more closely.
+REFERENCE_BOUND_5_STEPS = 3e-6
+
+
+def unprefixed(npz, prefix):
+    return {name[len(prefix) + 1:]: npz[name] for name in npz.files if name.startswith(prefix + "/")}
+
+
+def max_weight_diff(a, b) -> float:
+    return max(float(np.abs(a[name].astype(np.float64) - b[name]).max()) for name in a)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, mnist_data_dir):
+    """Inputs shared by every backend, and the flax-trained weights used as 'foreign' weights."""
+    data = make_splits(load_mnist(mnist_data_dir), CONFIG.replace(train_limit=4000, test_limit=256))
+    x, y = data.x_train[:STEPS * CONFIG.batch_size], data.y_train[:STEPS * CONFIG.batch_size]
+    batches = np.stack(epoch_batches(len(x), CONFIG.batch_size, seed=0, epoch=0))
+    weights = init_weights(CONFIG.layer_sizes, seed=0)
+    flax = get_factory("flax")(CONFIG, weights)
+    flax.train_epoch(x, y, list(batches))
+    foreign = flax.get_weights()
+    inputs = tmp_path_factory.mktemp("probe") / "inputs.npz"
+    np.savez(inputs, x=x, y=y, x_probe=data.x_test, y_probe=data.y_test, batches=batches,
+             **{f"w/{k}": v for k, v in weights.items()}, **{f"f/{k}": v for k, v in foreign.items()})
+    return dict(inputs=inputs, x=x, y=y, batches=batches, weights=weights, foreign=foreign,
+                foreign_probs=flax.predict(data.x_test), x_probe=data.x_test)
+
+
+@pytest.fixture(scope="module")
+def probes(scenario):
+    """{backend: what it computed}, each backend in a fresh process."""
+    results = {}
+    for name in DEFAULT_BACKENDS:
+        out = scenario["inputs"].with_name(f"{name}.npz")
+        subprocess.run([sys.executable, str(PROBE), name, str(scenario["inputs"]), str(out)], check=True,
+                       capture_output=True, text=True, timeout=600)
+        results[name] = np.load(out)
+    return results
+
+
+def backend_pairs():
+    return list(itertools.combinations(DEFAULT_BACKENDS, 2))
+
+
+def test_forward_probabilities_agree(probes, scenario):
+    reference = softmax(forward({k: v.astype(np.float64) for k, v in scenario["weights"].items()},
+                                scenario["x_probe"].astype(np.float64))[0])
+    for name, probe in probes.items():
+        np.testing.assert_allclose(probe["probs0"], reference, atol=1e-5, rtol=0, err_msg=name)
+    for a, b in backend_pairs():
+        np.testing.assert_allclose(probes[a]["probs0"], probes[b]["probs0"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("a, b", backend_pairs())
+def test_one_step_gives_the_same_weights(probes, a, b):
+    assert max_weight_diff(unprefixed(probes[a], "w1"), unprefixed(probes[b], "w1")) <= 1e-6
+
+
+@pytest.mark.parametrize("a, b", backend_pairs())
+def test_hundred_step_loss_curves_and_weights_agree(probes, a, b):
+    losses_a, losses_b = probes[a]["losses"], probes[b]["losses"]
+    assert len(losses_a) == len(losses_b) == STEPS
+    np.testing.assert_allclose(losses_a, losses_b, rtol=1e-4)
+    assert max_weight_diff(unprefixed(probes[a], "wN"), unprefixed(probes[b], "wN")) <= WEIGHT_BOUND_100_STEPS
+    # Loss went down: the 100 steps trained something, so agreement is not agreement on nothing.
+    assert losses_a[-10:].mean() < 0.5 * losses_a[:10].mean()
+
+
+@pytest.mark.parametrize("name", DEFAULT_BACKENDS)
+def test_float64_numpy_reference_after_five_steps(probes, scenario, name):
+    weights = {k: v.astype(np.float64) for k, v in scenario["weights"].items()}
+    state, losses = {}, []
+    y_one_hot = one_hot(scenario["y"]).astype(np.float64)
+    for step, index in enumerate(scenario["batches"][:5]):
+        loss, grads = loss_and_grads(weights, scenario["x"][index].astype(np.float64), y_one_hot[index])
+        losses.append(loss)
+        weights = keras_adam_step(weights, grads, state, step)
+    np.testing.assert_allclose(probes[name]["losses"][:5], losses, rtol=1e-5)
+    assert max_weight_diff(unprefixed(probes[name], "w5"), weights) <= REFERENCE_BOUND_5_STEPS
+
+
+@pytest.mark.parametrize("name", DEFAULT_BACKENDS)
+def test_weights_are_portable_between_backends(probes, scenario, name):
+    # flax-trained weights loaded into this backend predict what flax predicted ...
+    np.testing.assert_allclose(probes[name]["probs_foreign"], scenario["foreign_probs"], atol=1e-5, rtol=0)
+    # ... and this backend's trained weights loaded into flax predict what this backend predicted.
+    flax = get_factory("flax")(CONFIG, unprefixed(probes[name], "wN"))
+    np.testing.assert_allclose(flax.predict(scenario["x_probe"]), probes[name]["probs_trained"], atol=1e-5, rtol=0)
+
+
+def test_evaluate_agrees(probes):
+    for a, b in backend_pairs():
+        np.testing.assert_allclose(probes[a]["eval"], probes[b]["eval"], rtol=1e-4)
+
+
+def test_epoch_metrics_are_sample_weighted_like_fit():
+    log = EpochLog(losses=np.array([1.0, 2.0, 4.0]), accuracies=np.array([0.5, 1.0, 0.0]),
+                   batch_sizes=np.array([32, 32, 16]), step_end_s=np.array([1.0, 2.5, 3.0]), start_s=0.0,
+                   end_s=3.0)
+    assert log.loss == pytest.approx((32 + 64 + 64) / 80)
+    assert log.accuracy == pytest.approx((16 + 32) / 80)
+    np.testing.assert_allclose(log.step_s, [1.0, 1.5, 0.5])
+
+
+def test_keras_adam_transform_matches_the_keras_formula():
+    import jax.numpy as jnp
+    import optax
+
+    from backends.keras_adam import keras_adam
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(7, 3))}
+    tx = keras_adam(1e-3)
+    state = tx.init({"w": jnp.asarray(params["w"], jnp.float32)})
+    jax_params, reference_state = {"w": jnp.asarray(params["w"], jnp.float32)}, {}
+    for step in range(5):
+        grads = {"w": rng.normal(size=(7, 3)) * 10.0 ** rng.integers(-8, 0, size=(7, 3))}
+        updates, state = tx.update({"w": jnp.asarray(grads["w"], jnp.float32)}, state)
+        jax_params = optax.apply_updates(jax_params, updates)
+        params = keras_adam_step(params, grads, reference_state, step)
+        np.testing.assert_allclose(np.asarray(jax_params["w"]), params["w"], rtol=0, atol=2e-7)
+    # optax.adam is a different rule in the first steps: the test above would catch a swap.
+    optax_params = {"w": jnp.asarray(np.zeros((1,)), jnp.float32)}
+    small_grad = {"w": jnp.full((1,), 1e-7, jnp.float32)}
+    keras_update, _ = keras_adam(1e-3).update(small_grad, keras_adam(1e-3).init(optax_params))
+    optax_update, _ = optax.adam(1e-3, eps=1e-7).update(small_grad, optax.adam(1e-3, eps=1e-7).init(optax_params))
+    assert abs(float(keras_update["w"][0]) - float(optax_update["w"][0])) > 1e-4
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(BackendError, match=r"unknown backend 'pytorch'; valid backends: keras, flax, keras-jax"):
+        backend_spec("pytorch")
+    assert set(DEFAULT_BACKENDS) <= set(BACKENDS)
+
+
+def test_flax_backend_never_imports_tensorflow():
+    code = ("import sys; from backends.registry import get_factory; from common.config import ExperimentConfig; "
+            "from common.weights import init_weights; c = ExperimentConfig(); "
+            "t = get_factory('flax')(c, init_weights(c.layer_sizes, 0)); t.predict(__import__('numpy').zeros((2, 784), 'float32')); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_two_keras_backends_cannot_share_a_process():
+    code = ("from backends.registry import get_factory; from common.config import ExperimentConfig; "
+            "from common.weights import init_weights; from backends.base import BackendError; c = ExperimentConfig(); "
+            "w = init_weights(c.layer_sizes, 0); get_factory('keras-jax')(c, w)\n"
+            "try:\n    get_factory('keras')(c, w)\nexcept BackendError as e:\n    print(e)\nelse:\n    raise SystemExit('no error')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Keras is already loaded on 'jax'" in result.stdout
