@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from common.config import ExperimentConfig
 from common.weights import Weights
 
 DEVICES = ("cpu", "gpu")
+StepCallback = Callable[[int, float, float], None]
 
 
 class BackendError(RuntimeError):
@@ -54,8 +55,13 @@ class Trainer(Protocol):
 
     name: str
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> EpochLog:
-        """Train on x[b], y[b] for each index array b in order; labels are integers 0..9."""
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                    on_step: StepCallback | None = None) -> EpochLog:
+        """Train on x[b], y[b] for each index array b in order (labels are integers 0..9).
+
+        `on_step(step, loss, accuracy)` is called after each step that the backend observes, with the
+        epoch's running (sample-weighted) means so far, as `model.fit`'s progress bar shows them.
+        """
         ...
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backends.base import EpochLog, check_batches
+from backends.base import EpochLog, StepCallback, check_batches
 from backends.devices import jax_device
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
@@ -102,18 +102,25 @@ class FlaxTrainer:
 
         return jax.device_put(tree, self.device)
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> EpochLog:
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                    on_step: StepCallback | None = None) -> EpochLog:
         """One pass over `batches`, syncing on each step's loss so every step is timed."""
         check_batches(batches, self.config.batch_size)
         y_one_hot = one_hot(y)
         losses, accuracies, ends = [], [], []
+        seen, loss_sum, correct_sum = 0, 0.0, 0.0
         start = time.perf_counter()
-        for index in batches:
+        for step, index in enumerate(batches):
             self.params, self.opt_state, loss, accuracy = self._train_step(
                 self.params, self.opt_state, x[index], y_one_hot[index])
             losses.append(float(loss))  # blocks until the step is done
             accuracies.append(float(accuracy))
             ends.append(time.perf_counter())
+            if on_step is not None:
+                seen += len(index)
+                loss_sum += losses[-1] * len(index)
+                correct_sum += accuracies[-1] * len(index)
+                on_step(step, loss_sum / seen, correct_sum / seen)
         return EpochLog(np.array(losses), np.array(accuracies), np.array([len(b) for b in batches]),
                         np.array(ends), start, ends[-1])
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backends.base import BackendError, EpochLog, check_batches
+from backends.base import BackendError, EpochLog, StepCallback, check_batches
 from backends.devices import configure_tensorflow, jax_device
 from common.config import ExperimentConfig
 from common.data import one_hot
@@ -81,17 +81,18 @@ class KerasTrainer:
         self.model = build_reference_model(config, jit_compile, steps_per_execution)
         self.model.set_weights(as_layer_list(weights))
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> EpochLog:
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                    on_step: StepCallback | None = None) -> EpochLog:
         """One `model.fit` epoch over the batches in order (`shuffle=False` keeps the shared order)."""
         check_batches(batches, self.config.batch_size)
         order = np.concatenate(batches)
-        recorder = _make_recorder()
+        recorder = _make_recorder(np.array([len(b) for b in batches]), on_step)
         start = time.perf_counter()
         self.model.fit(x[order], one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
                        shuffle=False, verbose=0, callbacks=[recorder])
         end = time.perf_counter()
         sizes = np.array([len(b) for b in batches])
-        losses, accuracies, ends = recorder.per_step(sizes)
+        losses, accuracies, ends = recorder.per_step()
         return EpochLog(losses, accuracies, sizes, ends, start, end)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -135,9 +136,11 @@ class KerasTrainer:
         return versions
 
 
-def _make_recorder():
+def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
     """A callback that records, after each executed step, the clock and fit's running metrics."""
     import keras
+
+    seen = np.cumsum(sizes)
 
     class StepRecorder(keras.callbacks.Callback):
         def __init__(self):
@@ -150,18 +153,20 @@ def _make_recorder():
             self.accuracy_means.append(float(logs["accuracy"]))
             self.ends.append(time.perf_counter())
             self.steps.append(batch)
+            if on_step is not None:
+                # Progress shows fit's running epoch means; per-step values are recovered at the end.
+                on_step(batch, self.loss_means[-1], self.accuracy_means[-1])
 
-        def per_step(self, sizes: np.ndarray):
+        def per_step(self):
             """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
 
             With steps_per_execution > 1, Keras reports once per execution; every step of an execution
             then gets that execution's mean and the execution's end time.
             """
-            seen = np.cumsum(sizes)
             last_steps = np.array(self.steps)
             reported_seen = seen[last_steps]
             group_sizes = np.diff(np.concatenate([[0], reported_seen]))
-            step_group = np.searchsorted(last_steps, np.arange(len(sizes)))
+            step_group = np.searchsorted(last_steps, np.arange(len(seen)))
             results = []
             for means in (self.loss_means, self.accuracy_means):
                 totals = np.asarray(means, dtype=np.float64) * reported_seen

@@ -1,9 +1,114 @@
-"""The `mnist-bench` command: parses arguments and calls library functions, nothing more."""
+"""mnist-bench: train one MNIST MLP in several frameworks from identical weights and batches, and compare."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from backends.registry import BACKENDS, DEFAULT_BACKENDS
+from common.config import ExperimentConfig
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULTS = ExperimentConfig()
+
+
+class CliError(Exception):
+    """A bad flag value or input file: one line on stderr, exit code 2."""
+
+
+def parse_backends(values: list[str] | None) -> tuple[str, ...]:
+    """--backend given repeatedly and/or as comma lists; 'all' means every registered backend."""
+    names = [name.strip() for value in (values or ["all"]) for name in value.split(",") if name.strip()]
+    if "all" in names:
+        return DEFAULT_BACKENDS
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
+                       f"valid: all, {', '.join(BACKENDS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_seeds(value: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); also accepts a range '0-4'."""
+    seeds: list[int] = []
+    try:
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(p) for p in part.split("-", 1))
+                seeds.extend(range(low, high + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise CliError(f"--seeds: {value!r} is not a list of integers; e.g. --seeds 0,1,2 or --seeds 0-4") from None
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise CliError(f"--seeds: {value!r}; give one or more integers >= 0, e.g. --seeds 0,1,2")
+    return tuple(dict.fromkeys(seeds))
+
+
+def cmd_run(args) -> int:
+    """Train every (backend, seed), print the table, write results.json, plots and summary.md."""
+    from benchmarks.harness import Interrupted, RunPlan, run_benchmark
+    from benchmarks.report import text_report, write_report
+    from common.config import ConfigError
+
+    try:
+        config = DEFAULTS.replace(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                  train_limit=args.train_limit, test_limit=args.test_limit)
+    except ConfigError as error:
+        flag = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
+                "train_limit": "--train-limit", "test_limit": "--test-limit"}
+        name = str(error).split(":", 1)[1].split("=", 1)[0].strip()
+        raise CliError(f"{flag.get(name, name)}: {error}") from None
+    plan = RunPlan(config=config, backends=parse_backends(args.backend), seeds=parse_seeds(args.seeds),
+                   device=args.device, data_dir=args.data_dir, out_dir=Path(args.out) if args.out else None,
+                   quiet=args.quiet, target_accuracy=args.target_accuracy)
+    try:
+        results, run_dir = run_benchmark(plan)
+    except Interrupted as interrupted:
+        write_report([interrupted.results], interrupted.run_dir)
+        print(text_report([interrupted.results]))
+        print(f"\ninterrupted: completed runs kept in {interrupted.run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = write_report([results], run_dir)
+    print(text_report([results]))
+    print(f"\nresults: {run_dir / 'results.json'}\nreport:  {summary}\nplots:   {run_dir / 'plots'}")
+    return 0 if all(run.status == "ok" for run in results.runs) else 1
+
+
+def cmd_show(args) -> int:
+    """Print a saved run's table."""
+    from benchmarks.report import text_report
+    from common.results import load_results
+
+    print(text_report([load_results(args.run)]))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Re-render the table and plots from saved runs, without training."""
+    import datetime
+
+    from benchmarks.report import text_report, write_report
+    from common.results import load_results
+
+    results_list = [load_results(run) for run in args.runs]
+    out = Path(args.out) if args.out else Path("runs") / (
+        "compare-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
+    print(text_report(results_list))
+    print(f"\nreport: {summary}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    """The machine, installed backends with versions, and the devices each framework sees."""
+    from benchmarks.info import machine_info
+
+    print(machine_info())
+    return 0
 
 
 def cmd_data(args) -> int:
@@ -19,12 +124,54 @@ def cmd_data(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line naming the problem (exit 2)."""
+
+    def error(self, message):
+        raise CliError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="mnist-bench", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The argument parser for every subcommand; --help shows every default."""
+    parser = _Parser(prog="mnist-bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    run = commands.add_parser("run", help="train and compare backends (default: all, CPU, seed 0, full MNIST)",
+                              formatter_class=fmt)
+    run.add_argument("--backend", action="append", metavar="NAME",
+                     help=f"backend(s), repeatable or comma-separated: all, {', '.join(BACKENDS)} (default: all)")
+    run.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where to train")
+    run.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs")
+    run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step")
+    run.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="Adam learning rate")
+    run.add_argument("--seeds", default=str(DEFAULTS.seed),
+                     help="seeds, e.g. 0,1,2 or 0-4: one run per seed and backend")
+    run.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_BENCH_DATA, caches, download)")
+    run.add_argument("--out", default=None, help="run folder (default: runs/<UTC timestamp>)")
+    run.add_argument("--train-limit", type=int, default=None,
+                     help="quick runs: use only the first N training images (split 80/20 as usual)")
+    run.add_argument("--test-limit", type=int, default=None, help="quick runs: use only the first N test images")
+    run.add_argument("--target-accuracy", type=float, default=0.97,
+                     help="validation accuracy that time-to-accuracy waits for")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, only the final table")
+    run.set_defaults(handler=cmd_run)
+
+    show = commands.add_parser("show", help="print a saved run's table")
+    show.add_argument("run", help="run folder or results.json")
+    show.set_defaults(handler=cmd_show)
+
+    compare = commands.add_parser("compare", help="tables and plots from saved runs, e.g. CPU vs GPU machines",
+                                  formatter_class=fmt)
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders or results.json files")
+    compare.add_argument("--out", default=None, help="report folder (default: runs/compare-<UTC timestamp>)")
+    compare.set_defaults(handler=cmd_compare)
+
+    info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")
+    info.set_defaults(handler=cmd_info)
+
     data = commands.add_parser("data", help="find or download MNIST, verify it and print a summary",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=fmt)
     data.add_argument("--data-dir", default=None,
                       help="folder with the MNIST files (default: $MNIST_BENCH_DATA, then the caches, then download)")
     data.set_defaults(handler=cmd_data)
@@ -33,15 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mnist-bench` console script."""
+    from backends.base import BackendError
+    from benchmarks.harness import HarnessError
     from common.config import ConfigError
     from common.mnist import MnistDataError
+    from common.results import ResultsError
 
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "target_accuracy", 0.5) is not None and not 0 < getattr(args, "target_accuracy", 0.5) <= 1:
+            raise CliError(f"--target-accuracy: {args.target_accuracy}; expected a number in (0, 1]")
         return args.handler(args)
-    except (MnistDataError, ConfigError) as error:
+    except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError) as error:
         print(f"mnist-bench: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mnist-bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""What a result depends on besides the code: versions, machine, threads, flags, commit."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from backends.devices import cpu_name
+
+PACKAGES = ("numpy", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "optax", "matplotlib",
+            "pytest-benchmark")
+# Settings that change how fast (or where) the frameworks run.
+RELEVANT_ENV = ("XLA_FLAGS", "TF_XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "JAX_PLATFORMS", "JAX_ENABLE_X64",
+                "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_VISIBLE_DEVICES",
+                "KERAS_BACKEND")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (no framework is imported)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The project's commit, with '+dirty' when the work tree has changes; None outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def collect_environment(data_source: str | None = None, data_canonical: bool | None = None) -> dict:
+    """One flat record of the machine and software, stored in every results.json."""
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count()
+    return {
+        "hostname": socket.gethostname(),
+        "machine": f"{cpu_name()} x{usable_cores}",
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "usable_cores": usable_cores,
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+        "env": {name: os.environ[name] for name in RELEVANT_ENV if name in os.environ},
+        "git_commit": git_commit(),
+        "data_source": data_source,
+        "data_canonical": data_canonical,
+    }
+
+
+def _memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None

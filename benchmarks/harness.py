@@ -1,0 +1,200 @@
+"""`mnist-bench run`: every (backend, seed) in its own child process, results gathered and reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from backends.registry import backend_spec
+from benchmarks.environment import collect_environment
+from benchmarks.worker import EVENT_PREFIX
+from common.config import ExperimentConfig
+from common.mnist import load_mnist
+from common.results import RESULTS_FILE, Results, RunResult, save_results
+
+INTERRUPT_GRACE_S = 20  # how long an interrupted child may take to write its partial result
+
+
+class HarnessError(RuntimeError):
+    """The run cannot start as asked (exit code 2); nothing has been written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; carries the results saved so far."""
+
+    def __init__(self, results: Results, run_dir: Path):
+        super().__init__()
+        self.results, self.run_dir = results, run_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything `mnist-bench run` was asked to do."""
+
+    config: ExperimentConfig
+    backends: tuple[str, ...]
+    seeds: tuple[int, ...]
+    device: str = "cpu"
+    data_dir: str | None = None
+    out_dir: Path | None = None
+    quiet: bool = False
+    target_accuracy: float = 0.97
+
+
+def default_run_dir(root: str | os.PathLike = "runs") -> Path:
+    """runs/<UTC timestamp>, e.g. runs/20261124T130501Z."""
+    return Path(root) / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def check_gpu_visible(backends: Sequence[str]) -> None:
+    """Fail before anything is written when `--device gpu` has no GPU to use."""
+    if not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
+        raise HarnessError("--device gpu: no NVIDIA GPU is visible on this machine (no /dev/nvidia0, no "
+                           "nvidia-smi); use --device cpu")
+    probes = {"tensorflow": "import tensorflow as tf; assert tf.config.list_physical_devices('GPU')",
+              "jax": "import jax; jax.devices('gpu')"}
+    needed = {framework for name in backends for framework in backend_spec(name).frameworks} & set(probes)
+    for framework in sorted(needed):
+        probe = subprocess.run([sys.executable, "-c", probes[framework]], capture_output=True, text=True)
+        if probe.returncode:
+            raise HarnessError(f"--device gpu: {framework} sees no GPU; install the GPU extra "
+                               "(README 'GPU') or use --device cpu")
+
+
+def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
+    """Train every (backend, seed) in its own process; save results.json after each; return them."""
+    for name in plan.backends:
+        backend_spec(name)  # unknown names fail before anything starts
+    if plan.device == "gpu":
+        check_gpu_visible(plan.backends)
+    data = load_mnist(plan.data_dir)  # verify (or download) once, before any child starts
+    run_dir = plan.out_dir or default_run_dir()
+    if (run_dir / RESULTS_FILE).exists():
+        raise HarnessError(f"{run_dir} already holds a run; choose another --out (runs are never overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = Results(
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        environment=collect_environment(data.source, data.canonical),
+        config={**plan.config.to_dict(), "seeds": list(plan.seeds), "target_accuracy": plan.target_accuracy},
+        runs=[])
+    for seed in plan.seeds:
+        for backend in plan.backends:
+            try:
+                run = run_child(plan, backend, seed, run_dir)
+            except Interrupted as interrupted:
+                results.runs.append(interrupted.results.runs[0])
+                save_results(results, run_dir)
+                raise Interrupted(results, run_dir) from None
+            results.runs.append(run)
+            save_results(results, run_dir)
+    return results, run_dir
+
+
+def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResult:
+    """One worker process; its crash, divergence or interruption becomes a recorded run."""
+    config = plan.config.replace(seed=seed)
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
+        job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
+        job_path.write_text(json.dumps({"config": config.to_dict(), "backend": backend, "device": plan.device,
+                                        "data_dir": plan.data_dir, "target_accuracy": plan.target_accuracy}))
+        progress = _Progress(backend, seed, config, plan.quiet)
+        with open(log_dir / f"{backend}-seed{seed}.log", "w", encoding="utf-8") as log:
+            child = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(job_path), str(result_path)],
+                                     stdout=subprocess.PIPE, stderr=log, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                for line in child.stdout:
+                    if line.startswith(EVENT_PREFIX):
+                        progress.update(json.loads(line[len(EVENT_PREFIX):]))
+                    else:
+                        log.write(line)
+                returncode = child.wait()
+            except KeyboardInterrupt:
+                _stop(child)
+                progress.close()
+                run = _read_result(result_path) or RunResult(backend, seed, plan.device)
+                run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
+                raise Interrupted(Results("", {}, {}, [run]), run_dir) from None
+            finally:
+                progress.close()
+        run = _read_result(result_path)
+    if run is None:
+        cause = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
+                 else f"exited with code {returncode}")
+        if returncode == -signal.SIGKILL:
+            cause += " (out of memory?)"
+        run = RunResult(backend, seed, plan.device, status="failed",
+                        error=f"worker {cause}; see logs/{backend}-seed{seed}.log: {_tail(log_dir / f'{backend}-seed{seed}.log')}")
+    if not plan.quiet and run.status != "ok":
+        print(f"  {backend} seed {seed}: {run.status}: {run.error}", file=sys.stderr)
+    return run
+
+
+def _stop(child: subprocess.Popen) -> None:
+    # The child got the same SIGINT from the terminal; give it time to save, then insist.
+    try:
+        child.send_signal(signal.SIGINT)
+        child.wait(INTERRUPT_GRACE_S)
+    except (subprocess.TimeoutExpired, OSError):
+        child.kill()
+        child.wait()
+
+
+def _read_result(path: Path) -> RunResult | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return RunResult(**data)
+
+
+def _tail(path: Path, limit: int = 300) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-limit:] if lines else "(no output)"
+
+
+class _Progress:
+    """A tqdm bar per run: epoch, step, loss and accuracy as the child reports them."""
+
+    def __init__(self, backend: str, seed: int, config: ExperimentConfig, quiet: bool):
+        self.bar = None
+        if quiet:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=config.epochs, desc=f"{backend:<10} seed {seed}", unit="epoch", file=sys.stderr,
+                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total_fmt} epochs "
+                                   "[{elapsed}<{remaining}{postfix}]", dynamic_ncols=True)
+
+    def update(self, event: dict) -> None:
+        """Advance the bar to the event's position and show its metrics."""
+        if self.bar is None:
+            return
+        if event["event"] == "step":
+            self.bar.n = event["epoch"] - 1 + event["step"] / event["steps"]
+            self.bar.set_postfix_str(f"epoch {event['epoch']} step {event['step']}/{event['steps']} "
+                                     f"loss {event['loss']:.4f} acc {event['accuracy']:.4f}", refresh=True)
+        elif event["event"] == "epoch":
+            self.bar.n = event["epoch"]
+            self.bar.set_postfix_str(f"epoch {event['epoch']} loss {event['loss']:.4f} "
+                                     f"val_acc {event['val_accuracy']:.4f} ({event['epoch_s']:.2f} s)", refresh=True)
+
+    def close(self) -> None:
+        """Finish the bar (idempotent)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

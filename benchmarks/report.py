@@ -1,0 +1,197 @@
+"""Comparison tables (terminal and Markdown) and the run folder's summary.md, from saved results only."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import write_text_atomic
+from common.results import Results, RunResult
+
+REFERENCE_BACKEND = "keras"
+
+
+@dataclasses.dataclass
+class RunGroup:
+    """All seeds of one backend on one device of one machine: one row of the table."""
+
+    label: str
+    backend: str
+    device: str
+    machine: str
+    runs: list[RunResult]
+    config: dict
+
+    @property
+    def ok_runs(self) -> list[RunResult]:
+        """Runs that finished training."""
+        return [run for run in self.runs if run.status == "ok"]
+
+
+def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
+    """Group runs by (backend, device, machine); the machine shows in labels only when it varies."""
+    machines = {_machine(results) for results in results_list}
+    groups: dict[tuple, RunGroup] = {}
+    for results in results_list:
+        machine = _machine(results)
+        for run in results.runs:
+            key = (run.backend, run.device, machine)
+            if key not in groups:
+                parts = [run.backend, run.device] + ([machine] if len(machines) > 1 else [])
+                groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.config)
+            groups[key].runs.append(run)
+    return list(groups.values())
+
+
+def _machine(results: Results) -> str:
+    env = results.environment
+    return env.get("hostname") or env.get("machine") or "unknown machine"
+
+
+def mean_std_ci(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """Mean, sample std and the half-width of the 95% t confidence interval (0 with one value)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0], 0.0, 0.0
+    from scipy import stats
+
+    std = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values)))
+    return float(np.mean(values)), std, half
+
+
+def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False, suffix: str = "") -> str:
+    summary = mean_std_ci([v * scale if v is not None else None for v in values])
+    if summary is None:
+        return "—"
+    mean, std, half = summary
+    text = f"{mean:.{digits}f}{suffix}"
+    if len([v for v in values if v is not None]) > 1:
+        text += f" ± {std:.{digits}f}"
+        if with_ci:
+            text += f" [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+    return text
+
+
+COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "compile s",
+           "time to target s", "total s", "speed vs keras")
+
+
+def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
+    """One formatted row per group; seeds are summarised as mean ± std [95% CI]."""
+    reference = {}
+    for group in groups:
+        if group.backend == REFERENCE_BACKEND and group.ok_runs:
+            reference[(group.device, group.machine)] = np.median([r.timing["epoch_s_median"] for r in group.ok_runs])
+    rows = []
+    for group in groups:
+        ok = group.ok_runs
+        timing = lambda key: [r.timing.get(key) for r in ok]  # noqa: E731
+        statuses = sorted({run.status for run in group.runs})
+        status = ", ".join(f"{s} {sum(r.status == s for r in group.runs)}" if len(group.runs) > 1 else s
+                           for s in statuses)
+        ref = reference.get((group.device, group.machine))
+        epoch_s = np.median(timing("epoch_s_median")) if ok else None
+        reached = [v for v in timing("time_to_target_s") if v is not None]
+        tta = _cell(reached, 2, with_ci=True) if reached else "not reached" if ok else "—"
+        if ok and 0 < len(reached) < len(ok):
+            tta += f" ({len(reached)}/{len(ok)} reached)"
+        rows.append({
+            "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else ""),
+            "status": status,
+            "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
+            "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
+            "epoch s": _cell(timing("epoch_s_median"), 3),
+            "step ms p50/p90": (f"{np.median(timing('step_ms_median')):.3f} / {np.median(timing('step_ms_p90')):.3f}"
+                                if ok and timing("step_ms_median")[0] is not None else "—"),
+            "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
+            "compile s": _cell(timing("compile_s"), 2),
+            "time to target s": tta,
+            "total s": _cell(timing("total_s"), 1),
+            "speed vs keras": f"{ref / epoch_s:.2f}x" if ref and epoch_s else "—",
+        })
+    return rows
+
+
+def format_text_table(rows: Sequence[dict[str, str]]) -> str:
+    """Aligned columns for the terminal."""
+    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in COLUMNS}
+    lines = ["  ".join(col.ljust(widths[col]) for col in COLUMNS),
+             "  ".join("-" * widths[col] for col in COLUMNS)]
+    lines += ["  ".join(row[col].ljust(widths[col]) for col in COLUMNS) for row in rows]
+    return "\n".join(lines)
+
+
+def format_markdown_table(rows: Sequence[dict[str, str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row[col] for col in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def failures(groups: Sequence[RunGroup]) -> list[str]:
+    """One line per run that did not finish, with its error."""
+    return [f"{run.backend} seed {run.seed} ({run.device}): {run.status}: {run.error}"
+            for group in groups for run in group.runs if run.status != "ok"]
+
+
+def text_report(results_list: Sequence[Results]) -> str:
+    """The table `run`, `show` and `compare` print."""
+    groups = group_runs(results_list)
+    target = results_list[0].config.get("target_accuracy", 0.97)
+    lines = [format_text_table(table_rows(groups)),
+             f"epoch s, step ms: steady state (after the first, compiling epoch); time to target: "
+             f"training start to the first epoch with val acc >= {target:.2f}"]
+    lines += [f"! {line}" for line in failures(groups)]
+    return "\n".join(lines)
+
+
+def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "mnist-bench run") -> Path:
+    """Render plots into out_dir/plots and write out_dir/summary.md; returns the summary's path."""
+    from common.plots import plot_all
+
+    groups = group_runs(results_list)
+    source = results_list[0].environment.get("data_source")
+    plots = plot_all(groups, out_dir / "plots", source if source and Path(source).is_dir() else None)
+    config = results_list[0].config
+    lines = [f"# {title}", "",
+             f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
+             f"Config: {config.get('epochs')} epochs, batch {config.get('batch_size')}, "
+             f"lr {config.get('learning_rate')}, hidden {config.get('hidden_units')}, "
+             f"validation split {config.get('validation_split')}, seeds {config.get('seeds')}"
+             + (f", train limit {config['train_limit']}" if config.get("train_limit") else "") + ".", "",
+             "## Results", "", format_markdown_table(table_rows(groups)), "",
+             "Steady state excludes the first epoch, whose first step traces and compiles (`compile s`). "
+             "Step times are wall-clock after the device finished the step. "
+             f"Time to target: from the start of training to the end of the first epoch whose validation "
+             f"accuracy is >= {config.get('target_accuracy', 0.97)}, validation time included. "
+             "Mean ± std [95% t-interval] over seeds.", ""]
+    problems = failures(groups)
+    if problems:
+        lines += ["### Runs that did not finish", ""] + [f"- {line}" for line in problems] + [""]
+    lines += ["## Plots", ""]
+    for path in plots:
+        lines += [f"![{path.stem}](plots/{path.name})", ""]
+    lines += ["## Environment", ""]
+    for index, results in enumerate(results_list):
+        env = results.environment
+        if len(results_list) > 1:
+            lines += [f"### {_machine(results)} ({results.created})", ""]
+        packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+        devices = sorted({f"{r.backend}: {r.device_name}" for r in results.runs if r.device_name})
+        lines += [f"- Machine: {env.get('cpu')}, {env.get('usable_cores')} usable cores, "
+                  f"{env.get('memory_gib')} GiB, {env.get('os')}",
+                  f"- Python {env.get('python')}; {packages}",
+                  f"- Devices: {'; '.join(devices) or '—'}",
+                  f"- Settings: {env.get('env') or 'none set'}",
+                  f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
+                  f"- Commit: {env.get('git_commit')}", ""]
+    path = out_dir / "summary.md"
+    write_text_atomic(path, "\n".join(lines))
+    return path

@@ -1,0 +1,60 @@
+"""The child process of `mnist-bench run`: trains one (backend, seed) and reports back.
+
+Usage: python -m benchmarks.worker JOB.json RESULT.json
+Progress goes to stdout as JSON lines prefixed with EVENT_PREFIX (frameworks may print there too);
+the RunResult is written atomically to RESULT.json, also for a diverged, failed or interrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import traceback
+
+EVENT_PREFIX = "@mnist-bench "
+STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
+
+
+def main(argv: list[str]) -> int:
+    """Run the job described in argv[0]; write the result to argv[1]; exit 0, 1 (failed) or 130."""
+    job_path, result_path = argv
+    from common.atomic import write_text_atomic
+    from common.config import ExperimentConfig
+    from common.results import RunResult
+
+    job = json.loads(open(job_path, encoding="utf-8").read())
+    config = ExperimentConfig.from_dict(job["config"])
+    last_step_event = [0.0]
+
+    def on_event(kind, payload):
+        now = time.monotonic()
+        if kind == "step" and now - last_step_event[0] < STEP_EVENT_INTERVAL_S and payload["step"] != payload["steps"]:
+            return
+        last_step_event[0] = now
+        print(EVENT_PREFIX + json.dumps({"event": kind, **payload}), flush=True)
+
+    def write(result):
+        write_text_atomic(result_path, json.dumps(dataclasses.asdict(result), allow_nan=True))
+
+    try:
+        from benchmarks.training import train_and_evaluate
+
+        result = train_and_evaluate(config, job["backend"], job["device"], job.get("data_dir"), on_event,
+                                    job.get("target_accuracy", 0.97))
+    except KeyboardInterrupt:
+        write(RunResult(job["backend"], config.seed, job["device"], status="interrupted",
+                        error="interrupted by the user (Ctrl-C)"))
+        return 130
+    except Exception as error:  # noqa: BLE001 - any crash becomes a recorded failed run, not a lost one
+        traceback.print_exc()
+        message = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+        write(RunResult(job["backend"], config.seed, job["device"], status="failed", error=message))
+        return 1
+    write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

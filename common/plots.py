@@ -1,0 +1,201 @@
+"""Every figure mnist-bench draws, from saved results only. The one module that imports matplotlib."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+DPI = 110
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(groups) -> dict[str, str]:
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    return {group.label: palette[index % len(palette)] for index, group in enumerate(groups)}
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_all(groups: Sequence, out_dir: Path, data_dir: str | None = None) -> list[Path]:
+    """Draw every plot that the results support into out_dir; return the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with_history = [g for g in groups if any(r.history for r in g.runs)]
+    with_steps = [g for g in groups if any(r.step_ms for r in g.ok_runs)]
+    with_confusion = [g for g in groups if any(r.confusion for r in g.ok_runs)]
+    paths = []
+    if with_history:
+        paths.append(plot_curves(with_history, ("accuracy", "val_accuracy"), "Accuracy", "accuracy (%)",
+                                 out_dir / "accuracy.png", scale=100.0))
+        paths.append(plot_curves(with_history, ("loss", "val_loss"), "Loss (categorical cross-entropy)",
+                                 "loss", out_dir / "loss.png"))
+    if with_steps:
+        paths.append(plot_step_times(with_steps, out_dir / "step_times.png"))
+    if any(g.ok_runs for g in groups):
+        paths.append(plot_speed(groups, out_dir / "throughput_time_to_target.png"))
+    if with_confusion:
+        digits = plot_digit_grid(with_confusion[0], out_dir / "test_digits.png", data_dir)
+        if digits:
+            paths.append(digits)
+        paths.append(plot_confusion(with_confusion, out_dir / "confusion.png"))
+    return paths
+
+
+def plot_curves(groups, keys: tuple[str, str], title: str, ylabel: str, path: Path, scale: float = 1.0) -> Path:
+    """Training (solid) and validation (dashed) curves per epoch; mean over seeds with a min-max band."""
+    plt = _pyplot()
+    colors = _colors(groups)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for group in groups:
+        for key, style in zip(keys, ("-", "--")):
+            curves = [[entry[key] for entry in run.history] for run in group.runs if run.history]
+            length = min(len(curve) for curve in curves)
+            values = np.array([[np.nan if v is None else v for v in curve[:length]] for curve in curves]) * scale
+            epochs = np.arange(1, length + 1)
+            kind = "train" if style == "-" else "validation"
+            ax.plot(epochs, np.nanmean(values, axis=0), style, marker="o", markersize=3, color=colors[group.label],
+                    label=f"{group.label} ({kind})")
+            if len(values) > 1:
+                ax.fill_between(epochs, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
+                                color=colors[group.label], alpha=0.15)
+    ax.set(title=f"{title} per epoch" + (" (mean over seeds, band = min–max)" if _multi_seed(groups) else ""),
+           xlabel="epoch", ylabel=ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2 if len(groups) > 3 else 1)
+    return _save(fig, path)
+
+
+def _multi_seed(groups) -> bool:
+    return any(len(group.runs) > 1 for group in groups)
+
+
+def plot_step_times(groups, path: Path) -> Path:
+    """Distribution of steady-state step times per configuration, log scale."""
+    plt = _pyplot()
+    colors = _colors(groups)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4.8))
+    data = [np.concatenate([run.step_ms for run in group.ok_runs if run.step_ms]) for group in groups]
+    boxes = ax.boxplot(data, showfliers=True, whis=(5, 95), patch_artist=True,
+                       flierprops=dict(markersize=2, alpha=0.3), medianprops=dict(color="black"))
+    ax.set_xticks(range(1, len(groups) + 1), [g.label for g in groups], rotation=15, ha="right")
+    for patch, group in zip(boxes["boxes"], groups):
+        patch.set_facecolor(colors[group.label])
+        patch.set_alpha(0.6)
+    for index, values in enumerate(data, start=1):
+        ax.annotate(f"median {np.median(values):.3f} ms", (index, np.median(values)), xytext=(8, 0),
+                    textcoords="offset points", fontsize=8, va="center")
+    ax.set_yscale("log")
+    ax.set(title="Training step time (steady state; box = quartiles, whiskers = 5th–95th percentile)",
+           ylabel="step time (ms, log scale)")
+    ax.grid(alpha=0.3, axis="y", which="both")
+    return _save(fig, path)
+
+
+def plot_speed(groups, path: Path) -> Path:
+    """Throughput and time-to-accuracy per configuration, error bars = std across seeds."""
+    plt = _pyplot()
+    colors = _colors(groups)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(groups) + 4), 4.8))
+    labels = [g.label for g in groups]
+    x = np.arange(len(groups))
+    target = groups[0].config.get("target_accuracy", 0.97)
+    for ax, key, title, ylabel in (
+            (left, "samples_per_s", "Training throughput (steady state)", "samples / s"),
+            (right, "time_to_target_s", f"Time to {target:.0%} validation accuracy", "seconds from training start")):
+        means, stds = [], []
+        for group in groups:
+            values = [r.timing.get(key) for r in group.ok_runs if r.timing.get(key) is not None]
+            means.append(np.mean(values) if values else 0.0)
+            stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+        bars = ax.bar(x, means, yerr=stds, capsize=4, color=[colors[label] for label in labels], alpha=0.8)
+        for bar, mean, group in zip(bars, means, groups):
+            text = f"{mean:,.0f}" if key == "samples_per_s" else (f"{mean:.1f} s" if mean else "not reached")
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
+                        textcoords="offset points", ha="center", fontsize=8)
+        ax.set_xticks(x, labels, rotation=15, ha="right")
+        ax.set(title=title, ylabel=ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_digit_grid(group, path: Path, data_dir: str | None = None, count: int = 40) -> Path | None:
+    """Test digits with predicted vs true labels from one run; misclassified ones framed in red."""
+    from common.mnist import MnistDataError, load_mnist
+
+    run = group.ok_runs[0]
+    try:
+        data = load_mnist(data_dir, progress=False)
+    except MnistDataError as error:
+        log.warning("skipping the test-digit grid: %s", error)
+        return None
+    predictions = np.asarray(run.test_predictions)
+    labels = np.asarray(data.test_labels[: len(predictions)])
+    wrong = np.flatnonzero(predictions != labels)
+    # The first images in order, then misclassified ones, so mistakes are always on show.
+    shown = list(range(min(count - min(len(wrong), count // 4), len(predictions))))
+    shown += [int(i) for i in wrong if i not in shown][: count - len(shown)]
+    plt = _pyplot()
+    cols = 10
+    rows = int(np.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, index in zip(np.ravel(axes), shown):
+        ok = predictions[index] == labels[index]
+        ax.imshow(data.test_images[index], cmap="gray_r")
+        ax.set_title(f"pred {predictions[index]} / true {labels[index]}", fontsize=7,
+                     color="black" if ok else "red", fontweight="normal" if ok else "bold")
+        if not ok:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor("red")
+                spine.set_linewidth(2)
+    accuracy = float(np.mean(predictions == labels))
+    fig.suptitle(f"Test digits, {group.label} seed {run.seed}: predicted / true "
+                 f"(red = misclassified; {len(wrong)} of {len(labels)} wrong, accuracy {accuracy:.2%})", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_confusion(groups, path: Path) -> Path:
+    """One confusion matrix per configuration (summed over seeds), log colour scale, counts printed."""
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    cols = min(len(groups), 3)
+    rows = int(np.ceil(len(groups) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.8 * rows), squeeze=False)
+    for ax in axes.ravel()[len(groups):]:
+        ax.axis("off")
+    for ax, group in zip(axes.ravel(), groups):
+        matrix = np.sum([np.asarray(r.confusion) for r in group.ok_runs if r.confusion], axis=0)
+        image = ax.imshow(np.maximum(matrix, 0.5), cmap="Blues", norm=LogNorm(vmin=0.5, vmax=matrix.max()))
+        for (true, pred), value in np.ndenumerate(matrix):
+            if value:
+                ax.text(pred, true, str(value), ha="center", va="center", fontsize=6,
+                        color="white" if value > matrix.max() / 8 else "black")
+        ax.set(title=f"{group.label} (test, {len(group.ok_runs)} run(s))", xlabel="predicted digit",
+               ylabel="true digit", xticks=range(10), yticks=range(10))
+        fig.colorbar(image, ax=ax, fraction=0.046, label="count (log)")
+    fig.suptitle("Confusion matrices (rows: true, columns: predicted)")
+    return _save(fig, path)

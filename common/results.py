@@ -1,0 +1,127 @@
+"""Typed results, serialized as versioned JSON (`results.json`), validated on read, written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+from common.atomic import write_text_atomic
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+STATUSES = ("ok", "failed", "diverged", "interrupted")
+TIMING_KEYS = ("compile_s", "epoch_s_median", "step_ms_median", "step_ms_p90", "samples_per_s", "total_s",
+               "time_to_target_s")
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_s")
+
+
+class ResultsError(ValueError):
+    """A results file is missing, malformed or from a newer mnist-bench; the message says which."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One (backend, seed) training run: what it learned, how fast, and whether it finished."""
+
+    backend: str
+    seed: int
+    device: str
+    status: str = "ok"
+    error: str | None = None
+    device_name: str | None = None
+    versions: dict = dataclasses.field(default_factory=dict)
+    # Per epoch: {epoch, loss, accuracy, val_loss, val_accuracy, epoch_s, val_s}; seconds exclude validation.
+    history: list = dataclasses.field(default_factory=list)
+    test: dict | None = None  # {loss, accuracy}
+    timing: dict = dataclasses.field(default_factory=dict)  # TIMING_KEYS plus extras, units in the names
+    # Steady-state step times (ms): the distribution behind step_ms_median / p90.
+    step_ms: list = dataclasses.field(default_factory=list)
+    test_predictions: list = dataclasses.field(default_factory=list)  # predicted class per test image
+    confusion: list = dataclasses.field(default_factory=list)  # 10x10, rows true, columns predicted
+    label: str | None = None  # how `compare` names the run; filled from the environment when absent
+
+
+@dataclasses.dataclass
+class Results:
+    """A benchmark run folder's `results.json`."""
+
+    created: str
+    environment: dict
+    config: dict
+    runs: list[RunResult]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Strict JSON (NaN and infinities become null)."""
+        return json.dumps(_finite_or_null(dataclasses.asdict(self)), indent=1, allow_nan=False) + "\n"
+
+
+def save_results(results: Results, run_dir: str | os.PathLike) -> Path:
+    """Write `<run_dir>/results.json` atomically and return its path."""
+    path = Path(run_dir) / RESULTS_FILE
+    write_text_atomic(path, results.to_json())
+    return path
+
+
+def load_results(path: str | os.PathLike) -> Results:
+    """Read and validate a results.json (or a run folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such results file; pass a run folder made by `mnist-bench run`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ResultsError(f"{path}: not valid JSON ({error}); re-run `mnist-bench run` to regenerate it") from None
+    return results_from_dict(data, path)
+
+
+def results_from_dict(data, where: Path | str = "results") -> Results:
+    """Validate parsed JSON against schema 1 and build typed Results."""
+    def fail(problem: str):
+        raise ResultsError(f"{where}: {problem}")
+
+    if not isinstance(data, dict):
+        fail("expected a JSON object at the top level")
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        fail("missing integer schema_version")
+    if version > SCHEMA_VERSION:
+        fail(f"schema_version {version} is newer than this mnist-bench understands ({SCHEMA_VERSION}); "
+             "upgrade mnist-bench to read it")
+    if version < 1:
+        fail(f"unknown schema_version {version}")
+    for key, kind in (("created", str), ("environment", dict), ("config", dict), ("runs", list)):
+        if not isinstance(data.get(key), kind):
+            fail(f"field {key!r} must be a {kind.__name__}")
+    known = {field.name for field in dataclasses.fields(RunResult)}
+    runs = []
+    for index, run in enumerate(data["runs"]):
+        if not isinstance(run, dict):
+            fail(f"runs[{index}] must be an object")
+        for key in ("backend", "seed", "device", "status"):
+            if key not in run:
+                fail(f"runs[{index}] lacks {key!r}")
+        if run["status"] not in STATUSES:
+            fail(f"runs[{index}].status is {run['status']!r}; expected one of {', '.join(STATUSES)}")
+        for entry in run.get("history", []):
+            missing = [key for key in HISTORY_KEYS if key not in entry]
+            if missing:
+                fail(f"runs[{index}].history entry lacks {missing}")
+        runs.append(RunResult(**{key: value for key, value in run.items() if key in known}))
+    return Results(created=data["created"], environment=data["environment"], config=data["config"],
+                   runs=runs, schema_version=version)
+
+
+def _finite_or_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
