@@ -22,6 +22,7 @@ from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, save_results
 
 INTERRUPT_GRACE_S = 20  # how long an interrupted child may take to write its partial result
+WORKER_COMMAND = (sys.executable, "-m", "benchmarks.worker")  # + JOB.json RESULT.json
 
 
 class HarnessError(RuntimeError):
@@ -110,7 +111,7 @@ def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResul
                                         "data_dir": plan.data_dir, "target_accuracy": plan.target_accuracy}))
         progress = _Progress(backend, seed, config, plan.quiet)
         with open(log_dir / f"{backend}-seed{seed}.log", "w", encoding="utf-8") as log:
-            child = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(job_path), str(result_path)],
+            child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path)],
                                      stdout=subprocess.PIPE, stderr=log, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
             try:

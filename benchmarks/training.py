@@ -17,6 +17,9 @@ from common.results import RunResult
 from common.weights import init_weights
 
 TARGET_ACCURACY = 0.97  # validation accuracy for time-to-accuracy (DAWNBench / MLPerf style)
+# Adam's normalized steps keep a blown-up model's loss finite (huge logits, not NaN), so a run also
+# counts as diverged when an epoch's loss is 100x that of guessing (ln 10 ~ 2.3): no sane run gets there.
+DIVERGED_LOSS = 100 * math.log(NUM_CLASSES)
 
 # on_event(kind, payload): "step" after each observed step, "epoch" after each validation.
 EventCallback = Callable[[str, dict], None]
@@ -56,9 +59,9 @@ def train_and_evaluate(config: ExperimentConfig, backend: str, device: str = "cp
                          val_accuracy=val_accuracy, epoch_s=log.end_s - log.start_s, val_s=val_end - val_start)
             result.history.append(entry)
             emit("epoch", entry)
-            if not np.all(np.isfinite(log.losses)):
-                raise Diverged(f"non-finite training loss in epoch {epoch + 1} "
-                               f"(learning_rate={config.learning_rate})")
+            if not np.all(np.isfinite(log.losses)) or log.loss > DIVERGED_LOSS:
+                raise Diverged(f"training loss {log.loss:.4g} in epoch {epoch + 1} is non-finite or above "
+                               f"{DIVERGED_LOSS:.0f} (learning_rate={config.learning_rate})")
             if time_to_target is None and val_accuracy >= target_accuracy:
                 time_to_target = val_end - train_start
         test_start = time.perf_counter()

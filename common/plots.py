@@ -64,15 +64,19 @@ def plot_curves(groups, keys: tuple[str, str], title: str, ylabel: str, path: Pa
     plt = _pyplot()
     colors = _colors(groups)
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    for group in groups:
+    markers = "osD^v<>p"
+    for rank, group in enumerate(groups):
+        # Backends that agree draw on top of each other: thinner lines and distinct markers on
+        # later ones keep every curve visible.
+        width, marker = max(3.0 - 0.8 * rank, 1.0), markers[rank % len(markers)]
         for key, style in zip(keys, ("-", "--")):
             curves = [[entry[key] for entry in run.history] for run in group.runs if run.history]
             length = min(len(curve) for curve in curves)
             values = np.array([[np.nan if v is None else v for v in curve[:length]] for curve in curves]) * scale
             epochs = np.arange(1, length + 1)
             kind = "train" if style == "-" else "validation"
-            ax.plot(epochs, np.nanmean(values, axis=0), style, marker="o", markersize=3, color=colors[group.label],
-                    label=f"{group.label} ({kind})")
+            ax.plot(epochs, np.nanmean(values, axis=0), style, marker=marker, markersize=4, linewidth=width,
+                    color=colors[group.label], label=f"{group.label} ({kind})", alpha=0.9)
             if len(values) > 1:
                 ax.fill_between(epochs, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
                                 color=colors[group.label], alpha=0.15)
@@ -133,6 +137,7 @@ def plot_speed(groups, path: Path) -> Path:
                         textcoords="offset points", ha="center", fontsize=8)
         ax.set_xticks(x, labels, rotation=15, ha="right")
         ax.set(title=title, ylabel=ylabel)
+        ax.set_ylim(bottom=0, top=max(max(means) * 1.15, 1.0))
         ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
@@ -184,7 +189,7 @@ def plot_confusion(groups, path: Path) -> Path:
 
     cols = min(len(groups), 3)
     rows = int(np.ceil(len(groups) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.8 * cols, 4.8 * rows), squeeze=False, layout="constrained")
     for ax in axes.ravel()[len(groups):]:
         ax.axis("off")
     for ax, group in zip(axes.ravel(), groups):

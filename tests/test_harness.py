@@ -1,0 +1,184 @@
+"""`mnist-bench` end to end: argument errors, small runs of every backend, failures, plots, compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import harness
+from benchmarks.cli import main
+from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
+
+QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXPECTED_PLOTS = {"accuracy.png", "loss.png", "step_times.png", "throughput_time_to_target.png",
+                  "test_digits.png", "confusion.png"}
+CRASHING_WORKER = (sys.executable, str(Path(__file__).with_name("crashing_worker.py")))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, mnist_data_dir):
+    """One small run of all three backends through the real CLI."""
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    code = main(["run", *QUICK, "--data-dir", str(mnist_data_dir), "--out", str(out)])
+    return code, out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--backend", "pytorch"], "--backend: unknown backend 'pytorch'; valid: all, keras, flax, keras-jax"),
+    (["run", "--epochs", "0"], "--epochs: invalid config: epochs=0; expected an integer >= 1"),
+    (["run", "--batch-size", "-3"], "--batch-size: invalid config: batch_size=-3"),
+    (["run", "--lr", "-1"], "--lr: invalid config: learning_rate=-1.0"),
+    (["run", "--seeds", "a,b"], "--seeds: 'a,b' is not a list of integers"),
+    (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["run", "--target-accuracy", "2"], "--target-accuracy: 2.0; expected a number in (0, 1]"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "out")] if argv[0] == "run" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_without_gpu_exits_2_before_writing(tmp_path, capsys, mnist_data_dir):
+    if os.path.exists("/dev/nvidia0"):
+        pytest.skip("this machine has a GPU; the no-GPU error path cannot be exercised here")
+    assert main(["run", "--device", "gpu", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "o")]) == 2
+    assert "--device gpu: no NVIDIA GPU is visible" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_quick_run_writes_valid_results_for_every_backend(quick_run):
+    code, out = quick_run
+    assert code == 0
+    results = load_results(out)
+    assert results.schema_version == SCHEMA_VERSION
+    assert [run.backend for run in results.runs] == ["keras", "flax", "keras-jax"]
+    for run in results.runs:
+        assert run.status == "ok" and run.error is None
+        assert [entry["epoch"] for entry in run.history] == [1, 2]
+        assert set(TIMING_KEYS) <= set(run.timing)
+        assert run.timing["step_ms_p90"] >= run.timing["step_ms_median"] > 0
+        assert run.timing["samples_per_s"] == pytest.approx(1600 / run.timing["epoch_s_median"])
+        assert len(run.step_ms) == 50  # epoch 2's 1600 / 32 steps
+        assert len(run.test_predictions) == 500 and sum(map(sum, run.confusion)) == 500
+        assert 0.5 < run.test["accuracy"] <= 1.0
+    env = results.environment
+    assert env["packages"]["jax"] and env["python"] and env["cpu"]
+    assert results.config["train_limit"] == 2000 and results.config["seeds"] == [0]
+
+
+def test_backends_agree_in_the_quick_run(quick_run):
+    runs = load_results(quick_run[1]).runs
+    first_epoch = [run.history[0]["loss"] for run in runs]
+    assert max(first_epoch) - min(first_epoch) < 1e-3 * first_epoch[0]
+
+
+def test_quick_run_plots_and_summary(quick_run):
+    out = quick_run[1]
+    plots = {path.name: path for path in (out / "plots").iterdir()}
+    assert set(plots) == EXPECTED_PLOTS
+    for path in plots.values():
+        width, height = png_size(path)
+        assert width >= 500 and height >= 300 and path.stat().st_size > 10_000
+    summary = (out / "summary.md").read_text()
+    assert "| keras · cpu | ok |" in summary and "## Environment" in summary
+    for name in EXPECTED_PLOTS:
+        assert f"(plots/{name})" in summary
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_show_prints_the_table(quick_run, capsys):
+    assert main(["show", str(quick_run[1])]) == 0
+    out = capsys.readouterr().out
+    assert "flax · cpu" in out and "keras-jax · cpu" in out and "speed vs keras" in out
+
+
+def test_compare_two_runs_labels_machines(quick_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads((quick_run[1] / "results.json").read_text())
+    data["environment"]["hostname"] = "gpu-box"
+    for run in data["runs"]:
+        run["device"] = "gpu"
+    (other / "results.json").write_text(json.dumps(data))
+    assert main(["compare", str(quick_run[1]), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "flax · gpu · gpu-box" in out and "flax · cpu · " in out
+    summary = (tmp_path / "cmp" / "summary.md").read_text()
+    assert "gpu-box" in summary and (tmp_path / "cmp" / "plots" / "confusion.png").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"schema_version": 99, "created": "", "environment": {}, "config": {}, "runs": []}', "newer than"),
+    ('{"schema_version": 1, "created": "", "environment": {}, "config": {}, "runs": [{"backend": "x"}]}',
+     "runs[0] lacks 'seed'"),
+])
+def test_compare_rejects_bad_results_with_exit_2(tmp_path, capsys, content, message):
+    (tmp_path / "results.json").write_text(content)
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "missing")]) == 2
+
+
+def test_existing_run_folder_is_never_overwritten(quick_run, capsys, mnist_data_dir):
+    before = (quick_run[1] / "results.json").read_bytes()
+    assert main(["run", "--backend", "flax", "--data-dir", str(mnist_data_dir), "--out", str(quick_run[1])]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (quick_run[1] / "results.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("mode, expected", [("kill", "killed by signal SIGKILL (out of memory?)"),
+                                            ("raise", "RuntimeError: injected failure in keras-jax")])
+def test_crashing_backend_is_recorded_and_others_go_on(tmp_path, monkeypatch, mnist_data_dir, mode, expected):
+    monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
+    monkeypatch.setenv("CRASH_BACKEND", "keras-jax")
+    monkeypatch.setenv("CRASH_MODE", mode)
+    code = main(["run", "--backend", "keras-jax,flax", "--epochs", "1", "--train-limit", "1000", "--test-limit", "100",
+                 "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 1
+    crashed, survivor = load_results(tmp_path / "r").runs
+    assert (crashed.backend, crashed.status) == ("keras-jax", "failed") and expected in crashed.error
+    assert (survivor.backend, survivor.status) == ("flax", "ok") and survivor.test["accuracy"] > 0.2  # chance is 0.1
+
+
+def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
+    code = main(["run", "--backend", "flax", "--lr", "1e4", "--epochs", "3", "--train-limit", "1000",
+                 "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 1
+    (run,) = load_results(tmp_path / "r").runs
+    assert run.status == "diverged" and "in epoch 1" in run.error and len(run.history) == 1
+    assert (tmp_path / "r" / "summary.md").exists()
+
+
+def test_ctrl_c_keeps_completed_runs(tmp_path, mnist_data_dir):
+    out = tmp_path / "r"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.cli", "run", "--backend", "flax", "--seeds", "0,1", "--epochs", "30",
+         "--train-limit", "1000", "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out),
+         "--quiet"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "results.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # seed 1 is training now
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    runs = load_results(out).runs
+    assert [(run.seed, run.status) for run in runs] == [(0, "ok"), (1, "interrupted")]
+    assert "completed runs kept" in stderr and not list(out.rglob("*.tmp"))
