@@ -105,6 +105,8 @@ class FlaxTrainer:
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
                     on_step: StepCallback | None = None) -> EpochLog:
         """One pass over `batches`, syncing on each step's loss so every step is timed."""
+        import jax
+
         check_batches(batches, self.config.batch_size)
         y_one_hot = one_hot(y)
         losses, accuracies, ends = [], [], []
@@ -113,7 +115,9 @@ class FlaxTrainer:
         for step, index in enumerate(batches):
             self.params, self.opt_state, loss, accuracy = self._train_step(
                 self.params, self.opt_state, x[index], y_one_hot[index])
-            losses.append(float(loss))  # blocks until the step is done
+            # One transfer for both scalars; it blocks until the step is done.
+            loss, accuracy = jax.device_get((loss, accuracy))
+            losses.append(float(loss))
             accuracies.append(float(accuracy))
             ends.append(time.perf_counter())
             if on_step is not None:

@@ -103,6 +103,30 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_suite(args) -> int:
+    """Run the pytest-benchmark suite per backend, merge the JSON, plot step time and GFLOP/s."""
+    import datetime
+    import json
+
+    from benchmarks.suite import run_suite, suite_table
+    from common.plots import plot_suite
+
+    out = Path(args.out) if args.out else Path("runs") / (
+        "suite-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    try:
+        merged_path = run_suite(parse_backends(args.backend), out, quick=args.quick, quiet=args.quiet)
+        code = 0
+    except RuntimeError as error:
+        print(f"mnist-bench: {error}", file=sys.stderr)
+        merged_path, code = out / "benchmarks.json", 1
+    merged = json.loads(merged_path.read_text(encoding="utf-8"))
+    plot = plot_suite(merged, out / "suite.png")
+    print(suite_table(merged))
+    print(f"\nbenchmark JSON: {merged_path}\nplot:           {plot}\n"
+          f"compare:        pytest-benchmark compare {merged_path} OTHER.json --group-by=group")
+    return code
+
+
 def cmd_info(args) -> int:
     """The machine, installed backends with versions, and the devices each framework sees."""
     from benchmarks.info import machine_info
@@ -166,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders or results.json files")
     compare.add_argument("--out", default=None, help="report folder (default: runs/compare-<UTC timestamp>)")
     compare.set_defaults(handler=cmd_compare)
+
+    suite = commands.add_parser("suite", help="pytest-benchmark suite, one process per backend, merged JSON + plot",
+                                formatter_class=fmt)
+    suite.add_argument("--backend", action="append", metavar="NAME",
+                       help=f"backend(s): all, {', '.join(BACKENDS)} (default: all)")
+    suite.add_argument("--quick", action="store_true", help="quick mode: batch 32 and 512, 3 rounds, 1/10 epoch")
+    suite.add_argument("--out", default=None, help="folder (default: runs/suite-<UTC timestamp>)")
+    suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
+    suite.set_defaults(handler=cmd_suite)
 
     info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")
     info.set_defaults(handler=cmd_info)

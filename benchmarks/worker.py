@@ -17,6 +17,22 @@ EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
 
 
+def make_event_emitter(stream):
+    """on_event(kind, payload) that writes EVENT_PREFIX + JSON lines, step events at most every 0.25 s."""
+    last_step_event = [0.0]
+
+    def on_event(kind, payload):
+        now = time.monotonic()
+        if (kind == "step" and now - last_step_event[0] < STEP_EVENT_INTERVAL_S
+                and payload["step"] != payload["steps"]):
+            return
+        last_step_event[0] = now
+        stream.write(EVENT_PREFIX + json.dumps({"event": kind, **payload}) + "\n")
+        stream.flush()
+
+    return on_event
+
+
 def main(argv: list[str]) -> int:
     """Run the job described in argv[0]; write the result to argv[1]; exit 0, 1 (failed) or 130."""
     job_path, result_path = argv
@@ -26,14 +42,7 @@ def main(argv: list[str]) -> int:
 
     job = json.loads(open(job_path, encoding="utf-8").read())
     config = ExperimentConfig.from_dict(job["config"])
-    last_step_event = [0.0]
-
-    def on_event(kind, payload):
-        now = time.monotonic()
-        if kind == "step" and now - last_step_event[0] < STEP_EVENT_INTERVAL_S and payload["step"] != payload["steps"]:
-            return
-        last_step_event[0] = now
-        print(EVENT_PREFIX + json.dumps({"event": kind, **payload}), flush=True)
+    on_event = make_event_emitter(sys.stdout)
 
     def write(result):
         write_text_atomic(result_path, json.dumps(dataclasses.asdict(result), allow_nan=True))

@@ -204,3 +204,29 @@ def plot_confusion(groups, path: Path) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.046, label="count (log)")
     fig.suptitle("Confusion matrices (rows: true, columns: predicted)")
     return _save(fig, path)
+
+
+def plot_suite(merged: dict, path: Path) -> Path:
+    """Train-step time and achieved GFLOP/s against batch size, one line per backend, log-log."""
+    plt = _pyplot()
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for bench in merged["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if bench["name"].startswith("test_train_step") and "step_ms" in info:
+            series.setdefault(info["backend"], []).append((info["batch_size"], info["step_ms"], info["gflops_per_s"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    for name, points in sorted(series.items()):
+        points.sort()
+        sizes = [p[0] for p in points]
+        left.plot(sizes, [p[1] for p in points], marker="o", label=name)
+        right.plot(sizes, [p[2] for p in points], marker="o", label=name)
+    for ax, title, ylabel in ((left, "Train step time vs batch size", "ms per step (log)"),
+                              (right, "Achieved throughput vs batch size", "GFLOP/s (log, analytic FLOPs)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(title=title, xlabel="batch size (log2)", ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    machine = merged.get("machine_info", {}).get("cpu", {}).get("brand_raw") or merged.get("machine_info", {}).get("node", "")
+    fig.suptitle(f"pytest-benchmark suite ({machine})", fontsize=10)
+    return _save(fig, path)

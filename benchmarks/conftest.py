@@ -1,0 +1,81 @@
+"""pytest-benchmark suite options and shared fixtures (quick mode, backend choice, MNIST splits)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from backends.registry import DEFAULT_BACKENDS
+
+QUICK_ENV = "MNIST_BENCH_QUICK"
+FULL_BATCH_SIZES = (32, 128, 512, 2048)
+QUICK_BATCH_SIZES = (32, 512)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mnist-bench")
+    group.addoption("--bench-backend", default=",".join(DEFAULT_BACKENDS),
+                    help="comma-separated backends to benchmark in this process (mnist-bench suite runs one per "
+                         "process); default: %(default)s")
+    group.addoption("--bench-quick", action="store_true", default=os.environ.get(QUICK_ENV, "") not in ("", "0"),
+                    help=f"quick mode: fewer batch sizes and rounds, a 1/10 epoch (also: {QUICK_ENV}=1)")
+
+
+def pytest_generate_tests(metafunc):
+    quick = metafunc.config.getoption("--bench-quick")
+    if "backend" in metafunc.fixturenames:
+        names = [n.strip() for n in metafunc.config.getoption("--bench-backend").split(",") if n.strip()]
+        metafunc.parametrize("backend", names)
+    if "batch_size" in metafunc.fixturenames:
+        metafunc.parametrize("batch_size", QUICK_BATCH_SIZES if quick else FULL_BATCH_SIZES)
+
+
+@pytest.fixture(scope="session")
+def quick(request) -> bool:
+    """Whether the suite runs in quick mode."""
+    return request.config.getoption("--bench-quick")
+
+
+@pytest.fixture(scope="session")
+def rounds(quick) -> int:
+    """Timed rounds per benchmark (warm-up rounds come on top)."""
+    return 3 if quick else 10
+
+
+@pytest.fixture(scope="session")
+def splits():
+    """Real MNIST splits with the default config (MNIST_BENCH_DATA, caches or download)."""
+    from common.config import ExperimentConfig
+    from common.data import make_splits
+    from common.mnist import load_mnist
+
+    return make_splits(load_mnist(progress=False), ExperimentConfig())
+
+
+@pytest.fixture(scope="session")
+def trainers():
+    """One trainer per (backend, batch size), built lazily; Keras backends that cannot share the process skip."""
+    from backends.base import BackendError
+    from backends.registry import get_factory
+    from common.config import ExperimentConfig
+    from common.weights import init_weights
+
+    cache = {}
+
+    def get(backend: str, batch_size: int = 32):
+        if (backend, batch_size) not in cache:
+            config = ExperimentConfig(batch_size=batch_size)
+            try:
+                cache[backend, batch_size] = get_factory(backend)(config, init_weights(config.layer_sizes, 0))
+            except BackendError as error:
+                pytest.skip(f"{error}; `mnist-bench suite` runs each backend in its own process")
+        return cache[backend, batch_size]
+
+    return get
+
+
+def framework_versions(trainer) -> dict:
+    """Versions and device to put in every benchmark's extra_info."""
+    return {"device": trainer.device_name(), "python": sys.version.split()[0], **trainer.versions()}

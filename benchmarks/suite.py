@@ -1,0 +1,77 @@
+"""`mnist-bench suite`: the pytest-benchmark suite, one process per backend, merged into one JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.atomic import write_text_atomic
+
+BENCH_DIR = Path(__file__).resolve().parent
+MERGED_FILE = "benchmarks.json"
+
+
+def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None = None) -> list[str]:
+    """The pytest invocation for one part of the suite."""
+    command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-q",
+               "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds"]
+    if backend:
+        command += ["--bench-backend", backend]
+    if quick:
+        command.append("--bench-quick")
+    return command
+
+
+def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet: bool = False) -> Path:
+    """Run each backend's benchmarks in a fresh process, then the framework-free ones; merge the JSON."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts_dir = out_dir / "parts"
+    parts_dir.mkdir(exist_ok=True)
+    jobs = [(f"backend-{name}", "test_bench_backends.py", name) for name in backends]
+    jobs.append(("common", "test_bench_common.py", None))
+    parts, failures = [], []
+    for label, target, backend in jobs:
+        part = parts_dir / f"{label}.json"
+        if not quiet:
+            print(f"== {label}", file=sys.stderr, flush=True)
+        completed = subprocess.run(pytest_command(target, part, quick, backend),
+                                   stdout=sys.stderr if not quiet else subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if completed.returncode not in (0, 5) or not part.exists():
+            failures.append(f"{label} (pytest exit {completed.returncode})")
+        if part.exists():
+            parts.append(json.loads(part.read_text(encoding="utf-8")))
+    merged_path = out_dir / MERGED_FILE
+    write_text_atomic(merged_path, json.dumps(merge_benchmark_json(parts), indent=2))
+    if failures:
+        raise RuntimeError(f"benchmarks failed for {', '.join(failures)}; partial results in {merged_path}")
+    return merged_path
+
+
+def merge_benchmark_json(parts: Sequence[dict]) -> dict:
+    """One pytest-benchmark document: the first part's machine and commit info, every part's benchmarks."""
+    if not parts:
+        raise ValueError("no benchmark results to merge")
+    merged = {key: value for key, value in parts[0].items() if key != "benchmarks"}
+    merged["benchmarks"] = [bench for part in parts for bench in part.get("benchmarks", [])]
+    return merged
+
+
+def suite_table(merged: dict) -> str:
+    """Train-step time and GFLOP/s by batch size and backend, as text."""
+    rows = {}
+    for bench in merged["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if bench["name"].startswith("test_train_step"):
+            rows.setdefault(info["batch_size"], {})[info["backend"]] = info
+    backends = sorted({name for row in rows.values() for name in row})
+    lines = ["batch  " + "  ".join(f"{name + ' ms/step':>18}  {'GFLOP/s':>8}" for name in backends)]
+    for batch_size in sorted(rows):
+        cells = []
+        for name in backends:
+            info = rows[batch_size].get(name)
+            cells.append(f"{info['step_ms']:>18.3f}  {info['gflops_per_s']:>8.2f}" if info else f"{'—':>18}  {'—':>8}")
+        lines.append(f"{batch_size:>5}  " + "  ".join(cells))
+    return "\n".join(lines)
