@@ -55,18 +55,25 @@ def cross_entropy_and_accuracy(logits, labels_one_hot):
 
 
 def make_train_step(graphdef, optimizer):
-    """The pure train step: (params, opt_state, x, y) -> (params, opt_state, loss, accuracy)."""
+    """The pure train step: (params, opt_state, x, y[, mask]) -> (params, opt_state, loss, accuracy).
+
+    With a mask (1 for real rows, 0 for padding) the loss and accuracy are means over the real rows
+    only, so a padded final batch trains exactly like the short batch it stands for.
+    """
     import jax
     import optax
     from flax import nnx
 
-    def loss_fn(params, x, y):
+    def loss_fn(params, x, y, mask):
         logits = nnx.merge(graphdef, params)(x)
         losses, correct = cross_entropy_and_accuracy(logits, y)
-        return losses.mean(), correct.mean()
+        if mask is None:
+            return losses.mean(), correct.mean()
+        count = mask.sum()
+        return (losses * mask).sum() / count, (correct * mask).sum() / count
 
-    def train_step(params, opt_state, x, y):
-        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
+    def train_step(params, opt_state, x, y, mask=None):
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, mask)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, accuracy
 

@@ -163,7 +163,9 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
             With steps_per_execution > 1, Keras reports once per execution; every step of an execution
             then gets that execution's mean and the execution's end time.
             """
-            last_steps = np.array(self.steps)
+            # Keras numbers an execution by its planned last step, which can run past a short
+            # final execution; clip to the steps that exist.
+            last_steps = np.minimum(np.array(self.steps), len(seen) - 1)
             reported_seen = seen[last_steps]
             group_sizes = np.diff(np.concatenate([[0], reported_seen]))
             step_group = np.searchsorted(last_steps, np.arange(len(seen)))

@@ -21,8 +21,7 @@ class CliError(Exception):
 def parse_backends(values: list[str] | None) -> tuple[str, ...]:
     """--backend given repeatedly and/or as comma lists; 'all' means every registered backend."""
     names = [name.strip() for value in (values or ["all"]) for name in value.split(",") if name.strip()]
-    if "all" in names:
-        return DEFAULT_BACKENDS
+    names = [expanded for name in names for expanded in (DEFAULT_BACKENDS if name == "all" else (name,))]
     unknown = [name for name in names if name not in BACKENDS]
     if unknown or not names:
         raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
@@ -127,6 +126,15 @@ def cmd_suite(args) -> int:
     return code
 
 
+def cmd_roofline(args) -> int:
+    """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
+    from benchmarks.roofline import describe, measure
+
+    config = DEFAULTS.replace(batch_size=args.batch_size)
+    print(describe(measure(args.device), config, 48_000))
+    return 0
+
+
 def cmd_info(args) -> int:
     """The machine, installed backends with versions, and the devices each framework sees."""
     from benchmarks.info import machine_info
@@ -164,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and compare backends (default: all, CPU, seed 0, full MNIST)",
                               formatter_class=fmt)
     run.add_argument("--backend", action="append", metavar="NAME",
-                     help=f"backend(s), repeatable or comma-separated: all, {', '.join(BACKENDS)} (default: all)")
+                     help=f"backend(s), repeatable or comma-separated: all (= {', '.join(DEFAULT_BACKENDS)}), "
+                          f"{', '.join(BACKENDS)} (default: all)")
     run.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where to train")
     run.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs")
     run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step")
@@ -199,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--out", default=None, help="folder (default: runs/suite-<UTC timestamp>)")
     suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
     suite.set_defaults(handler=cmd_suite)
+
+    roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
+                                   formatter_class=fmt)
+    roofline.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="device to measure")
+    roofline.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="batch size for the floors")
+    roofline.set_defaults(handler=cmd_roofline)
 
     info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")
     info.set_defaults(handler=cmd_info)

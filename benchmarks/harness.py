@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backends.registry import backend_spec
 from benchmarks.environment import collect_environment
+from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.config import ExperimentConfig
 from common.mnist import load_mnist
@@ -82,9 +83,11 @@ def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
     if (run_dir / RESULTS_FILE).exists():
         raise HarnessError(f"{run_dir} already holds a run; choose another --out (runs are never overwritten)")
     run_dir.mkdir(parents=True, exist_ok=True)
+    environment = collect_environment(data.source, data.canonical)
+    environment["roofline"] = measure_roofline(plan.device, run_dir)
     results = Results(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        environment=collect_environment(data.source, data.canonical),
+        environment=environment,
         config={**plan.config.to_dict(), "seeds": list(plan.seeds), "target_accuracy": plan.target_accuracy},
         runs=[])
     for seed in plan.seeds:
@@ -95,9 +98,33 @@ def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
                 results.runs.append(interrupted.results.runs[0])
                 save_results(results, run_dir)
                 raise Interrupted(results, run_dir) from None
+            add_floor_ratio(run, environment["roofline"], plan.config)
             results.runs.append(run)
             save_results(results, run_dir)
     return results, run_dir
+
+
+def measure_roofline(device: str, run_dir: Path) -> dict | None:
+    """GEMM peak and bandwidth, measured in a child process before any training starts."""
+    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--device", device],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        (run_dir / "logs").mkdir(exist_ok=True)
+        (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
+        print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
+        return None
+    return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
+def add_floor_ratio(run: RunResult, roofline: dict | None, config: ExperimentConfig) -> None:
+    """Steady-state epoch time over the epoch's compute floor at the measured GEMM peak."""
+    epoch_s = run.timing.get("epoch_s_median") if run.timing else None
+    if not roofline or not epoch_s:
+        return
+    train_samples = run.timing["samples_per_s"] * epoch_s
+    floor = training_floor_s(config, round(train_samples), roofline["gemm_peak_gflops"])
+    run.timing["floor_epoch_s"] = floor
+    run.timing["floor_ratio"] = epoch_s / floor
 
 
 def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResult:

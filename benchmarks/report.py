@@ -79,8 +79,8 @@ def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False, suffix
     return text
 
 
-COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "compile s",
-           "time to target s", "total s", "speed vs keras")
+COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
+           "x floor", "compile s", "time to target s", "total s", "speed vs keras")
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
@@ -111,6 +111,8 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
             "step ms p50/p90": (f"{np.median(timing('step_ms_median')):.3f} / {np.median(timing('step_ms_p90')):.3f}"
                                 if ok and timing("step_ms_median")[0] is not None else "—"),
             "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
+            "GFLOP/s": _cell(timing("gflops_per_s"), 1),
+            "x floor": _cell(timing("floor_ratio"), 2),
             "compile s": _cell(timing("compile_s"), 2),
             "time to target s": tta,
             "total s": _cell(timing("total_s"), 1),
@@ -148,6 +150,12 @@ def text_report(results_list: Sequence[Results]) -> str:
     lines = [format_text_table(table_rows(groups)),
              f"epoch s, step ms: steady state (after the first, compiling epoch); time to target: "
              f"training start to the first epoch with val acc >= {target:.2f}"]
+    for results in results_list:
+        roofline = results.environment.get("roofline")
+        if roofline:
+            lines.append(f"measured limits ({_machine(results)}, {roofline['device']}): fp32 GEMM "
+                         f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s; "
+                         "x floor = epoch s / (training FLOPs at that peak)")
     lines += [f"! {line}" for line in failures(groups)]
     return "\n".join(lines)
 
@@ -169,6 +177,9 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
              "## Results", "", format_markdown_table(table_rows(groups)), "",
              "Steady state excludes the first epoch, whose first step traces and compiles (`compile s`). "
              "Step times are wall-clock after the device finished the step. "
+             "GFLOP/s counts the analytic training FLOPs (1,007,104 per sample for 784-256-128-10); "
+             "`x floor` is the epoch time over the time those FLOPs take at this machine's measured "
+             "fp32 GEMM peak (see Environment). "
              f"Time to target: from the start of training to the end of the first epoch whose validation "
              f"accuracy is >= {config.get('target_accuracy', 0.97)}, validation time included. "
              "Mean ± std [95% t-interval] over seeds.", ""]
@@ -191,6 +202,9 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
                   f"- Devices: {'; '.join(devices) or '—'}",
                   f"- Settings: {env.get('env') or 'none set'}",
                   f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
+                  f"- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
+                                            f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
+                                            f"({env['roofline']['device']})" if env.get("roofline") else "—"),
                   f"- Commit: {env.get('git_commit')}", ""]
     path = out_dir / "summary.md"
     write_text_atomic(path, "\n".join(lines))

@@ -12,6 +12,7 @@ from backends.base import EpochLog
 from backends.registry import get_factory
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import epoch_batches, make_splits
+from common.flops import gflops_per_s, training_flops_per_sample
 from common.mnist import load_mnist
 from common.results import RunResult
 from common.weights import init_weights
@@ -74,6 +75,9 @@ def train_and_evaluate(config: ExperimentConfig, backend: str, device: str = "cp
         result.status, result.error = "diverged", str(error)
         test_s = None
     result.timing = summarize_timing(logs, len(splits.x_train), total_start, time_to_target, target_accuracy)
+    if result.timing["epoch_s_median"]:
+        result.timing["gflops_per_s"] = gflops_per_s(
+            training_flops_per_sample(config.layer_sizes) * len(splits.x_train), result.timing["epoch_s_median"])
     result.timing["test_s"] = test_s
     result.step_ms = [round(ms, 4) for ms in steady_step_seconds(logs) * 1e3]
     return result

@@ -61,11 +61,15 @@ def scenario(tmp_path_factory, mnist_data_dir):
                 foreign_probs=flax.predict(data.x_test), x_probe=data.x_test)
 
 
+# Each fast variant and the reference path it must reproduce.
+VARIANTS = {"flax-fused": "flax", "keras-xla": "keras", "keras-tuned": "keras"}
+
+
 @pytest.fixture(scope="module")
 def probes(scenario):
     """{backend: what it computed}, each backend in a fresh process."""
     results = {}
-    for name in DEFAULT_BACKENDS:
+    for name in (*DEFAULT_BACKENDS, *VARIANTS):
         out = scenario["inputs"].with_name(f"{name}.npz")
         subprocess.run([sys.executable, str(PROBE), name, str(scenario["inputs"]), str(out)], check=True,
                        capture_output=True, text=True, timeout=600)
@@ -121,6 +125,33 @@ def test_weights_are_portable_between_backends(probes, scenario, name):
     # ... and this backend's trained weights loaded into flax predict what this backend predicted.
     flax = get_factory("flax")(CONFIG, unprefixed(probes[name], "wN"))
     np.testing.assert_allclose(flax.predict(scenario["x_probe"]), probes[name]["probs_trained"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fast_variants_reproduce_their_reference(probes, variant):
+    fast, reference = probes[variant], probes[VARIANTS[variant]]
+    np.testing.assert_allclose(fast["probs0"], reference["probs0"], atol=1e-5, rtol=0)
+    assert max_weight_diff(unprefixed(fast, "w1"), unprefixed(reference, "w1")) <= 1e-6
+    assert max_weight_diff(unprefixed(fast, "wN"), unprefixed(reference, "wN")) <= WEIGHT_BOUND_100_STEPS
+    # keras-tuned reports once per execution of several steps, so compare each training call's mean.
+    for start, stop in ((0, 1), (1, 5), (5, STEPS)):
+        np.testing.assert_allclose(fast["losses"][start:stop].mean(), reference["losses"][start:stop].mean(),
+                                   rtol=1e-4)
+    if variant != "keras-tuned":
+        np.testing.assert_allclose(fast["losses"], reference["losses"], rtol=1e-4)
+
+
+def test_fused_epoch_pads_and_masks_a_partial_batch(scenario):
+    batches = [np.arange(0, 32), np.arange(32, 64), np.arange(64, 74)]  # 32, 32 and a short 10
+    logs = {}
+    for name in ("flax", "flax-fused"):
+        trainer = get_factory(name)(CONFIG, scenario["weights"])
+        logs[name] = (trainer.train_epoch(scenario["x"], scenario["y"], batches), trainer.get_weights())
+    (plain, plain_weights), (fused, fused_weights) = logs["flax"], logs["flax-fused"]
+    np.testing.assert_array_equal(fused.batch_sizes, [32, 32, 10])
+    np.testing.assert_allclose(fused.losses, plain.losses, rtol=1e-5)
+    assert fused.loss == pytest.approx(plain.loss, rel=1e-5)
+    assert max_weight_diff(fused_weights, plain_weights) <= 1e-6
 
 
 def test_evaluate_agrees(probes):
@@ -184,3 +215,21 @@ def test_two_keras_backends_cannot_share_a_process():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Keras is already loaded on 'jax'" in result.stdout
+
+
+def test_vmapped_seeds_match_separate_runs(scenario):
+    from backends.flax_fused import create_multi_seed_trainer
+
+    seeds = (0, 1, 2)
+    x, y = scenario["x"], scenario["y"]
+    batches = {seed: epoch_batches(len(x), CONFIG.batch_size, seed, epoch=0)[:20] for seed in seeds}
+    together = create_multi_seed_trainer(CONFIG, [init_weights(CONFIG.layer_sizes, s) for s in seeds])
+    logs = together.train_epoch(x, y, [batches[s] for s in seeds])
+    for index, seed in enumerate(seeds):
+        alone = get_factory("flax-fused")(CONFIG.replace(seed=seed), init_weights(CONFIG.layer_sizes, seed))
+        alone_log = alone.train_epoch(x, y, batches[seed])
+        np.testing.assert_allclose(logs[index].losses, alone_log.losses, rtol=1e-5)
+        assert max_weight_diff(together.seed_trainer(index).get_weights(), alone.get_weights()) <= 1e-6
+        np.testing.assert_allclose(together.seed_trainer(index).predict(scenario["x_probe"]),
+                                   alone.predict(scenario["x_probe"]), atol=1e-5)
+    assert not np.allclose(logs[0].losses, logs[1].losses)  # the seeds really differ
