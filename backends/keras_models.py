@@ -147,6 +147,9 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
             super().__init__()
             self.steps, self.loss_means, self.accuracy_means, self.ends = [], [], [], []
 
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
         def on_train_batch_end(self, batch, logs=None):
             # Reading the logs as floats waits for the step, so the clock below is honest.
             self.loss_means.append(float(logs["loss"]))
@@ -161,7 +164,7 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
             """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
 
             With steps_per_execution > 1, Keras reports once per execution; every step of an execution
-            then gets that execution's mean and the execution's end time.
+            then gets that execution's mean and an equal share of its time.
             """
             # Keras numbers an execution by its planned last step, which can run past a short
             # final execution; clip to the steps that exist.
@@ -174,6 +177,12 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
                 totals = np.asarray(means, dtype=np.float64) * reported_seen
                 group_means = np.diff(np.concatenate([[0.0], totals])) / group_sizes
                 results.append(group_means[step_group])
-            return results[0], results[1], np.asarray(self.ends)[step_group]
+            # Steps inside one execution share its duration evenly.
+            group_ends = np.asarray(self.ends)
+            group_starts = np.concatenate([[self.start], group_ends[:-1]])
+            first_step = np.concatenate([[0], last_steps[:-1] + 1])
+            fraction = (np.arange(len(seen)) - first_step[step_group] + 1) / (last_steps - first_step + 1)[step_group]
+            ends = group_starts[step_group] + fraction * (group_ends - group_starts)[step_group]
+            return results[0], results[1], ends
 
     return StepRecorder()

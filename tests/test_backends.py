@@ -233,3 +233,19 @@ def test_vmapped_seeds_match_separate_runs(scenario):
         np.testing.assert_allclose(together.seed_trainer(index).predict(scenario["x_probe"]),
                                    alone.predict(scenario["x_probe"]), atol=1e-5)
     assert not np.allclose(logs[0].losses, logs[1].losses)  # the seeds really differ
+
+
+def test_timing_summary_separates_compile_from_steady_state():
+    from benchmarks.training import summarize_timing
+
+    def log(epoch_s, steps=4, start=0.0):
+        ends = start + np.arange(1, steps + 1) * epoch_s / steps
+        return EpochLog(np.ones(steps), np.ones(steps), np.full(steps, 32), ends, start, start + epoch_s)
+
+    logs = [log(3.0), log(1.0, start=10), log(1.2, start=20), log(0.8, start=30)]
+    timing = summarize_timing(logs, train_samples=128, total_start=0.0, time_to_target=None)
+    assert timing["epoch_s_median"] == pytest.approx(1.0)
+    assert timing["compile_s"] == pytest.approx(2.0)  # first epoch minus a steady one
+    assert timing["samples_per_s"] == pytest.approx(128.0)
+    assert timing["step_ms_median"] == pytest.approx(250.0)
+    assert timing["step_ms_p90"] == pytest.approx(np.percentile([200.0] * 4 + [250.0] * 4 + [300.0] * 4, 90))
