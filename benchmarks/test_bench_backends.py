@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks.conftest import framework_versions
 from common.config import ExperimentConfig
@@ -70,3 +71,27 @@ def test_inference(benchmark, trainers, splits, backend, rounds):
     assert probabilities.shape == (len(splits.x_test), 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
     record(benchmark, trainer, backend, len(splits.x_test), forward_flops_per_sample(LAYERS))
+
+
+@pytest.mark.parametrize("seeds", [1, 8])
+def test_train_epoch_seeds_vmapped(benchmark, request, splits, quick, seeds):
+    """K seeds trained by one vmapped, fused program: the cost of K seeds against one."""
+    if "flax" not in request.config.getoption("--bench-backend").split(","):
+        pytest.skip("runs with the flax backend (mnist-bench suite: in the flax process)")
+    from backends.flax_fused import create_multi_seed_trainer
+    from common.weights import init_weights
+
+    config = ExperimentConfig()
+    trainer = create_multi_seed_trainer(config, [init_weights(LAYERS, seed) for seed in range(seeds)])
+    samples = len(splits.x_train) // (10 if quick else 1)
+    batches = [epoch_batches(samples, 32, seed=seed, epoch=1) for seed in range(seeds)]
+    logs = []
+    benchmark.group = "train epoch, batch 32, K seeds vmapped"
+    benchmark.pedantic(lambda: logs.append(trainer.train_epoch(splits.x_train, splits.y_train, batches)),
+                       rounds=2 if quick else 3, warmup_rounds=1, iterations=1)
+    assert all(np.isfinite(log.loss) for log in logs[-1]) and logs[-1][0].loss < logs[0][0].losses[0]
+    seconds = benchmark.stats.stats.mean
+    benchmark.extra_info.update(
+        backend="flax-vmap", seeds=seeds, per_seed_s=seconds / seeds, samples_per_s=seeds * samples / seconds,
+        gflops_per_s=gflops_per_s(training_flops_per_sample(LAYERS) * samples * seeds, seconds),
+        epoch_samples=samples, **framework_versions(trainer))
