@@ -38,6 +38,14 @@ class Interrupted(KeyboardInterrupt):
         self.results, self.run_dir = results, run_dir
 
 
+class _ChildInterrupted(KeyboardInterrupt):
+    """Ctrl-C while one child trained; carries that child's run, marked interrupted."""
+
+    def __init__(self, run: RunResult):
+        super().__init__()
+        self.run = run
+
+
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """Everything `mnist-bench run` was asked to do."""
@@ -94,8 +102,8 @@ def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
         for backend in plan.backends:
             try:
                 run = run_child(plan, backend, seed, run_dir)
-            except Interrupted as interrupted:
-                results.runs.append(interrupted.results.runs[0])
+            except _ChildInterrupted as interrupted:
+                results.runs.append(interrupted.run)
                 save_results(results, run_dir)
                 raise Interrupted(results, run_dir) from None
             add_floor_ratio(run, environment["roofline"], plan.config)
@@ -153,7 +161,7 @@ def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResul
                 progress.close()
                 run = _read_result(result_path) or RunResult(backend, seed, plan.device)
                 run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
-                raise Interrupted(Results("", {}, {}, [run]), run_dir) from None
+                raise _ChildInterrupted(run) from None
             finally:
                 progress.close()
         run = _read_result(result_path)
