@@ -23,6 +23,8 @@ class BackendSpec:
     description: str
     frameworks: tuple[str, ...]
     options: tuple[tuple[str, object], ...] = ()
+    # Trains all seeds of a run in one program: the factory takes a list of weights, one per seed.
+    multi_seed: bool = False
 
 
 BACKENDS = {spec.name: spec for spec in (
@@ -37,6 +39,9 @@ BACKENDS = {spec.name: spec for spec in (
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
     BackendSpec("flax-fused", "backends.flax_fused", "create_trainer",
                 "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax")),
+    BackendSpec("flax-vmap", "backends.flax_fused", "create_multi_seed_trainer",
+                "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"),
+                multi_seed=True),
     BackendSpec("keras-xla", "backends.keras_models", "create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
                 (("keras_backend", "tensorflow"), ("jit_compile", True))),

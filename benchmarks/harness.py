@@ -39,11 +39,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _ChildInterrupted(KeyboardInterrupt):
-    """Ctrl-C while one child trained; carries that child's run, marked interrupted."""
+    """Ctrl-C while one child trained; carries that child's runs, marked interrupted."""
 
-    def __init__(self, run: RunResult):
+    def __init__(self, runs: list[RunResult]):
         super().__init__()
-        self.run = run
+        self.runs = runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +98,31 @@ def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
         environment=environment,
         config={**plan.config.to_dict(), "seeds": list(plan.seeds), "target_accuracy": plan.target_accuracy},
         runs=[])
-    for seed in plan.seeds:
-        for backend in plan.backends:
-            try:
-                run = run_child(plan, backend, seed, run_dir)
-            except _ChildInterrupted as interrupted:
-                results.runs.append(interrupted.run)
-                save_results(results, run_dir)
-                raise Interrupted(results, run_dir) from None
-            add_floor_ratio(run, environment["roofline"], plan.config)
-            results.runs.append(run)
+    for backend, seeds in child_jobs(plan.backends, plan.seeds):
+        try:
+            runs = run_child(plan, backend, seeds, run_dir)
+        except _ChildInterrupted as interrupted:
+            results.runs.extend(interrupted.runs)
             save_results(results, run_dir)
+            raise Interrupted(results, run_dir) from None
+        for run in runs:
+            add_floor_ratio(run, environment["roofline"], plan.config)
+        results.runs.extend(runs)
+        save_results(results, run_dir)
     return results, run_dir
+
+
+def child_jobs(backends: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, tuple[int, ...]]]:
+    """(backend, seeds) per child process: seed by seed, backends side by side; a multi-seed backend
+    trains all seeds in one child."""
+    jobs = []
+    for position, seed in enumerate(seeds):
+        for backend in backends:
+            if not backend_spec(backend).multi_seed:
+                jobs.append((backend, (seed,)))
+            elif position == 0:
+                jobs.append((backend, tuple(seeds)))
+    return jobs
 
 
 def measure_roofline(device: str, run_dir: Path) -> dict | None:
@@ -135,17 +148,19 @@ def add_floor_ratio(run: RunResult, roofline: dict | None, config: ExperimentCon
     run.timing["floor_ratio"] = epoch_s / floor
 
 
-def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResult:
-    """One worker process; its crash, divergence or interruption becomes a recorded run."""
-    config = plan.config.replace(seed=seed)
+def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path) -> list[RunResult]:
+    """One worker process; its crash, divergence or interruption becomes recorded runs, one per seed."""
+    config = plan.config.replace(seed=seeds[0])
     log_dir = run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
+    log_name = f"{backend}-seed{'-'.join(map(str, seeds))}.log"
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
         job_path.write_text(json.dumps({"config": config.to_dict(), "backend": backend, "device": plan.device,
-                                        "data_dir": plan.data_dir, "target_accuracy": plan.target_accuracy}))
-        progress = _Progress(backend, seed, config, plan.quiet)
-        with open(log_dir / f"{backend}-seed{seed}.log", "w", encoding="utf-8") as log:
+                                        "seeds": list(seeds), "data_dir": plan.data_dir,
+                                        "target_accuracy": plan.target_accuracy}))
+        progress = _Progress(backend, seeds, config, plan.quiet)
+        with open(log_dir / log_name, "w", encoding="utf-8") as log:
             child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path)],
                                      stdout=subprocess.PIPE, stderr=log, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -159,22 +174,24 @@ def run_child(plan: RunPlan, backend: str, seed: int, run_dir: Path) -> RunResul
             except KeyboardInterrupt:
                 _stop(child)
                 progress.close()
-                run = _read_result(result_path) or RunResult(backend, seed, plan.device)
-                run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
-                raise _ChildInterrupted(run) from None
+                runs = _read_results(result_path) or [RunResult(backend, seed, plan.device) for seed in seeds]
+                for run in runs:
+                    run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
+                raise _ChildInterrupted(runs) from None
             finally:
                 progress.close()
-        run = _read_result(result_path)
-    if run is None:
+        runs = _read_results(result_path)
+    if runs is None:
         cause = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
                  else f"exited with code {returncode}")
         if returncode == -signal.SIGKILL:
             cause += " (out of memory?)"
-        run = RunResult(backend, seed, plan.device, status="failed",
-                        error=f"worker {cause}; see logs/{backend}-seed{seed}.log: {_tail(log_dir / f'{backend}-seed{seed}.log')}")
-    if not plan.quiet and run.status != "ok":
-        print(f"  {backend} seed {seed}: {run.status}: {run.error}", file=sys.stderr)
-    return run
+        error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
+        runs = [RunResult(backend, seed, plan.device, status="failed", error=error) for seed in seeds]
+    for run in runs:
+        if not plan.quiet and run.status != "ok":
+            print(f"  {backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
+    return runs
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -187,12 +204,12 @@ def _stop(child: subprocess.Popen) -> None:
         child.wait()
 
 
-def _read_result(path: Path) -> RunResult | None:
+def _read_results(path: Path) -> list[RunResult] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return RunResult(**data)
+    return [RunResult(**run) for run in data]
 
 
 def _tail(path: Path, limit: int = 300) -> str:
@@ -206,13 +223,14 @@ def _tail(path: Path, limit: int = 300) -> str:
 class _Progress:
     """A tqdm bar per run: epoch, step, loss and accuracy as the child reports them."""
 
-    def __init__(self, backend: str, seed: int, config: ExperimentConfig, quiet: bool):
+    def __init__(self, backend: str, seeds: tuple[int, ...], config: ExperimentConfig, quiet: bool):
         self.bar = None
         if quiet:
             return
         from tqdm import tqdm
 
-        self.bar = tqdm(total=config.epochs, desc=f"{backend:<10} seed {seed}", unit="epoch", file=sys.stderr,
+        label = "seed" if len(seeds) == 1 else "seeds"
+        self.bar = tqdm(total=config.epochs, desc=f"{backend:<11} {label} {','.join(map(str, seeds))}", unit="epoch", file=sys.stderr,
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total_fmt} epochs "
                                    "[{elapsed}<{remaining}{postfix}]", dynamic_ncols=True)
 

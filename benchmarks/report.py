@@ -102,8 +102,10 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
         tta = _cell(reached, 2, with_ci=True) if reached else "not reached" if ok else "—"
         if ok and 0 < len(reached) < len(ok):
             tta += f" ({len(reached)}/{len(ok)} reached)"
+        shared = max((r.timing.get("seeds_in_program", 1) for r in ok), default=1)
         rows.append({
-            "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else ""),
+            "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else "")
+            + (f" (one program; times are for all {shared})" if shared > 1 else ""),
             "status": status,
             "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
             "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),

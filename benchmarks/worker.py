@@ -2,7 +2,8 @@
 
 Usage: python -m benchmarks.worker JOB.json RESULT.json
 Progress goes to stdout as JSON lines prefixed with EVENT_PREFIX (frameworks may print there too);
-the RunResult is written atomically to RESULT.json, also for a diverged, failed or interrupted run.
+the RunResults (one per seed in the job) are written atomically to RESULT.json as a JSON list, also
+for a diverged, failed or interrupted run.
 """
 
 from __future__ import annotations
@@ -44,24 +45,26 @@ def main(argv: list[str]) -> int:
     config = ExperimentConfig.from_dict(job["config"])
     on_event = make_event_emitter(sys.stdout)
 
-    def write(result):
-        write_text_atomic(result_path, json.dumps(dataclasses.asdict(result), allow_nan=True))
+    seeds = tuple(job.get("seeds") or (config.seed,))
+
+    def write(results):
+        write_text_atomic(result_path, json.dumps([dataclasses.asdict(r) for r in results], allow_nan=True))
 
     try:
         from benchmarks.training import train_and_evaluate
 
-        result = train_and_evaluate(config, job["backend"], job["device"], job.get("data_dir"), on_event,
-                                    job.get("target_accuracy", 0.97))
+        results = train_and_evaluate(config, job["backend"], job["device"], job.get("data_dir"), on_event,
+                                     job.get("target_accuracy", 0.97), seeds)
     except KeyboardInterrupt:
-        write(RunResult(job["backend"], config.seed, job["device"], status="interrupted",
-                        error="interrupted by the user (Ctrl-C)"))
+        write([RunResult(job["backend"], seed, job["device"], status="interrupted",
+                         error="interrupted by the user (Ctrl-C)") for seed in seeds])
         return 130
     except Exception as error:  # noqa: BLE001 - any crash becomes a recorded failed run, not a lost one
         traceback.print_exc()
         message = f"{type(error).__name__}: {error}".strip().splitlines()[0]
-        write(RunResult(job["backend"], config.seed, job["device"], status="failed", error=message))
+        write([RunResult(job["backend"], seed, job["device"], status="failed", error=message) for seed in seeds])
         return 1
-    write(result)
+    write(results)
     return 0
 
 

@@ -182,3 +182,23 @@ def test_ctrl_c_keeps_completed_runs(tmp_path, mnist_data_dir):
     runs = load_results(out).runs
     assert [(run.seed, run.status) for run in runs] == [(0, "ok"), (1, "interrupted")]
     assert "completed runs kept" in stderr and not list(out.rglob("*.tmp"))
+
+
+def test_vmapped_seeds_run_matches_separate_runs(tmp_path, mnist_data_dir):
+    code = main(["run", "--backend", "flax-vmap,flax-fused", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1500",
+                 "--test-limit", "200", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 0
+    runs = load_results(tmp_path / "r").runs
+    # Seed by seed, backends side by side; the multi-seed backend trains both seeds in its first child.
+    assert [(run.backend, run.seed) for run in runs] == [("flax-vmap", 0), ("flax-vmap", 1), ("flax-fused", 0),
+                                                        ("flax-fused", 1)]
+    by_key = {(run.backend, run.seed): run for run in runs}
+    for seed in (0, 1):
+        together, alone = by_key["flax-vmap", seed], by_key["flax-fused", seed]
+        assert together.timing["seeds_in_program"] == 2 and alone.timing["seeds_in_program"] == 1
+        for a, b in zip(together.history, alone.history):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+            assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1 / 300)
+        assert together.test["accuracy"] == pytest.approx(alone.test["accuracy"], abs=1 / 200)
+    assert by_key["flax-vmap", 0].history[0]["loss"] != by_key["flax-vmap", 1].history[0]["loss"]
+    assert (tmp_path / "r" / "logs" / "flax-vmap-seed0-1.log").exists()
