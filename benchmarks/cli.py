@@ -88,14 +88,12 @@ def cmd_show(args) -> int:
 
 def cmd_compare(args) -> int:
     """Re-render the table and plots from saved runs, without training."""
-    import datetime
-
+    from benchmarks.harness import default_run_dir
     from benchmarks.report import text_report, write_report
     from common.results import load_results
 
     results_list = [load_results(run) for run in args.runs]
-    out = Path(args.out) if args.out else Path("runs") / (
-        "compare-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    out = Path(args.out) if args.out else default_run_dir("compare-")
     summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
     print(text_report(results_list))
     print(f"\nreport: {summary}")
@@ -104,14 +102,13 @@ def cmd_compare(args) -> int:
 
 def cmd_suite(args) -> int:
     """Run the pytest-benchmark suite per backend, merge the JSON, plot step time and GFLOP/s."""
-    import datetime
     import json
 
+    from benchmarks.harness import default_run_dir
     from benchmarks.suite import run_suite, suite_table
     from common.plots import plot_suite
 
-    out = Path(args.out) if args.out else Path("runs") / (
-        "suite-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    out = Path(args.out) if args.out else default_run_dir("suite-")
     try:
         merged_path = run_suite(parse_backends(args.backend), out, quick=args.quick, quiet=args.quiet)
         code = 0
@@ -156,6 +153,15 @@ def cmd_data(args) -> int:
     return 0
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' for real defaults; flags whose help already explains the default skip it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line naming the problem (exit 2)."""
 
@@ -167,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand; --help shows every default."""
     parser = _Parser(prog="mnist-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _DefaultsHelp
 
     run = commands.add_parser("run", help="train and compare backends (default: all, CPU, seed 0, full MNIST)",
                               formatter_class=fmt)

@@ -60,9 +60,9 @@ class RunPlan:
     target_accuracy: float = 0.97
 
 
-def default_run_dir(root: str | os.PathLike = "runs") -> Path:
-    """runs/<UTC timestamp>, e.g. runs/20261124T130501Z."""
-    return Path(root) / datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def default_run_dir(prefix: str = "", root: str | os.PathLike = "runs") -> Path:
+    """runs/<prefix><UTC timestamp>, e.g. runs/20261124T130501Z or runs/suite-20261124T130501Z."""
+    return Path(root) / (prefix + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
 
 
 def check_gpu_visible(backends: Sequence[str]) -> None:

@@ -21,6 +21,7 @@ from common.config import ExperimentConfig
 from common.data import epoch_batches, make_splits, one_hot
 from common.mnist import load_mnist
 from common.weights import init_weights
+from backend_probe import unprefixed
 from numpy_reference import forward, keras_adam_step, loss_and_grads, softmax
 
 CONFIG = ExperimentConfig()
@@ -34,10 +35,6 @@ WEIGHT_BOUND_100_STEPS = 5e-6
 # 0.80e-6 (keras-jax). Adam's early steps are ~lr * g / (|g| + eps), so the float32 rounding of
 # near-zero gradients moves a few weights by up to ~1e-6 while the rest agree far more closely.
 REFERENCE_BOUND_5_STEPS = 3e-6
-
-
-def unprefixed(npz, prefix):
-    return {name[len(prefix) + 1:]: npz[name] for name in npz.files if name.startswith(prefix + "/")}
 
 
 def max_weight_diff(a, b) -> float:
