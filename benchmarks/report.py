@@ -192,7 +192,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
     for path in plots:
         lines += [f"![{path.stem}](plots/{path.name})", ""]
     lines += ["## Environment", ""]
-    for index, results in enumerate(results_list):
+    for results in results_list:
         env = results.environment
         if len(results_list) > 1:
             lines += [f"### {_machine(results)} ({results.created})", ""]
@@ -204,7 +204,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
                   f"- Devices: {'; '.join(devices) or '—'}",
                   f"- Settings: {env.get('env') or 'none set'}",
                   f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
-                  f"- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
+                  "- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
                                             f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
                                             f"({env['roofline']['device']})" if env.get("roofline") else "—"),
                   f"- Commit: {env.get('git_commit')}", ""]
