@@ -35,6 +35,12 @@ def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple
     return indices, mask
 
 
+def scanned_epoch_log(losses, accuracies, mask: np.ndarray, start: float, end: float) -> EpochLog:
+    """An EpochLog from one scanned epoch: per-step outputs, batch sizes from the mask, one shared clock."""
+    return EpochLog(np.asarray(losses, np.float64), np.asarray(accuracies, np.float64),
+                    mask.sum(axis=1).astype(int), None, start, end)
+
+
 def make_epoch_fn(graphdef, optimizer):
     """jit(scan(train_step)) over the epoch's batches, gathering each batch from device-resident data."""
     import jax
@@ -82,8 +88,7 @@ class FusedFlaxTrainer(FlaxTrainer):
             self.params, self.opt_state, x_device, y_device, indices, mask)
         losses, accuracies = jax.device_get((losses, accuracies))  # the one synchronization
         end = time.perf_counter()
-        sizes = mask.sum(axis=1).astype(int)
-        log = EpochLog(np.asarray(losses, np.float64), np.asarray(accuracies, np.float64), sizes, None, start, end)
+        log = scanned_epoch_log(losses, accuracies, mask, start, end)
         if on_step is not None:
             on_step(len(batches) - 1, log.loss, log.accuracy)
         return log
@@ -131,8 +136,7 @@ class MultiSeedFusedTrainer:
             self.params, self.opt_state, x_device, y_device, indices, mask)
         losses, accuracies = jax.device_get((losses, accuracies))
         end = time.perf_counter()
-        logs = [EpochLog(np.asarray(losses[k], np.float64), np.asarray(accuracies[k], np.float64),
-                         mask[k].sum(axis=1).astype(int), None, start, end) for k in range(self.count)]
+        logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k], start, end) for k in range(self.count)]
         if on_step is not None:
             on_step(len(batches_per_seed[0]) - 1, logs[0].loss, logs[0].accuracy)
         return logs

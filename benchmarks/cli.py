@@ -53,6 +53,8 @@ def cmd_run(args) -> int:
     from benchmarks.report import text_report, write_report
     from common.config import ConfigError
 
+    if not 0 < args.target_accuracy <= 1:
+        raise CliError(f"--target-accuracy: {args.target_accuracy}; expected a number in (0, 1]")
     try:
         config = DEFAULTS.replace(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                                   train_limit=args.train_limit, test_limit=args.test_limit)
@@ -242,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "target_accuracy", 0.5) is not None and not 0 < getattr(args, "target_accuracy", 0.5) <= 1:
-            raise CliError(f"--target-accuracy: {args.target_accuracy}; expected a number in (0, 1]")
         return args.handler(args)
     except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError) as error:
         print(f"mnist-bench: error: {error}", file=sys.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backends.registry import backend_spec
 from benchmarks.environment import collect_environment
+from benchmarks.info import DEVICE_PROBES, framework_devices
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.config import ExperimentConfig
@@ -70,12 +71,11 @@ def check_gpu_visible(backends: Sequence[str]) -> None:
     if not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
         raise HarnessError("--device gpu: no NVIDIA GPU is visible on this machine (no /dev/nvidia0, no "
                            "nvidia-smi); use --device cpu")
-    probes = {"tensorflow": "import tensorflow as tf; assert tf.config.list_physical_devices('GPU')",
-              "jax": "import jax; jax.devices('gpu')"}
-    needed = {framework for name in backends for framework in backend_spec(name).frameworks} & set(probes)
+    needed = {framework for name in backends for framework in backend_spec(name).frameworks} & set(DEVICE_PROBES)
     for framework in sorted(needed):
-        probe = subprocess.run([sys.executable, "-c", probes[framework]], capture_output=True, text=True)
-        if probe.returncode:
+        # The same per-framework child-process probe that `mnist-bench info` prints.
+        devices = framework_devices(framework)
+        if devices.startswith("(") or "gpu:" not in devices.lower():
             raise HarnessError(f"--device gpu: {framework} sees no GPU; install the GPU extra "
                                "(README 'GPU') or use --device cpu")
 

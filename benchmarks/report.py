@@ -66,12 +66,12 @@ def mean_std_ci(values: Sequence[float]) -> tuple[float, float, float] | None:
     return float(np.mean(values)), std, half
 
 
-def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False, suffix: str = "") -> str:
+def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False) -> str:
     summary = mean_std_ci([v * scale if v is not None else None for v in values])
     if summary is None:
         return "—"
     mean, std, half = summary
-    text = f"{mean:.{digits}f}{suffix}"
+    text = f"{mean:.{digits}f}"
     if len([v for v in values if v is not None]) > 1:
         text += f" ± {std:.{digits}f}"
         if with_ci:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
 from common.config import ExperimentConfig
+from common.data import steps_per_epoch
 from common.flops import training_flops_per_sample
+from common.weights import weight_shapes
 
 GEMM_SIZE = 2048  # large enough to reach the BLAS/XLA peak, small enough to take ~0.1 s a call on a CPU
 BANDWIDTH_MIB = 256  # far beyond any cache
@@ -61,9 +64,8 @@ def adam_traffic_floor_s(config: ExperimentConfig, train_samples: int, bandwidth
     Each step reads parameter, gradient and both moments and writes parameter and both moments:
     7 float32 per parameter, independent of the batch size.
     """
-    sizes = config.layer_sizes
-    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-    steps = -(-train_samples // config.batch_size)
+    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    steps = steps_per_epoch(train_samples, config.batch_size)
     return steps * parameters * 7 * 4 / (bandwidth_gb_s * 1e9)
 
 

@@ -32,16 +32,15 @@ class SeedGroup:
 
     def __init__(self, backend: str, config: ExperimentConfig, seeds: Sequence[int], device: str):
         factory = get_factory(backend)
-        self.seeds = tuple(seeds)
-        if backend_spec(backend).multi_seed:
+        self.multi_seed = backend_spec(backend).multi_seed
+        if self.multi_seed:
             self.trainer = factory(config, [init_weights(config.layer_sizes, seed) for seed in seeds], device)
             self.members = [functools.partial(self.trainer.seed_trainer, index) for index in range(len(seeds))]
         else:
-            if len(self.seeds) != 1:
-                raise ValueError(f"backend {backend!r} trains one seed per process, got {self.seeds}")
+            if len(seeds) != 1:
+                raise ValueError(f"backend {backend!r} trains one seed per process, got {tuple(seeds)}")
             self.trainer = factory(config.replace(seed=seeds[0]), init_weights(config.layer_sizes, seeds[0]), device)
             self.members = [lambda: self.trainer]
-        self.multi_seed = backend_spec(backend).multi_seed
 
     def train_epoch(self, x, y, batches_per_seed, on_step) -> list[EpochLog]:
         """One epoch of every seed; one EpochLog per seed."""
