@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -14,36 +15,41 @@ EXIT_INTERRUPTED = 130
 DEFAULTS = ExperimentConfig()
 
 
+BACKEND_HELP = (f"backend(s), repeatable or comma-separated: reference (= {', '.join(DEFAULT_BACKENDS)}; the "
+                f"default), all (every registered backend), or names: {', '.join(BACKENDS)}")
+
+
 class CliError(Exception):
     """A bad flag value or input file: one line on stderr, exit code 2."""
 
 
+BACKEND_GROUPS = {"reference": DEFAULT_BACKENDS, "all": tuple(BACKENDS)}
+
+
 def parse_backends(values: list[str] | None) -> tuple[str, ...]:
-    """--backend given repeatedly and/or as comma lists; 'all' means every registered backend."""
-    names = [name.strip() for value in (values or ["all"]) for name in value.split(",") if name.strip()]
-    names = [expanded for name in names for expanded in (DEFAULT_BACKENDS if name == "all" else (name,))]
+    """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups."""
+    names = [name.strip() for value in (values or ["reference"]) for name in value.split(",") if name.strip()]
+    names = [expanded for name in names for expanded in BACKEND_GROUPS.get(name, (name,))]
     unknown = [name for name in names if name not in BACKENDS]
     if unknown or not names:
         raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
-                       f"valid: all, {', '.join(BACKENDS)}")
+                       f"valid: {', '.join(BACKEND_GROUPS)}, {', '.join(BACKENDS)}")
     return tuple(dict.fromkeys(names))
 
 
 def parse_seeds(value: str) -> tuple[int, ...]:
-    """'0,1,2' -> (0, 1, 2); also accepts a range '0-4'."""
+    """'0,1,2' -> (0, 1, 2); also accepts a range '0-4'. Seeds are integers >= 0."""
     seeds: list[int] = []
-    try:
-        for part in value.split(","):
-            part = part.strip()
-            if "-" in part:
-                low, high = (int(p) for p in part.split("-", 1))
-                seeds.extend(range(low, high + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise CliError(f"--seeds: {value!r} is not a list of integers; e.g. --seeds 0,1,2 or --seeds 0-4") from None
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise CliError(f"--seeds: {value!r}; give one or more integers >= 0, e.g. --seeds 0,1,2")
+    for part in (part.strip() for part in value.split(",")):
+        if re.fullmatch(r"-\d+(-\d+)?", part):
+            raise CliError(f"--seeds: {value!r}: seeds must be integers >= 0; e.g. --seeds 0,1,2 or --seeds 0-4")
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise CliError(f"--seeds: {value!r} is not a list of integers; e.g. --seeds 0,1,2 or --seeds 0-4")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if high < low:
+            raise CliError(f"--seeds: range {part!r} runs backwards; write it low-high, e.g. --seeds 0-4")
+        seeds.extend(range(low, high + 1))
     return tuple(dict.fromkeys(seeds))
 
 
@@ -92,10 +98,11 @@ def cmd_compare(args) -> int:
     """Re-render the table and plots from saved runs, without training."""
     from benchmarks.harness import default_run_dir
     from benchmarks.report import text_report, write_report
+    from common.atomic import prepare_output_directory
     from common.results import load_results
 
     results_list = [load_results(run) for run in args.runs]
-    out = Path(args.out) if args.out else default_run_dir("compare-")
+    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("compare-"))
     summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
     print(text_report(results_list))
     print(f"\nreport: {summary}")
@@ -108,11 +115,13 @@ def cmd_suite(args) -> int:
 
     from benchmarks.harness import default_run_dir
     from benchmarks.suite import run_suite, suite_table
+    from common.atomic import prepare_output_directory
     from common.plots import plot_suite
 
-    out = Path(args.out) if args.out else default_run_dir("suite-")
+    backends = parse_backends(args.backend)
+    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("suite-"))
     try:
-        merged_path = run_suite(parse_backends(args.backend), out, quick=args.quick, quiet=args.quiet)
+        merged_path = run_suite(backends, out, quick=args.quick, quiet=args.quiet)
         code = 0
     except RuntimeError as error:
         print(f"mnist-bench: {error}", file=sys.stderr)
@@ -177,11 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     fmt = _DefaultsHelp
 
-    run = commands.add_parser("run", help="train and compare backends (default: all, CPU, seed 0, full MNIST)",
-                              formatter_class=fmt)
-    run.add_argument("--backend", action="append", metavar="NAME",
-                     help=f"backend(s), repeatable or comma-separated: all (= {', '.join(DEFAULT_BACKENDS)}), "
-                          f"{', '.join(BACKENDS)} (default: all)")
+    run = commands.add_parser("run", help="train and compare backends (default: the reference three, CPU, seed 0, "
+                                          "full MNIST)", formatter_class=fmt)
+    run.add_argument("--backend", action="append", metavar="NAME", help=BACKEND_HELP)
     run.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where to train")
     run.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs")
     run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step")
@@ -210,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     suite = commands.add_parser("suite", help="pytest-benchmark suite, one process per backend, merged JSON + plot",
                                 formatter_class=fmt)
-    suite.add_argument("--backend", action="append", metavar="NAME",
-                       help=f"backend(s): all, {', '.join(BACKENDS)} (default: all)")
+    suite.add_argument("--backend", action="append", metavar="NAME", help=BACKEND_HELP)
     suite.add_argument("--quick", action="store_true", help="quick mode: batch 32 and 512, 3 rounds, 1/10 epoch")
     suite.add_argument("--out", default=None, help="folder (default: runs/suite-<UTC timestamp>)")
     suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
@@ -238,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mnist-bench` console script."""
     from backends.base import BackendError
     from benchmarks.harness import HarnessError
+    from common.atomic import UnusableOutputError
     from common.config import ConfigError
     from common.mnist import MnistDataError
     from common.results import ResultsError
@@ -245,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
+    except UnusableOutputError as error:
+        print(f"mnist-bench: error: --out: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError) as error:
         print(f"mnist-bench: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -19,6 +19,7 @@ from benchmarks.environment import collect_environment
 from benchmarks.info import DEVICE_PROBES, framework_devices
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
+from common.atomic import prepare_output_directory
 from common.config import ExperimentConfig
 from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, save_results
@@ -90,7 +91,7 @@ def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
     run_dir = plan.out_dir or default_run_dir()
     if (run_dir / RESULTS_FILE).exists():
         raise HarnessError(f"{run_dir} already holds a run; choose another --out (runs are never overwritten)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
     environment["roofline"] = measure_roofline(plan.device, run_dir)
     results = Results(
@@ -167,7 +168,12 @@ def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path
             try:
                 for line in child.stdout:
                     if line.startswith(EVENT_PREFIX):
-                        progress.update(json.loads(line[len(EVENT_PREFIX):]))
+                        event = json.loads(line[len(EVENT_PREFIX):])
+                        progress.update(event)
+                        if event["event"] == "epoch":
+                            # The log tells how far a run got, even one that later crashed.
+                            log.write(format_epoch_line(event) + "\n")
+                            log.flush()
                     else:
                         log.write(line)
                 returncode = child.wait()
@@ -192,6 +198,13 @@ def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path
         if not plan.quiet and run.status != "ok":
             print(f"  {backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
     return runs
+
+
+def format_epoch_line(event: dict) -> str:
+    """One log line per finished epoch: 'epoch 3/10 seed 0: loss 0.1234 ...'."""
+    return (f"epoch {event['epoch']}/{event['epochs']} seed {event['seed']}: loss {event['loss']:.4f} "
+            f"accuracy {event['accuracy']:.4f} val_loss {event['val_loss']:.4f} "
+            f"val_accuracy {event['val_accuracy']:.4f} ({event['epoch_s']:.3f} s)")
 
 
 def _stop(child: subprocess.Popen) -> None:

@@ -88,7 +88,7 @@ def train_and_evaluate(config: ExperimentConfig, backend: str, device: str = "cp
             entry = dict(epoch=epoch + 1, loss=log.loss, accuracy=log.accuracy, val_loss=val_loss,
                          val_accuracy=val_accuracy, epoch_s=log.end_s - log.start_s, val_s=val_end - val_start)
             result.history.append(entry)
-            emit("epoch", entry)
+            emit("epoch", {**entry, "seed": seeds[index], "epochs": config.epochs})
             if not np.all(np.isfinite(log.losses)) or log.loss > DIVERGED_LOSS:
                 result.status = "diverged"
                 result.error = (f"training loss {log.loss:.4g} in epoch {epoch + 1} is non-finite or above "

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import harness
-from benchmarks.cli import main
+from backends.registry import BACKENDS, DEFAULT_BACKENDS
+from benchmarks.cli import main, parse_backends, parse_seeds
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
 QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
@@ -38,11 +39,15 @@ def quick_run(tmp_path_factory, mnist_data_dir):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--backend", "pytorch"], "--backend: unknown backend 'pytorch'; valid: all, keras, flax, keras-jax"),
+    (["run", "--backend", "pytorch"],
+     "--backend: unknown backend 'pytorch'; valid: reference, all, keras, flax, keras-jax, flax-fused"),
     (["run", "--epochs", "0"], "--epochs: invalid config: epochs=0; expected an integer >= 1"),
     (["run", "--batch-size", "-3"], "--batch-size: invalid config: batch_size=-3"),
     (["run", "--lr", "-1"], "--lr: invalid config: learning_rate=-1.0"),
     (["run", "--seeds", "a,b"], "--seeds: 'a,b' is not a list of integers"),
+    (["run", "--seeds=-1"], "--seeds: '-1': seeds must be integers >= 0"),
+    (["run", "--seeds", "0,-2"], "--seeds: '0,-2': seeds must be integers >= 0"),
+    (["run", "--seeds", "4-2"], "--seeds: range '4-2' runs backwards"),
     (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["run", "--target-accuracy", "2"], "--target-accuracy: 2.0; expected a number in (0, 1]"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -52,6 +57,34 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_backend_groups():
+    assert parse_backends(None) == parse_backends(["reference"]) == DEFAULT_BACKENDS
+    assert parse_backends(["all"]) == tuple(BACKENDS) and len(BACKENDS) == 7
+    assert parse_backends(["flax", "reference,flax-fused"]) == ("flax", "keras", "keras-jax", "flax-fused")
+    assert parse_seeds("0-2,5") == (0, 1, 2, 5)
+
+
+def unusable_out(tmp_path: Path, kind: str) -> Path:
+    """An output location that cannot be used, of the given kind."""
+    (tmp_path / "place").mkdir()
+    a_file = tmp_path / "place" / "a-file"
+    a_file.write_text("not a folder")
+    return {"file": a_file, "below-a-file": a_file / "run", "uncreatable": Path("/proc/mnist-bench-nope/run")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["file", "below-a-file", "uncreatable"])
+@pytest.mark.parametrize("command", ["run", "compare", "suite"])
+def test_unusable_out_exits_2_before_any_work(tmp_path, capsys, mnist_data_dir, quick_run, command, kind):
+    out = unusable_out(tmp_path, kind)
+    argv = {"run": ["run", "--backend", "flax", "--data-dir", str(mnist_data_dir)],
+            "compare": ["compare", str(quick_run[1])], "suite": ["suite", "--quick"]}[command]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mnist-bench: error: --out: {out}") and err.count("\n") == 1, err
+    assert "choose" in err and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "place").iterdir()] == ["a-file"]  # nothing trained, nothing written
 
 
 def test_gpu_without_gpu_exits_2_before_writing(tmp_path, capsys, mnist_data_dir):
@@ -166,18 +199,36 @@ def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
     assert (tmp_path / "r" / "summary.md").exists()
 
 
+def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
+    """Block until `path` contains `text` (evidence, not a guess at how long it takes); fail if the process ends first."""
+    while process.poll() is None:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process exited with {process.returncode} before {path.name} showed {text!r}: "
+                         f"{process.stderr.read()[-2000:]}")
+
+
+STRETCHING_WORKER = (sys.executable, str(Path(__file__).with_name("stretching_worker.py")))
+
+
 def test_ctrl_c_keeps_completed_runs(tmp_path, mnist_data_dir):
     out = tmp_path / "r"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.cli", "run", "--backend", "flax", "--seeds", "0,1", "--epochs", "30",
-         "--train-limit", "1000", "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out),
-         "--quiet"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (out / "results.json").exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    time.sleep(3)  # seed 1 is training now
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    stdout, stderr = process.communicate(timeout=120)
+    argv = ["run", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
+            "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    # The real CLI in its own process group; its worker gives seed 1 epochs it can only leave by Ctrl-C.
+    launcher = (f"import sys; from benchmarks import harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
+                f"from benchmarks.cli import main; sys.exit(main({argv!r}))")
+    process = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_text(out / "logs" / "flax-seed1.log", "epoch 1/100000 seed 1:", process)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     assert process.returncode == 130, stderr[-2000:]
     runs = load_results(out).runs
     assert [(run.seed, run.status) for run in runs] == [(0, "ok"), (1, "interrupted")]

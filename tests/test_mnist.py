@@ -144,6 +144,23 @@ def test_damaged_decoded_cache_is_rebuilt(tmp_path, synthetic_arrays):
     assert (entry / "train_images.npy").stat().st_size > 47_000_000
 
 
+def test_decoded_cache_damaged_in_place_is_detected_and_rebuilt(tmp_path, synthetic_arrays, caplog):
+    # Same size, same header, damaged pixels: only the recorded checksum can tell.
+    write_idx_set(tmp_path, synthetic_arrays, compress=False)
+    load_mnist(tmp_path)
+    (entry,) = decoded_entries()
+    damaged = entry / "train_images.npy"
+    data = bytearray(damaged.read_bytes())
+    data[-1000:] = bytes(1000)
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="common.mnist"):
+        reloaded = load_mnist(tmp_path)
+    assert_same_arrays(reloaded, synthetic_arrays)
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "train_images.npy does not match its recorded checksum" in warning and "\n" not in warning
+    assert isinstance(load_mnist(tmp_path).train_images, np.memmap)  # the rebuilt entry is served again
+
+
 def test_data_layer_imports_no_framework():
     code = ("import sys, common.mnist, common.data, common.weights, common.config; "
             "bad = [m for m in ('tensorflow', 'jax', 'keras', 'flax') if m in sys.modules]; "
