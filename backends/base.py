@@ -1,9 +1,16 @@
-"""The one interface every backend implements, and the bookkeeping they share."""
+"""The one interface every backend implements, and the bookkeeping they share.
+
+A trainer trains the models of one or more seeds (`seeds`): one epoch of all of them per
+`train_epoch`, each seed on its own batch order, and `seed_model(i)` is an independent view of seed
+i's model for evaluation, prediction and weights. Backends that train one model per process derive
+from `SingleSeedTrainer`, which supplies that shape; `flax-vmap` trains several in one program. From
+outside the two look the same.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Callable, Protocol
 
 import numpy as np
@@ -11,8 +18,9 @@ import numpy as np
 from common.config import ExperimentConfig
 from common.weights import Weights
 
-DEVICES = ("cpu", "gpu")
 StepCallback = Callable[[int, float, float], None]
+# Rows per evaluation / prediction call in every backend, so inference is compared like for like.
+INFERENCE_BATCH = 1000
 
 
 class BackendError(RuntimeError):
@@ -21,16 +29,18 @@ class BackendError(RuntimeError):
 
 @dataclasses.dataclass
 class EpochLog:
-    """What one training epoch produced, as NumPy arrays (never framework tensors)."""
+    """What one training epoch of one seed produced, as NumPy arrays (never framework tensors).
+
+    The epoch's clock is read by the caller (`benchmarks.training`), the same way for every backend;
+    a backend reports only what only it can see: when each step finished.
+    """
 
     losses: np.ndarray  # per-step training loss (mean over the batch, before the update)
     accuracies: np.ndarray  # per-step training accuracy
     batch_sizes: np.ndarray  # samples in each step
     # perf_counter() after each step, taken once the device had finished it; None when the
     # backend runs the whole epoch as one program and has no per-step clock.
-    step_end_s: np.ndarray | None
-    start_s: float
-    end_s: float
+    step_end_s: np.ndarray | None = None
 
     @property
     def loss(self) -> float:
@@ -42,27 +52,9 @@ class EpochLog:
         """Epoch accuracy as `model.fit` reports it: correct predictions over samples seen."""
         return float(np.average(self.accuracies, weights=self.batch_sizes))
 
-    @property
-    def step_s(self) -> np.ndarray:
-        """Seconds per step (the first measured from the epoch start)."""
-        if self.step_end_s is None:
-            return np.full(len(self.losses), (self.end_s - self.start_s) / len(self.losses))
-        return np.diff(np.concatenate([[self.start_s], self.step_end_s]))
 
-
-class Trainer(Protocol):
-    """One model, its optimizer state and its device, behind framework-free methods."""
-
-    name: str
-
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                    on_step: StepCallback | None = None) -> EpochLog:
-        """Train on x[b], y[b] for each index array b in order (labels are integers 0..9).
-
-        `on_step(step, loss, accuracy)` is called after each step that the backend observes, with the
-        epoch's running (sample-weighted) means so far, as `model.fit`'s progress bar shows them.
-        """
-        ...
+class SeedModel(Protocol):
+    """One seed's model inside a trainer, behind framework-free methods."""
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy loss and accuracy over all of x, y (no update)."""
@@ -80,8 +72,28 @@ class Trainer(Protocol):
         """Replace the weights (optimizer state is kept)."""
         ...
 
+
+class Trainer(Protocol):
+    """The models of `seeds`, their optimizer states and their device."""
+
+    seeds: tuple[int, ...]
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
+                    on_step: StepCallback | None = None) -> list[EpochLog]:
+        """Train each seed's model on x[b], y[b] for each index array b of its batch list, in order.
+
+        `batches` holds one batch list per seed (labels are integers 0..9); one EpochLog per seed comes
+        back. `on_step(step, loss, accuracy)` is called after each step that the backend observes,
+        with the first seed's running (sample-weighted) epoch means, as `model.fit`'s progress bar.
+        """
+        ...
+
+    def seed_model(self, index: int) -> SeedModel:
+        """Seed `seeds[index]`'s model: a view that neither sees nor changes the other seeds' models."""
+        ...
+
     def device_name(self) -> str:
-        """The device the model lives on, in words."""
+        """The device the models live on, in words."""
         ...
 
     def versions(self) -> dict[str, str]:
@@ -90,10 +102,46 @@ class Trainer(Protocol):
 
 
 class TrainerFactory(Protocol):
-    """What a registry entry resolves to: build a trainer from the config and initial weights."""
+    """What a registry entry resolves to: a trainer for these seeds, each from its initial weights."""
 
-    def __call__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu") -> Trainer:
+    def __call__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights],
+                 device: str = "cpu") -> Trainer:
         ...
+
+
+class SingleSeedTrainer:
+    """Base of backends that train one model per process: the Trainer contract for a single seed.
+
+    Subclasses implement `train_one_epoch` and the SeedModel methods; the model is its own view.
+    """
+
+    seeds: tuple[int, ...]
+
+    def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                        on_step: StepCallback | None = None) -> EpochLog:
+        """One epoch of this trainer's one model."""
+        raise NotImplementedError
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
+                    on_step: StepCallback | None = None) -> list[EpochLog]:
+        """The Trainer contract: one batch list in, one EpochLog out."""
+        if len(batches) != 1:
+            raise ValueError(f"this trainer trains one seed; got {len(batches)} batch lists")
+        return [self.train_one_epoch(x, y, batches[0], on_step)]
+
+    def seed_model(self, index: int) -> SingleSeedTrainer:
+        """The one model, which is this trainer."""
+        if index != 0:
+            raise IndexError(f"this trainer trains seed {self.seeds[0]} only; no seed index {index}")
+        return self
+
+
+def single_seed(initial_weights: Mapping[int, Weights], backend: str) -> tuple[int, Weights]:
+    """The (seed, weights) of a one-seed factory call; more seeds are a BackendError."""
+    if len(initial_weights) != 1:
+        raise BackendError(f"backend {backend!r} trains one seed per process, got seeds {list(initial_weights)}")
+    ((seed, weights),) = initial_weights.items()
+    return seed, weights
 
 
 def check_batches(batches: Sequence[np.ndarray], batch_size: int) -> None:

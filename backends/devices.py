@@ -1,16 +1,24 @@
-"""Per-process device set-up for each framework, applied before (or just after) its first import.
+"""A process' framework settings, applied once where the process starts, before any framework loads.
 
 Two frameworks never share a process here, but a framework left to its defaults would still grab a
-whole GPU: TensorFlow maps all GPU memory at start-up and JAX preallocates 75% of it. The settings
-below make each one take what it needs, and pin CPU runs to the CPU.
+whole GPU: TensorFlow maps all GPU memory at start-up and JAX preallocates 75% of it. Most of these
+settings are environment variables that a framework reads once, at its first import, so they are
+set by `configure_process`, called first thing by every entry point that trains or measures (the
+worker, the roofline probe, the test and benchmark probes; `registry.prepare_process` picks the
+frameworks of a backend). After that, backend modules import their framework at the top like any
+other module.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 
-from backends.base import DEVICES, BackendError
+from backends.base import BackendError
+from common.job import DEVICES, PRECISIONS
+
+KERAS_BACKENDS = ("tensorflow", "jax")
 
 
 def check_device(device: str) -> None:
@@ -19,15 +27,66 @@ def check_device(device: str) -> None:
         raise BackendError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
 
 
-def jax_device(device: str):
-    """The first JAX device of the asked kind; sets JAX's memory and platform flags if JAX is not loaded yet."""
+def framework_environment(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
+                          precision: str = "highest") -> dict:
+    """The environment variables a process running `frameworks` on `device` needs, before their import."""
     check_device(device)
-    if "jax" not in sys.modules:
+    frameworks = set(frameworks)
+    environment = {}
+    if "jax" in frameworks:
         # Allocate GPU memory on demand instead of grabbing 75% of the card at start-up.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        environment["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         if device == "cpu":
             # Skip probing for CUDA/TPU plugins: faster start-up, and no GPU memory touched.
-            os.environ.setdefault("JAX_PLATFORMS", "cpu")
+            environment["JAX_PLATFORMS"] = "cpu"
+        if precision == "highest":
+            # jax_default_matmul_precision, read at import: full float32 dots instead of TF32 on GPUs.
+            environment["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+    if "tensorflow" in frameworks:
+        # Keep TensorFlow's C++ start-up chatter out of the progress display.
+        environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        if precision == "highest":
+            # Read by NVIDIA's libraries under TensorFlow; configure_tensorflow also turns TF32 off by API.
+            environment["NVIDIA_TF32_OVERRIDE"] = "0"
+    if "keras" in frameworks:
+        if keras_backend not in KERAS_BACKENDS:
+            raise BackendError(f"unknown Keras backend {keras_backend!r}; valid: {', '.join(KERAS_BACKENDS)}")
+        environment["KERAS_BACKEND"] = keras_backend
+    return environment
+
+
+def configure_process(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
+                      precision: str = "highest") -> None:
+    """Set this process' framework environment; refuse if Keras already runs on another backend here."""
+    check_precision(precision)
+    environment = framework_environment(frameworks, device, keras_backend, precision)
+    if "KERAS_BACKEND" in environment and "keras" in sys.modules:
+        check_keras_backend(environment["KERAS_BACKEND"])
+    if "JAX_PLATFORMS" in environment and "jax" in sys.modules and os.environ.get("JAX_PLATFORMS") != "cpu":
+        # Too late to pin: JAX has read its platforms. Not wrong (devices are chosen explicitly),
+        # only slower to start; keep the environment truthful about what was in force.
+        environment.pop("JAX_PLATFORMS")
+    os.environ.update(environment)
+
+
+def check_precision(precision: str) -> None:
+    """Reject anything but the known precision settings, listing them."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+
+
+def check_keras_backend(keras_backend: str) -> None:
+    """Refuse when Keras is loaded in this process on a backend other than `keras_backend`."""
+    import keras
+
+    if keras.backend.backend() != keras_backend:
+        raise BackendError(f"Keras is already loaded on {keras.backend.backend()!r} in this process, so it "
+                           f"cannot run on {keras_backend!r}; run each backend in its own process")
+
+
+def jax_device(device: str):
+    """The first JAX device of the asked kind."""
+    check_device(device)
     import jax
 
     try:
@@ -40,10 +99,10 @@ def jax_device(device: str):
 def configure_tensorflow(device: str) -> str:
     """Hide GPUs from TensorFlow for CPU runs, or turn on memory growth for GPU runs; returns the TF device."""
     check_device(device)
-    # Keep TensorFlow's C++ start-up chatter out of the progress display.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    # TF32 off when the process was configured for full float32 (on by default on Ampere and newer).
+    tf.config.experimental.enable_tensor_float_32_execution(os.environ.get("NVIDIA_TF32_OVERRIDE") != "0")
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu":
         tf.config.set_visible_devices([], "GPU")
@@ -54,17 +113,3 @@ def configure_tensorflow(device: str) -> str:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return "/GPU:0"
-
-
-def cpu_name() -> str:
-    """The CPU model, from /proc/cpuinfo where there is one."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()

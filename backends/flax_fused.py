@@ -1,28 +1,39 @@
-"""The fast Flax variant: a whole epoch as one compiled program.
+"""The fast Flax variants: a whole epoch as one compiled program, for one seed or for several at once.
 
 Same model, loss and Keras-rule Adam as `backends.flax_mlp`, but the training set lives on the device,
 the epoch is one `jax.lax.scan` over the shared batch order (a final partial batch is padded and
 masked, so every epoch has one shape and compiles once), parameters and optimizer state are donated,
-and the host synchronizes once per epoch instead of once per step.
+and the host synchronizes once per epoch instead of once per step. `flax-vmap` runs that epoch for
+K seeds in one `jax.vmap`-ed program.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import jax
 import numpy as np
 
-from backends.base import EpochLog, StepCallback, check_batches
-from backends.flax_mlp import FlaxTrainer, make_train_step
+from backends.base import EpochLog, StepCallback, check_batches, single_seed
+from backends.devices import jax_device
+from backends.flax_mlp import FlaxModelOps, FlaxTrainer, jax_versions, make_train_step
+from backends.keras_adam import keras_adam
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights
 
 
-def create_trainer(config: ExperimentConfig, weights: Weights, device: str = "cpu") -> FusedFlaxTrainer:
-    """A fused-epoch Flax trainer on `device`, starting from the shared `weights`."""
-    return FusedFlaxTrainer(config, weights, device)
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                   backend: str = "flax-fused") -> FusedFlaxTrainer:
+    """A fused-epoch Flax trainer on `device` for one seed, starting from its initial weights."""
+    seed, weights = single_seed(initial_weights, backend)
+    return FusedFlaxTrainer(config, weights, device, seed=seed)
+
+
+def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                           backend: str = "flax-vmap") -> VmappedFlaxTrainer:
+    """All seeds of `initial_weights` trained together by one `jax.vmap`-ed fused epoch."""
+    return VmappedFlaxTrainer(config, initial_weights, device)
 
 
 def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,16 +46,13 @@ def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple
     return indices, mask
 
 
-def scanned_epoch_log(losses, accuracies, mask: np.ndarray, start: float, end: float) -> EpochLog:
-    """An EpochLog from one scanned epoch: per-step outputs, batch sizes from the mask, one shared clock."""
-    return EpochLog(np.asarray(losses, np.float64), np.asarray(accuracies, np.float64),
-                    mask.sum(axis=1).astype(int), None, start, end)
+def scanned_epoch_log(losses, accuracies, mask: np.ndarray) -> EpochLog:
+    """An EpochLog from one scanned epoch: per-step outputs, batch sizes from the mask, no per-step clock."""
+    return EpochLog(np.asarray(losses, np.float64), np.asarray(accuracies, np.float64), mask.sum(axis=1).astype(int))
 
 
-def make_epoch_fn(graphdef, optimizer):
-    """jit(scan(train_step)) over the epoch's batches, gathering each batch from device-resident data."""
-    import jax
-
+def make_epoch(graphdef, optimizer):
+    """scan(train_step) over the epoch's batches, gathering each batch from device-resident data (not jitted)."""
     train_step = make_train_step(graphdef, optimizer)
 
     def epoch(params, opt_state, x, y, indices, mask):
@@ -56,102 +64,123 @@ def make_epoch_fn(graphdef, optimizer):
         (params, opt_state), (losses, accuracies) = jax.lax.scan(body, (params, opt_state), (indices, mask))
         return params, opt_state, losses, accuracies
 
-    return jax.jit(epoch, donate_argnums=(0, 1))
+    return epoch
+
+
+class ResidentData:
+    """The training set on the device, uploaded once and kept across epochs."""
+
+    def __init__(self, device):
+        self.device = device
+        self._held = None  # (host x, host y, device x, device one-hot y)
+
+    def get(self, x: np.ndarray, y: np.ndarray):
+        """Device copies of x and one-hot y; the host arrays are held so their identity stays valid."""
+        if self._held is None or self._held[0] is not x or self._held[1] is not y:
+            self._held = (x, y, jax.device_put(x, self.device), jax.device_put(one_hot(y), self.device))
+        return self._held[2], self._held[3]
 
 
 class FusedFlaxTrainer(FlaxTrainer):
-    """FlaxTrainer whose train_epoch is a single compiled call per epoch."""
+    """FlaxTrainer whose epoch is a single compiled call."""
 
-    name = "flax-fused"
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
+        super().__init__(config, weights, device, seed=seed)
+        self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
+        self._data = ResidentData(self.ops.device)
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu"):
-        super().__init__(config, weights, device)
-        self._epoch = make_epoch_fn(self.graphdef, self.optimizer)
-        self._resident = None  # (x, y, x on device, one-hot y on device)
-
-    def _device_data(self, x: np.ndarray, y: np.ndarray):
-        # Kept on the device across epochs; the host arrays are held so their identity stays valid.
-        if self._resident is None or self._resident[0] is not x or self._resident[1] is not y:
-            self._resident = (x, y, self._to_device(x), self._to_device(one_hot(y)))
-        return self._resident[2], self._resident[3]
-
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                    on_step: StepCallback | None = None) -> EpochLog:
+    def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                        on_step: StepCallback | None = None) -> EpochLog:
         """The whole epoch in one call; per-step losses come back together at the end."""
-        import jax
-
         check_batches(batches, self.config.batch_size)
-        x_device, y_device = self._device_data(x, y)
+        x_device, y_device = self._data.get(x, y)
         indices, mask = padded_batch_matrix(batches, self.config.batch_size)
-        start = time.perf_counter()
         self.params, self.opt_state, losses, accuracies = self._epoch(
             self.params, self.opt_state, x_device, y_device, indices, mask)
         losses, accuracies = jax.device_get((losses, accuracies))  # the one synchronization
-        end = time.perf_counter()
-        log = scanned_epoch_log(losses, accuracies, mask, start, end)
+        log = scanned_epoch_log(losses, accuracies, mask)
         if on_step is not None:
             on_step(len(batches) - 1, log.loss, log.accuracy)
         return log
 
 
-def create_multi_seed_trainer(config: ExperimentConfig, weights_per_seed: Sequence[Weights],
-                              device: str = "cpu") -> MultiSeedFusedTrainer:
-    """K seeds of the fused trainer trained together by one `jax.vmap`-ed program."""
-    return MultiSeedFusedTrainer(config, weights_per_seed, device)
-
-
-class MultiSeedFusedTrainer:
+class VmappedFlaxTrainer:
     """K independent models (own weights, own batch order) stacked on a leading axis and vmapped.
 
     The data set is shared and stays unbatched; only parameters, optimizer state and batch indices
     carry the seed axis, so each model computes exactly what a separate FusedFlaxTrainer would.
     """
 
-    name = "flax-vmap"
-
-    def __init__(self, config: ExperimentConfig, weights_per_seed: Sequence[Weights], device: str = "cpu"):
-        import jax
-
-        singles = [FusedFlaxTrainer(config, weights, device) for weights in weights_per_seed]
-        self.config, self.count = config, len(singles)
-        self._single = singles[0]
-        self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *[s.params for s in singles])
-        self.opt_state = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *[s.opt_state for s in singles])
-        epoch = make_epoch_fn(self._single.graphdef, self._single.optimizer).__wrapped__
+    def __init__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu"):
+        self.seeds = tuple(initial_weights)
+        self.config = config
+        self.ops = FlaxModelOps(config, jax_device(device))
+        self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
+        per_seed = [self.ops.params_from_weights(weights) for weights in initial_weights.values()]
+        self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)
+        # Committed to the device like the parameters: an uncommitted input would compile the epoch twice.
+        self.opt_state = jax.device_put(jax.vmap(self.optimizer.init)(self.params), self.ops.device)
+        epoch = make_epoch(self.ops.graphdef, self.optimizer)
         self._epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, 0, 0)), donate_argnums=(0, 1))
+        self._data = ResidentData(self.ops.device)
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches_per_seed: Sequence[Sequence[np.ndarray]],
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
                     on_step: StepCallback | None = None) -> list[EpochLog]:
-        """One epoch for every seed at once; returns one EpochLog per seed (they share the clock)."""
-        import jax
-
-        for batches in batches_per_seed:
-            check_batches(batches, self.config.batch_size)
-        x_device, y_device = self._single._device_data(x, y)
-        matrices = [padded_batch_matrix(batches, self.config.batch_size) for batches in batches_per_seed]
+        """One epoch for every seed at once; one EpochLog per seed (they share one clock)."""
+        if len(batches) != len(self.seeds):
+            raise ValueError(f"one batch list per seed: {len(self.seeds)} seeds, {len(batches)} batch lists")
+        for seed_batches in batches:
+            check_batches(seed_batches, self.config.batch_size)
+        x_device, y_device = self._data.get(x, y)
+        matrices = [padded_batch_matrix(seed_batches, self.config.batch_size) for seed_batches in batches]
         indices = np.stack([m[0] for m in matrices])
         mask = np.stack([m[1] for m in matrices])
-        start = time.perf_counter()
         self.params, self.opt_state, losses, accuracies = self._epoch(
             self.params, self.opt_state, x_device, y_device, indices, mask)
         losses, accuracies = jax.device_get((losses, accuracies))
-        end = time.perf_counter()
-        logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k], start, end) for k in range(self.count)]
+        logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k]) for k in range(len(self.seeds))]
         if on_step is not None:
-            on_step(len(batches_per_seed[0]) - 1, logs[0].loss, logs[0].accuracy)
+            on_step(len(batches[0]) - 1, logs[0].loss, logs[0].accuracy)
         return logs
 
-    def seed_trainer(self, index: int) -> FusedFlaxTrainer:
-        """A single-seed view for evaluation and prediction: the shared trainer with seed `index`'s parameters."""
-        import jax
-
-        self._single.params = jax.tree.map(lambda leaf: leaf[index], self.params)
-        return self._single
+    def seed_model(self, index: int) -> VmappedSeedModel:
+        """Seed `seeds[index]`'s model, read from and written to its slice of the stacked parameters."""
+        if not 0 <= index < len(self.seeds):
+            raise IndexError(f"no seed index {index}; this trainer trains seeds {list(self.seeds)}")
+        return VmappedSeedModel(self, index)
 
     def device_name(self) -> str:
         """JAX's description of the device."""
-        return self._single.device_name()
+        return self.ops.device_name()
 
     def versions(self) -> dict[str, str]:
         """jax, jaxlib, flax and optax versions."""
-        return self._single.versions()
+        return jax_versions()
+
+
+class VmappedSeedModel:
+    """One seed of a VmappedFlaxTrainer: always its current parameters, never another seed's."""
+
+    def __init__(self, trainer: VmappedFlaxTrainer, index: int):
+        self._trainer, self._index = trainer, index
+
+    def _params(self):
+        return jax.tree.map(lambda stacked: stacked[self._index], self._trainer.params)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy over every sample."""
+        return self._trainer.ops.evaluate(self._params(), x, y)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Softmax probabilities for every row of x."""
+        return self._trainer.ops.predict(self._params(), x)
+
+    def get_weights(self) -> Weights:
+        """This seed's weights, in the portable names."""
+        return self._trainer.ops.weights_from_params(self._params())
+
+    def set_weights(self, weights: Weights) -> None:
+        """Replace this seed's weights only (every optimizer state is kept)."""
+        new = self._trainer.ops.params_from_weights(weights)
+        self._trainer.params = jax.tree.map(lambda stacked, leaf: stacked.at[self._index].set(leaf),
+                                            self._trainer.params, new)

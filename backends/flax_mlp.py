@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
-from backends.base import EpochLog, StepCallback, check_batches
+from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
 from backends.devices import jax_device
+from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, check_weights, dense_names
 
-EVAL_CHUNK = 1000  # rows per compiled evaluation call; the last chunk is padded and masked
+
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                   backend: str = "flax") -> FlaxTrainer:
+    """A Flax trainer on `device` for one seed, starting from its initial weights."""
+    seed, weights = single_seed(initial_weights, backend)
+    return FlaxTrainer(config, weights, device, seed=seed)
 
 
-def create_trainer(config: ExperimentConfig, weights: Weights, device: str = "cpu") -> FlaxTrainer:
-    """A Flax trainer on `device`, starting from the shared `weights`."""
-    return FlaxTrainer(config, weights, device)
-
-
-def build_model(layer_sizes: Sequence[int], seed: int = 0):
+def build_model(layer_sizes: Sequence[int]):
     """The MLP as an NNX module (its random init is overwritten by the shared weights)."""
-    from flax import nnx
 
     class MLP(nnx.Module):
         def __init__(self, rngs: nnx.Rngs):
@@ -41,14 +45,11 @@ def build_model(layer_sizes: Sequence[int], seed: int = 0):
                 x = nnx.relu(layer(x))
             return self.layers[-1](x)  # logits; softmax lives in the loss and in predict
 
-    return MLP(nnx.Rngs(seed))
+    return MLP(nnx.Rngs(0))
 
 
 def cross_entropy_and_accuracy(logits, labels_one_hot):
     """Per-example softmax cross-entropy from logits (as TF Keras computes it) and correctness."""
-    import jax.numpy as jnp
-    import optax
-
     losses = optax.softmax_cross_entropy(logits, labels_one_hot)
     correct = (jnp.argmax(logits, -1) == jnp.argmax(labels_one_hot, -1)).astype(jnp.float32)
     return losses, correct
@@ -60,9 +61,6 @@ def make_train_step(graphdef, optimizer):
     With a mask (1 for real rows, 0 for padding) the loss and accuracy are means over the real rows
     only, so a padded final batch trains exactly like the short batch it stands for.
     """
-    import jax
-    import optax
-    from flax import nnx
 
     def loss_fn(params, x, y, mask):
         logits = nnx.merge(graphdef, params)(x)
@@ -80,45 +78,88 @@ def make_train_step(graphdef, optimizer):
     return train_step
 
 
-class FlaxTrainer:
-    """Flax MLP + Keras-rule Adam, one jitted step per batch."""
+class FlaxModelOps:
+    """What every Flax backend does with one model's parameters: evaluate, predict, convert weights.
 
-    name = "flax"
+    Compiled once per model shape; pure functions of the parameters, so one trainer's seeds (or
+    several trainers) share them without sharing state.
+    """
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu"):
-        self.device = jax_device(device)
-        import jax
-        from flax import nnx
-
-        from backends.keras_adam import keras_adam
-
-        check_weights(weights, config.layer_sizes)
-        self.config = config
-        self.graphdef, params = nnx.split(build_model(config.layer_sizes, config.seed))
-        self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
-        self.params = self._to_device(params)
-        self.set_weights(weights)
-        self.opt_state = self._to_device(self.optimizer.init(self.params))
-        # Donating params and optimizer state lets XLA update them in place.
-        self._train_step = jax.jit(make_train_step(self.graphdef, self.optimizer), donate_argnums=(0, 1))
+    def __init__(self, config: ExperimentConfig, device):
+        self.config, self.device = config, device
+        self.graphdef, self.template = nnx.split(build_model(config.layer_sizes))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
-    def _to_device(self, tree):
-        import jax
+    def params_from_weights(self, weights: Weights):
+        """Portable weights as this model's parameter pytree on the device (same (in, out) kernel layout as Keras)."""
+        check_weights(weights, self.config.layer_sizes)
+        # A copy: the template must never share a buffer with parameters that a train step donates.
+        model = nnx.merge(self.graphdef, self.template, copy=True)
+        for name, layer in zip(dense_names(len(model.layers)), model.layers):
+            layer.kernel[...] = jnp.asarray(weights[f"{name}/kernel"])
+            layer.bias[...] = jnp.asarray(weights[f"{name}/bias"])
+        return jax.device_put(nnx.split(model)[1], self.device)
 
-        return jax.device_put(tree, self.device)
+    def weights_from_params(self, params) -> Weights:
+        """Parameters as NumPy float32 weights, in the portable names."""
+        model = nnx.merge(self.graphdef, params)
+        weights = {}
+        for name, layer in zip(dense_names(len(model.layers)), model.layers):
+            weights[f"{name}/kernel"] = np.array(layer.kernel[...], dtype=np.float32)
+            weights[f"{name}/bias"] = np.array(layer.bias[...], dtype=np.float32)
+        return weights
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                    on_step: StepCallback | None = None) -> EpochLog:
+    def evaluate(self, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""
+        total_loss = total_correct = 0.0
+        for x_chunk, y_chunk, mask in _padded_chunks(x, one_hot(y)):
+            loss_sum, correct_sum = self._eval_chunk(params, x_chunk, y_chunk, mask)
+            total_loss += float(loss_sum)
+            total_correct += float(correct_sum)
+        return total_loss / len(x), total_correct / len(x)
+
+    def predict(self, params, x: np.ndarray) -> np.ndarray:
+        """Softmax probabilities for every row of x."""
+        dummy_labels = np.zeros((len(x), NUM_CLASSES), np.float32)
+        parts = [np.asarray(self._predict_chunk(params, x_chunk))[mask.astype(bool)]
+                 for x_chunk, _, mask in _padded_chunks(x, dummy_labels)]
+        return np.concatenate(parts)
+
+    def device_name(self) -> str:
+        """JAX's description of the device."""
+        return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
+
+
+def jax_versions() -> dict[str, str]:
+    """jax, jaxlib, flax and optax versions."""
+    import flax
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "optax": optax.__version__}
+
+
+class FlaxTrainer(SingleSeedTrainer):
+    """Flax MLP + Keras-rule Adam, one jitted step per batch."""
+
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
+        self.seeds = (seed,)
+        self.config = config
+        self.ops = FlaxModelOps(config, jax_device(device))
+        self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
+        self.params = self.ops.params_from_weights(weights)
+        self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.device)
+        # Donating params and optimizer state lets XLA update them in place.
+        self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
+
+    def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                        on_step: StepCallback | None = None) -> EpochLog:
         """One pass over `batches`, syncing on each step's loss so every step is timed."""
-        import jax
-
         check_batches(batches, self.config.batch_size)
         y_one_hot = one_hot(y)
         losses, accuracies, ends = [], [], []
         seen, loss_sum, correct_sum = 0, 0.0, 0.0
-        start = time.perf_counter()
         for step, index in enumerate(batches):
             self.params, self.opt_state, loss, accuracy = self._train_step(
                 self.params, self.opt_state, x[index], y_one_hot[index])
@@ -132,78 +173,43 @@ class FlaxTrainer:
                 loss_sum += losses[-1] * len(index)
                 correct_sum += accuracies[-1] * len(index)
                 on_step(step, loss_sum / seen, correct_sum / seen)
-        return EpochLog(np.array(losses), np.array(accuracies), np.array([len(b) for b in batches]),
-                        np.array(ends), start, ends[-1])
+        return EpochLog(np.array(losses), np.array(accuracies), np.array([len(b) for b in batches]), np.array(ends))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""
-        total_loss = total_correct = 0.0
-        for x_chunk, y_chunk, mask in _padded_chunks(x, one_hot(y)):
-            loss_sum, correct_sum = self._eval_chunk(self.params, x_chunk, y_chunk, mask)
-            total_loss += float(loss_sum)
-            total_correct += float(correct_sum)
-        return total_loss / len(x), total_correct / len(x)
+        """Mean loss and accuracy over every sample."""
+        return self.ops.evaluate(self.params, x, y)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities for every row of x."""
-        dummy_labels = np.zeros((len(x), NUM_CLASSES), np.float32)
-        parts = [np.asarray(self._predict_chunk(self.params, x_chunk))[mask.astype(bool)]
-                 for x_chunk, _, mask in _padded_chunks(x, dummy_labels)]
-        return np.concatenate(parts)
+        return self.ops.predict(self.params, x)
 
     def get_weights(self) -> Weights:
         """Weights as NumPy float32, in the portable names."""
-        from flax import nnx
-
-        model = nnx.merge(self.graphdef, self.params)
-        weights = {}
-        for name, layer in zip(dense_names(len(model.layers)), model.layers):
-            weights[f"{name}/kernel"] = np.array(layer.kernel[...], dtype=np.float32)
-            weights[f"{name}/bias"] = np.array(layer.bias[...], dtype=np.float32)
-        return weights
+        return self.ops.weights_from_params(self.params)
 
     def set_weights(self, weights: Weights) -> None:
-        """Load portable weights into the module (same (in, out) kernel layout as Keras)."""
-        import jax.numpy as jnp
-        from flax import nnx
-
-        check_weights(weights, self.config.layer_sizes)
-        model = nnx.merge(self.graphdef, self.params)
-        for name, layer in zip(dense_names(len(model.layers)), model.layers):
-            layer.kernel[...] = jnp.asarray(weights[f"{name}/kernel"])
-            layer.bias[...] = jnp.asarray(weights[f"{name}/bias"])
-        self.params = self._to_device(nnx.split(model)[1])
+        """Load portable weights (the optimizer state is kept)."""
+        self.params = self.ops.params_from_weights(weights)
 
     def device_name(self) -> str:
         """JAX's description of the device."""
-        return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
+        return self.ops.device_name()
 
     def versions(self) -> dict[str, str]:
         """jax, jaxlib, flax and optax versions."""
-        import flax
-        import jax
-        import jaxlib
-        import optax
-
-        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-                "optax": optax.__version__}
+        return jax_versions()
 
 
 def _eval_chunk(graphdef, params, x, y, mask):
-    from flax import nnx
-
     losses, correct = cross_entropy_and_accuracy(nnx.merge(graphdef, params)(x), y)
     return (losses * mask).sum(), (correct * mask).sum()
 
 
 def _predict_chunk(graphdef, params, x):
-    import jax
-    from flax import nnx
-
     return jax.nn.softmax(nnx.merge(graphdef, params)(x))
 
 
-def _padded_chunks(x: np.ndarray, y: np.ndarray, size: int = EVAL_CHUNK):
+def _padded_chunks(x: np.ndarray, y: np.ndarray, size: int = INFERENCE_BATCH):
     """Yield (x, y, mask) chunks of exactly `size` rows, zero-padding the last so shapes never change."""
     for start in range(0, len(x), size):
         x_chunk, y_chunk = x[start:start + size], y[start:start + size]

@@ -1,56 +1,37 @@
 """The Keras 3 backends: the reference `model.fit` notebook, on TensorFlow or on JAX.
 
-The Keras backend is fixed when Keras is first imported (from KERAS_BACKEND), so one process can host
-one of them only; the harness gives every run its own process.
+Keras fixes its backend at its first import, from KERAS_BACKEND, which `registry.prepare_process`
+sets before this module is imported; one process hosts one Keras backend, and the harness gives
+every run its own process.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import keras
 import numpy as np
 
-from backends.base import BackendError, EpochLog, StepCallback, check_batches
-from backends.devices import configure_tensorflow, jax_device
+from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
+from backends.devices import check_keras_backend, configure_tensorflow, jax_device
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 
-KERAS_BACKENDS = ("tensorflow", "jax")
-# Evaluation and prediction batch for every backend, so inference speed is compared like for like.
-INFERENCE_BATCH = 1000
 
-
-def create_trainer(config: ExperimentConfig, weights: Weights, device: str = "cpu", *,
-                   keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                   backend: str = "keras", keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
                    steps_per_execution: int = 1) -> KerasTrainer:
-    """A Keras trainer on `keras_backend` and `device`, starting from the shared `weights`."""
-    return KerasTrainer(config, weights, device, keras_backend=keras_backend, jit_compile=jit_compile,
+    """A Keras trainer on `keras_backend` and `device` for one seed, starting from its initial weights."""
+    seed, weights = single_seed(initial_weights, backend)
+    return KerasTrainer(config, weights, device, seed=seed, keras_backend=keras_backend, jit_compile=jit_compile,
                         steps_per_execution=steps_per_execution)
-
-
-def select_keras_backend(keras_backend: str) -> None:
-    """Set KERAS_BACKEND before Keras' first import; refuse if Keras is already running another one."""
-    if keras_backend not in KERAS_BACKENDS:
-        raise BackendError(f"unknown Keras backend {keras_backend!r}; valid: {', '.join(KERAS_BACKENDS)}")
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != keras_backend:
-            raise BackendError(f"Keras is already loaded on {keras.backend.backend()!r} in this process, so it "
-                               f"cannot run on {keras_backend!r}; run each backend in its own process")
-        return
-    os.environ["KERAS_BACKEND"] = keras_backend
 
 
 def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "auto",
                           steps_per_execution: int = 1):
     """Exactly the tutorial model: Sequential Dense-ReLU stack, softmax head, Adam, categorical CE."""
-    import keras
-
     model = keras.Sequential(
         [keras.Input((config.layer_sizes[0],))]
         + [keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
@@ -63,37 +44,35 @@ def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "a
     return model
 
 
-class KerasTrainer:
+class KerasTrainer(SingleSeedTrainer):
     """`model.fit` / `model.evaluate` / `model.predict`, fed the shared batch order."""
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *,
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
                  steps_per_execution: int = 1):
-        select_keras_backend(keras_backend)
+        check_keras_backend(keras_backend)
         if keras_backend == "tensorflow":
             self._device = configure_tensorflow(device)
         else:
             self._device = jax_device(device)
         check_weights(weights, config.layer_sizes)
-        self.name = "keras" if keras_backend == "tensorflow" else "keras-jax"
+        self.seeds = (seed,)
         self.config = config
         self.keras_backend = keras_backend
         self.model = build_reference_model(config, jit_compile, steps_per_execution)
         self.model.set_weights(as_layer_list(weights))
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                    on_step: StepCallback | None = None) -> EpochLog:
+    def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                        on_step: StepCallback | None = None) -> EpochLog:
         """One `model.fit` epoch over the batches in order (`shuffle=False` keeps the shared order)."""
         check_batches(batches, self.config.batch_size)
         order = np.concatenate(batches)
-        recorder = _make_recorder(np.array([len(b) for b in batches]), on_step)
-        start = time.perf_counter()
+        sizes = np.array([len(b) for b in batches])
+        recorder = _make_recorder(sizes, on_step)
         self.model.fit(x[order], one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
                        shuffle=False, verbose=0, callbacks=[recorder])
-        end = time.perf_counter()
-        sizes = np.array([len(b) for b in batches])
         losses, accuracies, ends = recorder.per_step()
-        return EpochLog(losses, accuracies, sizes, ends, start, end)
+        return EpochLog(losses, accuracies, sizes, ends)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """`model.evaluate`: sample-mean loss and accuracy."""
@@ -121,8 +100,6 @@ class KerasTrainer:
 
     def versions(self) -> dict[str, str]:
         """keras and the backend framework's version."""
-        import keras
-
         versions = {"keras": keras.__version__}
         if self.keras_backend == "tensorflow":
             import tensorflow as tf
@@ -138,8 +115,6 @@ class KerasTrainer:
 
 def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
     """A callback that records, after each executed step, the clock and fit's running metrics."""
-    import keras
-
     seen = np.cumsum(sizes)
 
     class StepRecorder(keras.callbacks.Callback):
@@ -158,7 +133,8 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
             self.steps.append(batch)
             if on_step is not None:
                 # Progress shows fit's running epoch means; per-step values are recovered at the end.
-                on_step(batch, self.loss_means[-1], self.accuracy_means[-1])
+                # Keras numbers an execution by its planned last step, which can run past a short epoch.
+                on_step(min(batch, len(seen) - 1), self.loss_means[-1], self.accuracy_means[-1])
 
         def per_step(self):
             """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.

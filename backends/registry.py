@@ -7,7 +7,7 @@ import functools
 import importlib
 
 from backends.base import BackendError, TrainerFactory
-
+from backends.devices import configure_process, framework_environment
 
 # Steps per compiled call for keras-tuned; README "Performance" shows how it was chosen.
 KERAS_TUNED_STEPS = 50
@@ -23,33 +23,32 @@ class BackendSpec:
     description: str
     frameworks: tuple[str, ...]
     options: tuple[tuple[str, object], ...] = ()
-    # Trains all seeds of a run in one program: the factory takes a list of weights, one per seed.
-    multi_seed: bool = False
+    keras_backend: str | None = None
+    # How many seeds one worker process trains (None: all of a run's seeds, in one program).
+    seeds_per_process: int | None = 1
 
 
 BACKENDS = {spec.name: spec for spec in (
     BackendSpec("keras", "backends.keras_models", "create_trainer",
                 "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"),
-                (("keras_backend", "tensorflow"),)),
+                keras_backend="tensorflow"),
     BackendSpec("flax", "backends.flax_mlp", "create_trainer",
                 "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax")),
     BackendSpec("keras-jax", "backends.keras_models", "create_trainer",
-                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"),
-                (("keras_backend", "jax"),)),
+                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), keras_backend="jax"),
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
     BackendSpec("flax-fused", "backends.flax_fused", "create_trainer",
                 "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax")),
-    BackendSpec("flax-vmap", "backends.flax_fused", "create_multi_seed_trainer",
+    BackendSpec("flax-vmap", "backends.flax_fused", "create_vmapped_trainer",
                 "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"),
-                multi_seed=True),
+                seeds_per_process=None),
     BackendSpec("keras-xla", "backends.keras_models", "create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
-                (("keras_backend", "tensorflow"), ("jit_compile", True))),
+                (("jit_compile", True),), keras_backend="tensorflow"),
     BackendSpec("keras-tuned", "backends.keras_models", "create_trainer",
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",
-                ("tensorflow", "keras"),
-                (("keras_backend", "tensorflow"), ("jit_compile", True),
-                 ("steps_per_execution", KERAS_TUNED_STEPS))),
+                ("tensorflow", "keras"), (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
+                keras_backend="tensorflow"),
 )}
 DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 
@@ -62,8 +61,23 @@ def backend_spec(name: str) -> BackendSpec:
         raise BackendError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}") from None
 
 
+def prepare_process(name: str, device: str, precision: str = "highest") -> None:
+    """Set this process' framework environment for backend `name` on `device`; call it before `get_factory`."""
+    spec = backend_spec(name)
+    configure_process(spec.frameworks, device, spec.keras_backend, precision)
+
+
+def process_settings(name: str, device: str, precision: str = "highest") -> dict[str, str]:
+    """The environment `prepare_process` gives backend `name`'s processes: recorded with every run."""
+    spec = backend_spec(name)
+    return framework_environment(spec.frameworks, device, spec.keras_backend, precision)
+
+
 def get_factory(name: str) -> TrainerFactory:
     """Import the backend's module now and return its trainer factory, bound to its options."""
     spec = backend_spec(name)
     factory = getattr(importlib.import_module(spec.module), spec.factory)
-    return functools.partial(factory, **dict(spec.options)) if spec.options else factory
+    options = dict(spec.options, backend=name)
+    if spec.keras_backend:
+        options["keras_backend"] = spec.keras_backend
+    return functools.partial(factory, **options)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
-from common.config import ExperimentConfig
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-DEFAULTS = ExperimentConfig()
+from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from common.config import ConfigError, ExperimentConfig
+from common.job import DEVICES, Job
 
 
 BACKEND_HELP = (f"backend(s), repeatable or comma-separated: reference (= {', '.join(DEFAULT_BACKENDS)}; the "
@@ -53,36 +52,125 @@ def parse_seeds(value: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def setting_fields(cls) -> list[dataclasses.Field]:
+    """The fields of ExperimentConfig or Job that are command-line flags (their metadata says how)."""
+    return [field for field in dataclasses.fields(cls) if "flag" in field.metadata]
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, cls, defaults, only: tuple[str, ...] | None = None) -> None:
+    """One flag per flagged field of `cls` (or of those named in `only`); argparse's default stays None so
+    that given flags can be told apart."""
+    for field in setting_fields(cls):
+        if only is not None and field.name not in only:
+            continue
+        options = {key: value for key, value in field.metadata.items() if key not in ("flag", "help")}
+        default = getattr(defaults, field.name)
+        if default is not None and "type" not in options and "choices" not in options:
+            options["type"] = type(default)
+        shown = f" (default: {default})" if default is not None else ""
+        options.setdefault("metavar", field.metadata["flag"].lstrip("-").upper().replace("-", "_"))
+        parser.add_argument(field.metadata["flag"], dest=field.name, default=None,
+                            help=field.metadata["help"] + shown, **options)
+
+
+def given_settings(args, cls) -> dict:
+    """The flagged fields of `cls` that were given on the command line, by field name."""
+    return {field.name: getattr(args, field.name) for field in setting_fields(cls)
+            if getattr(args, field.name, None) is not None}
+
+
+def flag_for(field_name: str | None) -> str:
+    """The command-line flag that sets a config or job field."""
+    special = {"backends": "--backend", "seeds": "--seeds"}
+    for cls in (ExperimentConfig, Job):
+        for field in setting_fields(cls):
+            if field.name == field_name:
+                return field.metadata["flag"]
+    return special.get(field_name, field_name or "argument")
+
+
+def job_from_args(args) -> Job:
+    """The Job that the flags describe, every unspecified setting at its one default."""
+    job_settings = given_settings(args, Job)
+    if args.backend:
+        job_settings["backends"] = parse_backends(args.backend)
+    if args.seeds is not None:
+        job_settings["seeds"] = parse_seeds(args.seeds)
+    try:
+        config = ExperimentConfig().replace(**given_settings(args, ExperimentConfig))
+        return Job(**{"backends": DEFAULT_BACKENDS, **job_settings, "config": config})
+    except ConfigError as error:
+        raise CliError(f"{flag_for(error.field)}: {error}") from None
+
+
+def check_resume_flags(args, saved: Job) -> None:
+    """Flags given with --resume must agree with the saved job; the run is finished as it was started."""
+    if args.out:
+        raise CliError("--out: cannot be combined with --resume; a resumed run writes into its own folder")
+    given = {**given_settings(args, Job), **{f"config.{name}": value
+                                             for name, value in given_settings(args, ExperimentConfig).items()}}
+    if args.backend:
+        given["backends"] = parse_backends(args.backend)
+    if args.seeds is not None:
+        given["seeds"] = parse_seeds(args.seeds)
+    for name, value in given.items():
+        field = name.removeprefix("config.")
+        saved_value = getattr(saved.config if name.startswith("config.") else saved, field)
+        if value != saved_value:
+            raise CliError(f"{flag_for(field)}: {value!r} contradicts the run being resumed, which has "
+                           f"{field}={saved_value!r}; drop the flag to resume the run as it was started")
+
+
 def cmd_run(args) -> int:
     """Train every (backend, seed), print the table, write results.json, plots and summary.md."""
-    from benchmarks.harness import Interrupted, RunPlan, run_benchmark
+    from benchmarks.harness import Interrupted, resume_benchmark, run_benchmark
     from benchmarks.report import text_report, write_report
-    from common.config import ConfigError
+    from common.results import load_results
 
-    if not 0 < args.target_accuracy <= 1:
-        raise CliError(f"--target-accuracy: {args.target_accuracy}; expected a number in (0, 1]")
     try:
-        config = DEFAULTS.replace(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                                  train_limit=args.train_limit, test_limit=args.test_limit)
-    except ConfigError as error:
-        flag = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
-                "train_limit": "--train-limit", "test_limit": "--test-limit"}
-        name = str(error).split(":", 1)[1].split("=", 1)[0].strip()
-        raise CliError(f"{flag.get(name, name)}: {error}") from None
-    plan = RunPlan(config=config, backends=parse_backends(args.backend), seeds=parse_seeds(args.seeds),
-                   device=args.device, data_dir=args.data_dir, out_dir=Path(args.out) if args.out else None,
-                   quiet=args.quiet, target_accuracy=args.target_accuracy)
-    try:
-        results, run_dir = run_benchmark(plan)
+        if args.resume:
+            check_resume_flags(args, load_results(args.resume).job)
+            results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
+        else:
+            job = job_from_args(args)
+            results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet)
     except Interrupted as interrupted:
         write_report([interrupted.results], interrupted.run_dir)
         print(text_report([interrupted.results]))
-        print(f"\ninterrupted: completed runs kept in {interrupted.run_dir}", file=sys.stderr)
+        print(f"\ninterrupted: completed runs kept in {interrupted.run_dir}; finish them with "
+              f"`mnist-bench run --resume {interrupted.run_dir}`", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = write_report([results], run_dir)
     print(text_report([results]))
     print(f"\nresults: {run_dir / 'results.json'}\nreport:  {summary}\nplots:   {run_dir / 'plots'}")
-    return 0 if all(run.status == "ok" for run in results.runs) else 1
+    return EXIT_OK if all(run.status == "ok" for run in results.runs) else EXIT_FAILED
+
+
+def cmd_verify(args) -> int:
+    """Train every chosen backend and a float64 reference on the same batches; judge every difference."""
+    from benchmarks.harness import check_job_can_start, default_run_dir
+    from benchmarks.verify import VerifyError, text_table, verify, write_verification
+    from common.atomic import prepare_output_directory
+
+    if args.steps < 1:
+        raise CliError(f"--steps: {args.steps}; expected an integer >= 1")
+    try:
+        job = Job(backends=parse_backends(args.backend or ["all"]), **given_settings(args, Job))
+    except ConfigError as error:
+        raise CliError(f"{flag_for(error.field)}: {error}") from None
+    check_job_can_start(job)
+    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("verify-"))
+    try:
+        verification = verify(job, args.steps, quiet=args.quiet)
+    except ValueError as error:
+        raise CliError(f"--steps: {error}") from None
+    except VerifyError as error:
+        print(f"mnist-bench: verify: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    written = write_verification(verification, out)
+    print(text_table(verification))
+    print(f"\nverify.json: {written[0]}\nplots:       {', '.join(str(path) for path in written[1:])}")
+    return EXIT_OK if verification.passed else EXIT_FAILED
 
 
 def cmd_show(args) -> int:
@@ -91,7 +179,7 @@ def cmd_show(args) -> int:
     from common.results import load_results
 
     print(text_report([load_results(args.run)]))
-    return 0
+    return EXIT_OK
 
 
 def cmd_compare(args) -> int:
@@ -106,7 +194,7 @@ def cmd_compare(args) -> int:
     summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
     print(text_report(results_list))
     print(f"\nreport: {summary}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_suite(args) -> int:
@@ -122,10 +210,10 @@ def cmd_suite(args) -> int:
     out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("suite-"))
     try:
         merged_path = run_suite(backends, out, quick=args.quick, quiet=args.quiet)
-        code = 0
+        code = EXIT_OK
     except RuntimeError as error:
         print(f"mnist-bench: {error}", file=sys.stderr)
-        merged_path, code = out / "benchmarks.json", 1
+        merged_path, code = out / "benchmarks.json", EXIT_FAILED
     merged = json.loads(merged_path.read_text(encoding="utf-8"))
     plot = plot_suite(merged, out / "suite.png")
     print(suite_table(merged))
@@ -136,11 +224,16 @@ def cmd_suite(args) -> int:
 
 def cmd_roofline(args) -> int:
     """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
+    from backends.devices import configure_process
     from benchmarks.roofline import describe, measure
 
-    config = DEFAULTS.replace(batch_size=args.batch_size)
-    print(describe(measure(args.device), config, 48_000))
-    return 0
+    try:
+        config = ExperimentConfig(batch_size=args.batch_size)
+    except ConfigError as error:
+        raise CliError(f"--batch-size: {error}") from None
+    configure_process(("jax",), args.device)  # this command measures in-process, with JAX
+    print(describe(measure(args.device), config))
+    return EXIT_OK
 
 
 def cmd_info(args) -> int:
@@ -148,7 +241,7 @@ def cmd_info(args) -> int:
     from benchmarks.info import machine_info
 
     print(machine_info())
-    return 0
+    return EXIT_OK
 
 
 def cmd_data(args) -> int:
@@ -161,7 +254,7 @@ def cmd_data(args) -> int:
     print(f"source:    {data.source} ({'canonical, sha256 verified' if data.canonical else 'not the canonical files'})")
     print(f"train:     {data.train_images.shape} images, label counts {np.bincount(data.train_labels).tolist()}")
     print(f"test:      {data.test_images.shape} images, label counts {np.bincount(data.test_labels).tolist()}")
-    return 0
+    return EXIT_OK
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -189,21 +282,28 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and compare backends (default: the reference three, CPU, seed 0, "
                                           "full MNIST)", formatter_class=fmt)
     run.add_argument("--backend", action="append", metavar="NAME", help=BACKEND_HELP)
-    run.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where to train")
-    run.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="training epochs")
-    run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="samples per step")
-    run.add_argument("--lr", type=float, default=DEFAULTS.learning_rate, help="Adam learning rate")
-    run.add_argument("--seeds", default=str(DEFAULTS.seed),
-                     help="seeds, e.g. 0,1,2 or 0-4: one run per seed and backend")
-    run.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_BENCH_DATA, caches, download)")
+    default_job = Job(backends=DEFAULT_BACKENDS)
+    add_setting_flags(run, ExperimentConfig, default_job.config)
+    add_setting_flags(run, Job, default_job)
+    run.add_argument("--seeds", default=None, help="seeds, e.g. 0,1,2 or 0-4: one run per seed and backend "
+                                                   f"(default: {','.join(map(str, default_job.seeds))})")
     run.add_argument("--out", default=None, help="run folder (default: runs/<UTC timestamp>)")
-    run.add_argument("--train-limit", type=int, default=None,
-                     help="quick runs: use only the first N training images (split 80/20 as usual)")
-    run.add_argument("--test-limit", type=int, default=None, help="quick runs: use only the first N test images")
-    run.add_argument("--target-accuracy", type=float, default=0.97,
-                     help="validation accuracy that time-to-accuracy waits for")
+    run.add_argument("--resume", default=None, metavar="RUN",
+                     help="finish an interrupted or partly failed run: keep its ok runs, train the rest with its "
+                          "own saved settings (other flags must agree with them)")
     run.add_argument("--quiet", action="store_true", help="no progress bars, only the final table")
     run.set_defaults(handler=cmd_run)
+
+    verify = commands.add_parser("verify", help="prove that the backends compute the same thing, on this machine",
+                                 formatter_class=fmt)
+    verify.add_argument("--backend", action="append", metavar="NAME",
+                        help=BACKEND_HELP.replace("reference (=", "reference (=").replace("; the default", "")
+                        + " (default: all)")
+    add_setting_flags(verify, Job, Job(backends=DEFAULT_BACKENDS), only=("device", "precision", "data_dir"))
+    verify.add_argument("--steps", type=int, default=100, help="training steps compared, one per call")
+    verify.add_argument("--out", default=None, help="folder for verify.json and plots (default: runs/verify-<UTC timestamp>)")
+    verify.add_argument("--quiet", action="store_true", help="no progress lines")
+    verify.set_defaults(handler=cmd_verify)
 
     show = commands.add_parser("show", help="print a saved run's table")
     show.add_argument("run", help="run folder or results.json")
@@ -225,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
                                    formatter_class=fmt)
-    roofline.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="device to measure")
-    roofline.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="batch size for the floors")
+    roofline.add_argument("--device", choices=DEVICES, default="cpu", help="device to measure")
+    roofline.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size,
+                          help="batch size for the floors")
     roofline.set_defaults(handler=cmd_roofline)
 
     info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")

@@ -58,20 +58,22 @@ def splits():
 def trainers():
     """One trainer per (backend, batch size), built lazily; Keras backends that cannot share the process skip."""
     from backends.base import BackendError
-    from backends.registry import get_factory
+    from backends.registry import get_factory, prepare_process
     from common.config import ExperimentConfig
     from common.weights import init_weights
 
     cache = {}
 
-    def get(backend: str, batch_size: int = 32):
-        if (backend, batch_size) not in cache:
+    def get(backend: str, batch_size: int = 32, seeds: tuple[int, ...] = (0,)):
+        if (backend, batch_size, seeds) not in cache:
             config = ExperimentConfig(batch_size=batch_size)
             try:
-                cache[backend, batch_size] = get_factory(backend)(config, init_weights(config.layer_sizes, 0))
+                prepare_process(backend, "cpu")
+                cache[backend, batch_size, seeds] = get_factory(backend)(
+                    config, {seed: init_weights(config.layer_sizes, seed) for seed in seeds})
             except BackendError as error:
                 pytest.skip(f"{error}; `mnist-bench suite` runs each backend in its own process")
-        return cache[backend, batch_size]
+        return cache[backend, batch_size, seeds]
 
     return get
 

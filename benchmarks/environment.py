@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backends.devices import cpu_name
-
 PACKAGES = ("numpy", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "optax", "matplotlib",
             "pytest-benchmark")
 # Settings that change how fast (or where) the frameworks run.
@@ -20,6 +18,39 @@ RELEVANT_ENV = ("XLA_FLAGS", "TF_XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_IN
                 "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "JAX_PLATFORMS", "JAX_ENABLE_X64",
                 "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_VISIBLE_DEVICES",
                 "KERAS_BACKEND")
+
+
+# Each framework is asked in a fresh process, so neither grabs the other's devices or threads.
+DEVICE_PROBES = {
+    "jax": "import jax; print(', '.join(f'{d.platform}:{d.id} ({d.device_kind})' for d in jax.devices()))",
+    "tensorflow": ("import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2'); import tensorflow as tf; "
+                   "print(', '.join(d.name for d in tf.config.list_logical_devices()))"),
+}
+
+
+def framework_devices(framework: str) -> str:
+    """The devices `framework` sees, asked in a child process, or why it could not be asked."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", DEVICE_PROBES[framework]], capture_output=True, text=True,
+                               timeout=120)
+    except subprocess.TimeoutExpired:
+        return "(timed out)"
+    if probe.returncode:
+        lines = probe.stderr.strip().splitlines()
+        return f"(unavailable: {lines[-1] if lines else probe.returncode})"
+    return probe.stdout.strip()
+
+
+def cpu_name() -> str:
+    """The CPU model, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def package_versions() -> dict[str, str | None]:

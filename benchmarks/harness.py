@@ -1,8 +1,11 @@
-"""`mnist-bench run`: every (backend, seed) in its own child process, results gathered and reported."""
+"""`mnist-bench run`: every (backend, seeds) part of a job in its own child process, results gathered.
+
+The parent never imports a framework. It writes results.json atomically after every child, so a
+crash, a Ctrl-C or a power cut loses at most the run in progress, and `--resume` finishes the rest.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -11,21 +14,22 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
-from backends.registry import backend_spec
-from benchmarks.environment import collect_environment
-from benchmarks.info import DEVICE_PROBES, framework_devices
+from backends.registry import backend_spec, process_settings
+from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.atomic import prepare_output_directory
-from common.config import ExperimentConfig
+from common.job import Job
 from common.mnist import load_mnist
-from common.results import RESULTS_FILE, Results, RunResult, save_results
+from common.results import RESULTS_FILE, Results, RunResult, load_results, save_results
 
 INTERRUPT_GRACE_S = 20  # how long an interrupted child may take to write its partial result
 WORKER_COMMAND = (sys.executable, "-m", "benchmarks.worker")  # + JOB.json RESULT.json
+# Below this many full batches per epoch, fixed per-epoch costs (the validation call, Python, fit's
+# set-up) dominate the epoch time, and a ratio to the compute floor would measure them, not training.
+MIN_FLOOR_BATCHES = 10
 
 
 class HarnessError(RuntimeError):
@@ -48,26 +52,16 @@ class _ChildInterrupted(KeyboardInterrupt):
         self.runs = runs
 
 
-@dataclasses.dataclass(frozen=True)
-class RunPlan:
-    """Everything `mnist-bench run` was asked to do."""
-
-    config: ExperimentConfig
-    backends: tuple[str, ...]
-    seeds: tuple[int, ...]
-    device: str = "cpu"
-    data_dir: str | None = None
-    out_dir: Path | None = None
-    quiet: bool = False
-    target_accuracy: float = 0.97
-
-
 def default_run_dir(prefix: str = "", root: str | os.PathLike = "runs") -> Path:
     """runs/<prefix><UTC timestamp>, e.g. runs/20261124T130501Z or runs/suite-20261124T130501Z."""
-    return Path(root) / (prefix + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    return Path(root) / (prefix + _utc_now().strftime("%Y%m%dT%H%M%SZ"))
 
 
-def check_gpu_visible(backends: Sequence[str]) -> None:
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def check_gpu_visible(backends) -> None:
     """Fail before anything is written when `--device gpu` has no GPU to use."""
     if not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
         raise HarnessError("--device gpu: no NVIDIA GPU is visible on this machine (no /dev/nvidia0, no "
@@ -81,49 +75,83 @@ def check_gpu_visible(backends: Sequence[str]) -> None:
                                "(README 'GPU') or use --device cpu")
 
 
-def run_benchmark(plan: RunPlan) -> tuple[Results, Path]:
-    """Train every (backend, seed) in its own process; save results.json after each; return them."""
-    for name in plan.backends:
+def check_job_can_start(job: Job) -> None:
+    """Everything that can be checked before a run folder exists: backend names, the device, the data."""
+    for name in job.backends:
         backend_spec(name)  # unknown names fail before anything starts
-    if plan.device == "gpu":
-        check_gpu_visible(plan.backends)
-    data = load_mnist(plan.data_dir)  # verify (or download) once, before any child starts
-    run_dir = plan.out_dir or default_run_dir()
+    if job.device == "gpu":
+        check_gpu_visible(job.backends)
+
+
+def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False) -> tuple[Results, Path]:
+    """Train every (backend, seeds) part of `job` in its own process; save results.json after each."""
+    check_job_can_start(job)
+    data = load_mnist(job.data_dir)  # verify (or download) once, before any child starts
+    run_dir = out_dir or default_run_dir()
     if (run_dir / RESULTS_FILE).exists():
-        raise HarnessError(f"{run_dir} already holds a run; choose another --out (runs are never overwritten)")
+        raise HarnessError(f"{run_dir} already holds a run; choose another --out, or finish it with --resume "
+                           f"{run_dir} (runs are never overwritten)")
     prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
-    environment["roofline"] = measure_roofline(plan.device, run_dir)
-    results = Results(
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        environment=environment,
-        config={**plan.config.to_dict(), "seeds": list(plan.seeds), "target_accuracy": plan.target_accuracy},
-        runs=[])
-    for backend, seeds in child_jobs(plan.backends, plan.seeds):
+    environment["roofline"] = measure_roofline(job.device, run_dir)
+    environment["framework_settings"] = {name: process_settings(name, job.device, job.precision)
+                                         for name in job.backends}
+    results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
+    return train_missing(results, run_dir, quiet), run_dir
+
+
+def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]:
+    """Finish a saved run: keep its `ok` runs, train the missing, interrupted, failed or diverged ones."""
+    results = load_results(run_dir)
+    if results.schema_version == 1:
+        raise HarnessError(f"{run_dir} was written by an older mnist-bench (schema 1) that did not record its "
+                           "backends and device; start a new run instead")
+    check_job_can_start(results.job)
+    load_mnist(results.job.data_dir)
+    results.environment.setdefault("resumed", []).append(
+        {"at": _utc_now().isoformat(timespec="seconds"), "hostname": collect_environment()["hostname"],
+         "git_commit": git_commit()})
+    return train_missing(results, run_dir, quiet), run_dir
+
+
+def train_missing(results: Results, run_dir: Path, quiet: bool) -> Results:
+    """Run every child job whose runs are not all `ok` yet; results.json is rewritten after each."""
+    done = {(run.backend, run.seed): run for run in results.runs if run.status == "ok"}
+    for child in child_jobs(results.job):
+        if all((child.backend, seed) in done for seed in child.seeds):
+            continue
         try:
-            runs = run_child(plan, backend, seeds, run_dir)
+            runs = run_child(child, run_dir, quiet)
         except _ChildInterrupted as interrupted:
-            results.runs.extend(interrupted.runs)
+            _merge_runs(results, interrupted.runs)
             save_results(results, run_dir)
             raise Interrupted(results, run_dir) from None
         for run in runs:
-            add_floor_ratio(run, environment["roofline"], plan.config)
-        results.runs.extend(runs)
+            add_floor_ratio(run, results.environment.get("roofline"), results.job)
+        _merge_runs(results, runs)
         save_results(results, run_dir)
-    return results, run_dir
+    return results
 
 
-def child_jobs(backends: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, tuple[int, ...]]]:
-    """(backend, seeds) per child process: seed by seed, backends side by side; a multi-seed backend
-    trains all seeds in one child."""
-    jobs = []
-    for position, seed in enumerate(seeds):
-        for backend in backends:
-            if not backend_spec(backend).multi_seed:
-                jobs.append((backend, (seed,)))
-            elif position == 0:
-                jobs.append((backend, tuple(seeds)))
-    return jobs
+def _merge_runs(results: Results, new_runs: list[RunResult]) -> None:
+    """Put `new_runs` in place of any earlier attempt of the same (backend, seed), in the job's order."""
+    replaced = {(run.backend, run.seed) for run in new_runs}
+    runs = [run for run in results.runs if (run.backend, run.seed) not in replaced] + new_runs
+    order = {(child.backend, seed): position for position, child in enumerate(child_jobs(results.job))
+             for seed in child.seeds}
+    results.runs = sorted(runs, key=lambda run: (order.get((run.backend, run.seed), len(order)), run.seed))
+
+
+def child_jobs(job: Job) -> list[Job]:
+    """The job's parts, one per worker process: seed by seed, backends side by side; a backend that trains
+    several seeds per process gets them together, at the position of the first."""
+    children = []
+    for position, seed in enumerate(job.seeds):
+        for backend in job.backends:
+            per_process = backend_spec(backend).seeds_per_process or len(job.seeds)
+            if position % per_process == 0:
+                children.append(job.for_backend(backend, job.seeds[position:position + per_process]))
+    return children
 
 
 def measure_roofline(device: str, run_dir: Path) -> dict | None:
@@ -138,29 +166,31 @@ def measure_roofline(device: str, run_dir: Path) -> dict | None:
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
-def add_floor_ratio(run: RunResult, roofline: dict | None, config: ExperimentConfig) -> None:
-    """Steady-state epoch time over the epoch's compute floor at the measured GEMM peak."""
+def add_floor_ratio(run: RunResult, roofline: dict | None, job: Job) -> None:
+    """Steady-state epoch time over the epoch's compute floor at the measured GEMM peak.
+
+    Left out (None, shown as "—") for epochs of fewer than MIN_FLOOR_BATCHES full batches.
+    """
     epoch_s = run.timing.get("epoch_s_median") if run.timing else None
-    if not roofline or not epoch_s:
+    train_samples = run.timing.get("train_samples") if run.timing else None
+    if not roofline or not epoch_s or not train_samples:
         return
-    train_samples = run.timing["samples_per_s"] * epoch_s
-    floor = training_floor_s(config, round(train_samples), roofline["gemm_peak_gflops"])
-    run.timing["floor_epoch_s"] = floor
-    run.timing["floor_ratio"] = epoch_s / floor
+    run.timing["floor_epoch_s"] = training_floor_s(job.config, train_samples, roofline["gemm_peak_gflops"])
+    seeds = run.timing.get("seeds_in_program", 1)
+    full_batches = train_samples // job.config.batch_size
+    run.timing["floor_ratio"] = (epoch_s / (run.timing["floor_epoch_s"] * seeds)
+                                 if full_batches >= MIN_FLOOR_BATCHES else None)
 
 
-def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path) -> list[RunResult]:
-    """One worker process; its crash, divergence or interruption becomes recorded runs, one per seed."""
-    config = plan.config.replace(seed=seeds[0])
+def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
+    """One worker process for a one-backend job; its crash, divergence or interruption becomes recorded runs."""
     log_dir = run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    log_name = f"{backend}-seed{'-'.join(map(str, seeds))}.log"
+    log_name = f"{job.backend}-seed{'-'.join(map(str, job.seeds))}.log"
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
-        job_path.write_text(json.dumps({"config": config.to_dict(), "backend": backend, "device": plan.device,
-                                        "seeds": list(seeds), "data_dir": plan.data_dir,
-                                        "target_accuracy": plan.target_accuracy}))
-        progress = _Progress(backend, seeds, config, plan.quiet)
+        job_path.write_text(json.dumps(job.to_dict()))
+        progress = _Progress(job, quiet)
         with open(log_dir / log_name, "w", encoding="utf-8") as log:
             child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path)],
                                      stdout=subprocess.PIPE, stderr=log, text=True,
@@ -180,7 +210,7 @@ def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path
             except KeyboardInterrupt:
                 _stop(child)
                 progress.close()
-                runs = _read_results(result_path) or [RunResult(backend, seed, plan.device) for seed in seeds]
+                runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device) for seed in job.seeds]
                 for run in runs:
                     run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
                 raise _ChildInterrupted(runs) from None
@@ -193,10 +223,10 @@ def run_child(plan: RunPlan, backend: str, seeds: tuple[int, ...], run_dir: Path
         if returncode == -signal.SIGKILL:
             cause += " (out of memory?)"
         error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
-        runs = [RunResult(backend, seed, plan.device, status="failed", error=error) for seed in seeds]
+        runs = [RunResult(job.backend, seed, job.device, status="failed", error=error) for seed in job.seeds]
     for run in runs:
-        if not plan.quiet and run.status != "ok":
-            print(f"  {backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
+        if not quiet and run.status != "ok":
+            print(f"  {job.backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
     return runs
 
 
@@ -236,14 +266,15 @@ def _tail(path: Path, limit: int = 300) -> str:
 class _Progress:
     """A tqdm bar per run: epoch, step, loss and accuracy as the child reports them."""
 
-    def __init__(self, backend: str, seeds: tuple[int, ...], config: ExperimentConfig, quiet: bool):
+    def __init__(self, job: Job, quiet: bool):
         self.bar = None
         if quiet:
             return
         from tqdm import tqdm
 
-        label = "seed" if len(seeds) == 1 else "seeds"
-        self.bar = tqdm(total=config.epochs, desc=f"{backend:<11} {label} {','.join(map(str, seeds))}", unit="epoch", file=sys.stderr,
+        label = "seed" if len(job.seeds) == 1 else "seeds"
+        self.bar = tqdm(total=job.config.epochs, desc=f"{job.backend:<11} {label} {','.join(map(str, job.seeds))}",
+                        unit="epoch", file=sys.stderr,
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total_fmt} epochs "
                                    "[{elapsed}<{remaining}{postfix}]", dynamic_ncols=True)
 

@@ -2,31 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from backends.registry import BACKENDS
-from benchmarks.environment import collect_environment
-
-# Each framework is asked in a fresh process, so neither grabs the other's devices or threads.
-DEVICE_PROBES = {
-    "jax": "import jax; print(', '.join(f'{d.platform}:{d.id} ({d.device_kind})' for d in jax.devices()))",
-    "tensorflow": ("import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2'); import tensorflow as tf; "
-                   "print(', '.join(d.name for d in tf.config.list_logical_devices()))"),
-}
-
-
-def framework_devices(framework: str) -> str:
-    """The devices `framework` sees, or why it could not be asked."""
-    try:
-        probe = subprocess.run([sys.executable, "-c", DEVICE_PROBES[framework]], capture_output=True, text=True,
-                               timeout=120)
-    except subprocess.TimeoutExpired:
-        return "(timed out)"
-    if probe.returncode:
-        lines = probe.stderr.strip().splitlines()
-        return f"(unavailable: {lines[-1] if lines else probe.returncode})"
-    return probe.stdout.strip()
+from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices
 
 
 def machine_info() -> str:

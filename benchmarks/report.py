@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from common.atomic import write_text_atomic
+from common.flops import training_flops_per_sample
+from common.job import Job
 from common.results import Results, RunResult
 
 REFERENCE_BACKEND = "keras"
@@ -24,7 +27,7 @@ class RunGroup:
     device: str
     machine: str
     runs: list[RunResult]
-    config: dict
+    job: Job
 
     @property
     def ok_runs(self) -> list[RunResult]:
@@ -42,7 +45,7 @@ def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
             key = (run.backend, run.device, machine)
             if key not in groups:
                 parts = [run.backend, run.device] + ([machine] if len(machines) > 1 else [])
-                groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.config)
+                groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.job)
             groups[key].runs.append(run)
     return list(groups.values())
 
@@ -79,6 +82,8 @@ def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False) -> str
     return text
 
 
+NO_FLOOR_NOTE = ("x floor '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
+                 "not training, set the time")
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
            "x floor", "compile s", "time to target s", "total s", "speed vs keras")
 
@@ -96,6 +101,9 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
         statuses = sorted({run.status for run in group.runs})
         status = ", ".join(f"{s} {sum(r.status == s for r in group.runs)}" if len(group.runs) > 1 else s
                            for s in statuses)
+        if len(group.runs) == 1 and group.runs[0].status != "ok" and group.runs[0].history:
+            # A stopped run keeps the epochs it completed; say how far it got.
+            status += f" ({len(group.runs[0].history)}/{group.job.config.epochs} epochs)"
         ref = reference.get((group.device, group.machine))
         epoch_s = np.median(timing("epoch_s_median")) if ok else None
         reached = [v for v in timing("time_to_target_s") if v is not None]
@@ -140,18 +148,19 @@ def format_markdown_table(rows: Sequence[dict[str, str]]) -> str:
 
 
 def failures(groups: Sequence[RunGroup]) -> list[str]:
-    """One line per run that did not finish, with its error."""
-    return [f"{run.backend} seed {run.seed} ({run.device}): {run.status}: {run.error}"
+    """One line per run that did not finish: how far it got (its completed epochs are kept) and its error."""
+    return [f"{run.backend} seed {run.seed} ({run.device}): {run.status} after {len(run.history)}/"
+            f"{group.job.config.epochs} epochs: {run.error}"
             for group in groups for run in group.runs if run.status != "ok"]
 
 
 def text_report(results_list: Sequence[Results]) -> str:
     """The table `run`, `show` and `compare` print."""
     groups = group_runs(results_list)
-    target = results_list[0].config.get("target_accuracy", 0.97)
+    target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),
              f"epoch s, step ms: steady state (after the first, compiling epoch); time to target: "
-             f"training start to the first epoch with val acc >= {target:.2f}"]
+             f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}"]
     for results in results_list:
         roofline = results.environment.get("roofline")
         if roofline:
@@ -162,28 +171,43 @@ def text_report(results_list: Sequence[Results]) -> str:
     return "\n".join(lines)
 
 
+def saved_test_set(results: Results):
+    """The test images and labels behind a run's predictions, for the digit grid; None where MNIST is not at hand."""
+    from common.mnist import MnistDataError, load_mnist
+
+    source = results.job.data_dir or results.environment.get("data_source")
+    try:
+        data = load_mnist(source if source and Path(source).is_dir() else None, progress=False)
+        return data.test_images, data.test_labels
+    except MnistDataError as error:
+        print(f"warning: no test-digit grid: {error}", file=sys.stderr)
+        return None
+
+
 def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "mnist-bench run") -> Path:
     """Render plots into out_dir/plots and write out_dir/summary.md; returns the summary's path."""
     from common.plots import plot_all
 
     groups = group_runs(results_list)
-    source = results_list[0].environment.get("data_source")
-    plots = plot_all(groups, out_dir / "plots", source if source and Path(source).is_dir() else None)
-    config = results_list[0].config
+    plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))
+    job = results_list[0].job
+    config = job.config
+    layers = "-".join(map(str, config.layer_sizes))
     lines = [f"# {title}", "",
              f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
-             f"Config: {config.get('epochs')} epochs, batch {config.get('batch_size')}, "
-             f"lr {config.get('learning_rate')}, hidden {config.get('hidden_units')}, "
-             f"validation split {config.get('validation_split')}, seeds {config.get('seeds')}"
-             + (f", train limit {config['train_limit']}" if config.get("train_limit") else "") + ".", "",
-             "## Results", "", format_markdown_table(table_rows(groups)), "",
+             f"Config: {config.epochs} epochs, batch {config.batch_size}, lr {config.learning_rate}, "
+             f"hidden {list(config.hidden_units)}, validation split {config.validation_split}, "
+             f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
+             "", "## Results", "", format_markdown_table(table_rows(groups)), "",
              "Steady state excludes the first epoch, whose first step traces and compiles (`compile s`). "
-             "Step times are wall-clock after the device finished the step. "
-             "GFLOP/s counts the analytic training FLOPs (1,007,104 per sample for 784-256-128-10); "
+             "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
+             "step times are wall-clock after the device finished the step. "
+             f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config.layer_sizes):,} "
+             f"per sample for {layers}); "
              "`x floor` is the epoch time over the time those FLOPs take at this machine's measured "
-             "fp32 GEMM peak (see Environment). "
+             f"fp32 GEMM peak (see Environment); {NO_FLOOR_NOTE}. "
              f"Time to target: from the start of training to the end of the first epoch whose validation "
-             f"accuracy is >= {config.get('target_accuracy', 0.97)}, validation time included. "
+             f"accuracy is >= {job.target_accuracy}, validation time included. "
              "Mean ± std [95% t-interval] over seeds.", ""]
     problems = failures(groups)
     if problems:
@@ -203,11 +227,17 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
                   f"- Python {env.get('python')}; {packages}",
                   f"- Devices: {'; '.join(devices) or '—'}",
                   f"- Settings: {env.get('env') or 'none set'}",
+                  f"- Precision: {results.job.precision} (per-process framework settings: "
+                  + ("; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in settings.items())}"
+                               for name, settings in env.get("framework_settings", {}).items()) or "not recorded")
+                  + ")",
                   f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
                   "- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
                                             f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
                                             f"({env['roofline']['device']})" if env.get("roofline") else "—"),
-                  f"- Commit: {env.get('git_commit')}", ""]
+                  f"- Commit: {env.get('git_commit')}"]
+        lines += [f"- Resumed: {entry['at']} on {entry['hostname']} (commit {entry['git_commit']})"
+                  for entry in env.get("resumed", [])] + [""]
     path = out_dir / "summary.md"
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -12,7 +12,7 @@ import sys
 import time
 
 from common.config import ExperimentConfig
-from common.data import steps_per_epoch
+from common.data import steps_per_epoch, train_sample_count
 from common.flops import training_flops_per_sample
 from common.weights import weight_shapes
 
@@ -31,7 +31,10 @@ def _best_seconds(function, *args, repeats: int) -> float:
 
 
 def measure(device: str = "cpu", repeats: int = 7) -> dict:
-    """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up)."""
+    """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up).
+
+    JAX's process settings must be in force already (`backends.devices.configure_process`).
+    """
     from backends.devices import jax_device
 
     target = jax_device(device)
@@ -69,8 +72,9 @@ def adam_traffic_floor_s(config: ExperimentConfig, train_samples: int, bandwidth
     return steps * parameters * 7 * 4 / (bandwidth_gb_s * 1e9)
 
 
-def describe(limits: dict, config: ExperimentConfig, train_samples: int) -> str:
+def describe(limits: dict, config: ExperimentConfig) -> str:
     """Human-readable limits and floors for the configured training."""
+    train_samples = train_sample_count(config)
     floor = training_floor_s(config, train_samples, limits["gemm_peak_gflops"])
     adam = adam_traffic_floor_s(config, train_samples, limits["bandwidth_gb_s"])
     flops = training_flops_per_sample(config.layer_sizes)
@@ -92,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from backends.devices import configure_process
+
+    configure_process(("jax",), args.device)  # before JAX is imported
     limits = measure(args.device)
-    print(json.dumps(limits) if args.json else describe(limits, ExperimentConfig(), 48_000))
+    print(json.dumps(limits) if args.json else describe(limits, ExperimentConfig()))
     return 0
 
 

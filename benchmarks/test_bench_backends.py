@@ -28,16 +28,16 @@ def test_train_step(benchmark, trainers, splits, backend, batch_size, rounds):
     trainer = trainers(backend, batch_size)
     steps = max(4, SAMPLES_PER_ROUND // batch_size)
     batches = epoch_batches(len(splits.x_train), batch_size, seed=0, epoch=0)[:steps]
-    loss_before = trainer.evaluate(splits.x_val, splits.y_val)[0]
+    loss_before = trainer.seed_model(0).evaluate(splits.x_val, splits.y_val)[0]
     logs = []
 
     def run():
         # train_epoch returns only after the last step's loss is on the host: synchronized.
-        logs.append(trainer.train_epoch(splits.x_train, splits.y_train, batches))
+        logs.extend(trainer.train_epoch(splits.x_train, splits.y_train, [batches]))
 
     benchmark.group = f"train step, batch {batch_size}"
     benchmark.pedantic(run, rounds=rounds, warmup_rounds=2, iterations=1)
-    loss_after = trainer.evaluate(splits.x_val, splits.y_val)[0]
+    loss_after = trainer.seed_model(0).evaluate(splits.x_val, splits.y_val)[0]
     assert np.isfinite(loss_after) and loss_after < loss_before  # what was timed really trained
     steps_timed = len(batches)
     record(benchmark, trainer, backend, steps_timed * batch_size, training_flops_per_sample(LAYERS),
@@ -52,7 +52,7 @@ def test_train_epoch(benchmark, trainers, splits, backend, quick):
     batches = epoch_batches(samples, 32, seed=0, epoch=1)
     logs = []
     benchmark.group = "train epoch, batch 32"
-    benchmark.pedantic(lambda: logs.append(trainer.train_epoch(splits.x_train, splits.y_train, batches)),
+    benchmark.pedantic(lambda: logs.extend(trainer.train_epoch(splits.x_train, splits.y_train, [batches])),
                        rounds=2 if quick else 3, warmup_rounds=1, iterations=1)
     assert all(np.isfinite(log.loss) for log in logs)
     assert logs[-1].loss < logs[0].losses[0]
@@ -65,7 +65,8 @@ def test_inference(benchmark, trainers, splits, backend, rounds):
     trainer = trainers(backend, 32)
     outputs = []
     benchmark.group = "inference, 10,000 test images"
-    benchmark.pedantic(lambda: outputs.append(trainer.predict(splits.x_test)), rounds=rounds, warmup_rounds=2,
+    model = trainer.seed_model(0)
+    benchmark.pedantic(lambda: outputs.append(model.predict(splits.x_test)), rounds=rounds, warmup_rounds=2,
                        iterations=1)
     probabilities = outputs[-1]
     assert probabilities.shape == (len(splits.x_test), 10)
@@ -74,15 +75,11 @@ def test_inference(benchmark, trainers, splits, backend, rounds):
 
 
 @pytest.mark.parametrize("seeds", [1, 8])
-def test_train_epoch_seeds_vmapped(benchmark, request, splits, quick, seeds):
+def test_train_epoch_seeds_vmapped(benchmark, request, trainers, splits, quick, seeds):
     """K seeds trained by one vmapped, fused program: the cost of K seeds against one."""
     if "flax" not in request.config.getoption("--bench-backend").split(","):
         pytest.skip("runs with the flax backend (mnist-bench suite: in the flax process)")
-    from backends.flax_fused import create_multi_seed_trainer
-    from common.weights import init_weights
-
-    config = ExperimentConfig()
-    trainer = create_multi_seed_trainer(config, [init_weights(LAYERS, seed) for seed in range(seeds)])
+    trainer = trainers("flax-vmap", 32, tuple(range(seeds)))
     samples = len(splits.x_train) // (10 if quick else 1)
     batches = [epoch_batches(samples, 32, seed=seed, epoch=1) for seed in range(seeds)]
     logs = []

@@ -1,9 +1,10 @@
-"""The child process of `mnist-bench run`: trains one (backend, seed) and reports back.
+"""The child process of `mnist-bench run`: trains one job (one backend, its seeds) and reports back.
 
 Usage: python -m benchmarks.worker JOB.json RESULT.json
-Progress goes to stdout as JSON lines prefixed with EVENT_PREFIX (frameworks may print there too);
-the RunResults (one per seed in the job) are written atomically to RESULT.json as a JSON list, also
-for a diverged, failed or interrupted run.
+JOB.json is a `common.job.Job` with one backend. Progress goes to stdout as JSON lines prefixed with
+EVENT_PREFIX (frameworks may print there too); the RunResults (one per seed of the job) are written
+atomically to RESULT.json as a JSON list, also for a diverged, failed or interrupted run, with every
+epoch it completed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import sys
 import time
 import traceback
+
+from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
@@ -35,37 +38,43 @@ def make_event_emitter(stream):
 
 
 def main(argv: list[str]) -> int:
-    """Run the job described in argv[0]; write the result to argv[1]; exit 0, 1 (failed) or 130."""
+    """Run the job in argv[0]; write the results to argv[1]; exit 0, 1 (failed) or 130 (interrupted)."""
     job_path, result_path = argv
+    from backends.registry import prepare_process
     from common.atomic import write_text_atomic
-    from common.config import ExperimentConfig
+    from common.job import Job
     from common.results import RunResult
 
-    job = json.loads(open(job_path, encoding="utf-8").read())
-    config = ExperimentConfig.from_dict(job["config"])
-    on_event = make_event_emitter(sys.stdout)
+    with open(job_path, encoding="utf-8") as handle:
+        job = Job.from_dict(json.load(handle))
 
-    seeds = tuple(job.get("seeds") or (config.seed,))
+    def write(runs):
+        write_text_atomic(result_path, json.dumps([dataclasses.asdict(run) for run in runs], allow_nan=True))
 
-    def write(results):
-        write_text_atomic(result_path, json.dumps([dataclasses.asdict(r) for r in results], allow_nan=True))
+    def stopped_before_training(status: str, error: str):
+        return [RunResult(job.backend, seed, job.device, status=status, error=error) for seed in job.seeds]
 
     try:
-        from benchmarks.training import train_and_evaluate
+        # Framework settings first, before anything can import a framework.
+        prepare_process(job.backend, job.device, job.precision)
+        from benchmarks.training import RunStopped, train_and_evaluate
 
-        results = train_and_evaluate(config, job["backend"], job["device"], job.get("data_dir"), on_event,
-                                     job.get("target_accuracy", 0.97), seeds)
+        try:
+            runs = train_and_evaluate(job, make_event_emitter(sys.stdout))
+        except RunStopped as stopped:
+            if stopped.__cause__ is not None:
+                traceback.print_exception(stopped.__cause__)
+            write(stopped.runs)
+            return EXIT_INTERRUPTED if stopped.interrupted else EXIT_FAILED
     except KeyboardInterrupt:
-        write([RunResult(job["backend"], seed, job["device"], status="interrupted",
-                         error="interrupted by the user (Ctrl-C)") for seed in seeds])
-        return 130
+        write(stopped_before_training("interrupted", "interrupted by the user (Ctrl-C)"))
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - any crash becomes a recorded failed run, not a lost one
         traceback.print_exc()
-        message = f"{type(error).__name__}: {error}".strip().splitlines()[0]
-        write([RunResult(job["backend"], seed, job["device"], status="failed", error=message) for seed in seeds])
-        return 1
-    write(results)
-    return 0
+        write(stopped_before_training("failed", f"{type(error).__name__}: {error}".strip().splitlines()[0]))
+        return EXIT_FAILED
+    write(runs)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

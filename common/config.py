@@ -10,7 +10,19 @@ NUM_CLASSES = 10
 
 
 class ConfigError(ValueError):
-    """An experiment setting is out of range; the message names the field."""
+    """A setting is out of range; `field` names it, so the CLI can name the flag it came from."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def flag(name: str, help: str, **argparse_options) -> dict:
+    """Field metadata that makes a setting a command-line flag: its name, help and argparse options.
+
+    The CLI builds its flags from this metadata, so a new setting needs one edit: its field.
+    """
+    return {"flag": name, "help": help, **argparse_options}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,38 +31,38 @@ class ExperimentConfig:
 
     hidden_units: tuple[int, ...] = (256, 128)
     activation: str = "relu"
-    learning_rate: float = 1e-3
+    learning_rate: float = dataclasses.field(default=1e-3, metadata=flag("--lr", "Adam learning rate"))
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: int = dataclasses.field(default=10, metadata=flag("--epochs", "training epochs"))
+    batch_size: int = dataclasses.field(default=32, metadata=flag("--batch-size", "samples per step"))
     validation_split: float = 0.2
-    seed: int = 0
     # Quick runs and tests: use only the first N training / test images (None = all).
-    train_limit: int | None = None
-    test_limit: int | None = None
+    train_limit: int | None = dataclasses.field(default=None, metadata=flag(
+        "--train-limit", "quick runs: use only the first N training images (split 80/20 as usual)", type=int))
+    test_limit: int | None = dataclasses.field(default=None, metadata=flag(
+        "--test-limit", "quick runs: use only the first N test images", type=int))
 
     def __post_init__(self):
         # Accept lists (from JSON or argparse) but store a hashable tuple.
         object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
-        _check(self.hidden_units and all(isinstance(u, int) and u >= 1 for u in self.hidden_units),
-               "hidden_units", self.hidden_units, "a non-empty tuple of positive integers")
-        _check(self.activation == "relu", "activation", self.activation, "'relu' (the only one implemented)")
-        _check(_finite(self.learning_rate) and self.learning_rate > 0,
-               "learning_rate", self.learning_rate, "a finite number > 0")
+        check(self.hidden_units and all(isinstance(u, int) and u >= 1 for u in self.hidden_units),
+              "hidden_units", self.hidden_units, "a non-empty tuple of positive integers")
+        check(self.activation == "relu", "activation", self.activation, "'relu' (the only one implemented)")
+        check(is_finite_number(self.learning_rate) and self.learning_rate > 0,
+              "learning_rate", self.learning_rate, "a finite number > 0")
         for name in ("beta_1", "beta_2"):
             value = getattr(self, name)
-            _check(_finite(value) and 0 <= value < 1, name, value, "a number in [0, 1)")
-        _check(_finite(self.epsilon) and self.epsilon > 0, "epsilon", self.epsilon, "a finite number > 0")
-        _check(_positive_int(self.epochs), "epochs", self.epochs, "an integer >= 1")
-        _check(_positive_int(self.batch_size), "batch_size", self.batch_size, "an integer >= 1")
-        _check(_finite(self.validation_split) and 0 <= self.validation_split < 1,
-               "validation_split", self.validation_split, "a number in [0, 1)")
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+            check(is_finite_number(value) and 0 <= value < 1, name, value, "a number in [0, 1)")
+        check(is_finite_number(self.epsilon) and self.epsilon > 0, "epsilon", self.epsilon, "a finite number > 0")
+        check(is_positive_int(self.epochs), "epochs", self.epochs, "an integer >= 1")
+        check(is_positive_int(self.batch_size), "batch_size", self.batch_size, "an integer >= 1")
+        check(is_finite_number(self.validation_split) and 0 <= self.validation_split < 1,
+              "validation_split", self.validation_split, "a number in [0, 1)")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
-            _check(value is None or _positive_int(value), name, value, "None or an integer >= 1")
+            check(value is None or is_positive_int(value), name, value, "None or an integer >= 1")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -70,21 +82,31 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentConfig:
         """Inverse of `to_dict`; unknown keys are an error rather than silently dropped."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(known)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data, "config"))
 
 
-def _finite(value) -> bool:
+def known_fields(cls, data: dict, what: str) -> dict:
+    """`data` if every key is a field of dataclass `cls`, else a ConfigError listing the valid ones."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {what}: expected an object, found {type(data).__name__}")
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} field(s) {unknown}; valid fields: {sorted(known)}")
+    return data
+
+
+def is_finite_number(value) -> bool:
+    """A real int or float (not a bool) that is not NaN or infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _positive_int(value) -> bool:
+def is_positive_int(value) -> bool:
+    """An int (not a bool) >= 1."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _check(ok, field: str, value, expected: str) -> None:
+def check(ok, field: str, value, expected: str) -> None:
+    """Raise ConfigError for `field` unless `ok`."""
     if not ok:
-        raise ConfigError(f"invalid config: {field}={value!r}; expected {expected}")
+        raise ConfigError(f"invalid config: {field}={value!r}; expected {expected}", field)

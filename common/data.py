@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from common.config import NUM_CLASSES, ExperimentConfig
-from common.mnist import MnistArrays
+from common.mnist import TRAIN_COUNT, MnistArrays
 
 # Independent random streams derived from one seed: weights and batch order never share draws.
 WEIGHTS_STREAM = 0
@@ -31,6 +31,12 @@ def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
 def validation_start(num_samples: int, validation_split: float) -> int:
     """Index where validation begins: Keras' `floor(n * (1 - split))`, the tail of the unshuffled data."""
     return int(math.floor(num_samples * (1.0 - validation_split)))
+
+
+def train_sample_count(config: ExperimentConfig) -> int:
+    """Training samples per epoch under `config` (48,000 by default), without loading the data."""
+    available = min(config.train_limit or TRAIN_COUNT, TRAIN_COUNT)
+    return validation_start(available, config.validation_split)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import numpy as np
 
 from common.atomic import atomic_path
 
-log = logging.getLogger(__name__)
 DPI = 110
 
 
@@ -35,8 +33,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_all(groups: Sequence, out_dir: Path, data_dir: str | None = None) -> list[Path]:
-    """Draw every plot that the results support into out_dir; return the files written."""
+def plot_all(groups: Sequence, out_dir: Path, test_set: tuple[np.ndarray, np.ndarray] | None = None) -> list[Path]:
+    """Draw every plot that the results support into out_dir; return the files written.
+
+    `test_set` (uint8 images N x 28 x 28, labels N) is what the runs' test predictions were made on,
+    for the digit grid; without it the grid is left out.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     with_history = [g for g in groups if any(r.history for r in g.runs)]
     with_steps = [g for g in groups if any(r.step_ms for r in g.ok_runs)]
@@ -52,9 +54,8 @@ def plot_all(groups: Sequence, out_dir: Path, data_dir: str | None = None) -> li
     if any(g.ok_runs for g in groups):
         paths.append(plot_speed(groups, out_dir / "throughput_time_to_target.png"))
     if with_confusion:
-        digits = plot_digit_grid(with_confusion[0], out_dir / "test_digits.png", data_dir)
-        if digits:
-            paths.append(digits)
+        if test_set is not None:
+            paths.append(plot_digit_grid(with_confusion[0], out_dir / "test_digits.png", *test_set))
         paths.append(plot_confusion(with_confusion, out_dir / "confusion.png"))
     return paths
 
@@ -80,7 +81,7 @@ def plot_curves(groups, keys: tuple[str, str], title: str, ylabel: str, path: Pa
             if len(values) > 1:
                 ax.fill_between(epochs, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
                                 color=colors[group.label], alpha=0.15)
-    ax.set(title=f"{title} per epoch" + (" (mean over seeds, band = min–max)" if _multi_seed(groups) else ""),
+    ax.set(title=f"{title} per epoch" + (" (mean over seeds, band = min–max)" if _several_seeds(groups) else ""),
            xlabel="epoch", ylabel=ylabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
@@ -88,7 +89,7 @@ def plot_curves(groups, keys: tuple[str, str], title: str, ylabel: str, path: Pa
     return _save(fig, path)
 
 
-def _multi_seed(groups) -> bool:
+def _several_seeds(groups) -> bool:
     return any(len(group.runs) > 1 for group in groups)
 
 
@@ -121,7 +122,7 @@ def plot_speed(groups, path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(groups) + 4), 4.8))
     labels = [g.label for g in groups]
     x = np.arange(len(groups))
-    target = groups[0].config.get("target_accuracy", 0.97)
+    target = groups[0].job.target_accuracy
     for ax, key, title, ylabel in (
             (left, "samples_per_s", "Training throughput (steady state)", "samples / s"),
             (right, "time_to_target_s", f"Time to {target:.0%} validation accuracy", "seconds from training start")):
@@ -142,18 +143,11 @@ def plot_speed(groups, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_digit_grid(group, path: Path, data_dir: str | None = None, count: int = 40) -> Path | None:
+def plot_digit_grid(group, path: Path, test_images: np.ndarray, test_labels: np.ndarray, count: int = 40) -> Path:
     """Test digits with predicted vs true labels from one run; misclassified ones framed in red."""
-    from common.mnist import MnistDataError, load_mnist
-
     run = group.ok_runs[0]
-    try:
-        data = load_mnist(data_dir, progress=False)
-    except MnistDataError as error:
-        log.warning("skipping the test-digit grid: %s", error)
-        return None
     predictions = np.asarray(run.test_predictions)
-    labels = np.asarray(data.test_labels[: len(predictions)])
+    labels = np.asarray(test_labels[: len(predictions)])
     wrong = np.flatnonzero(predictions != labels)
     # The first images in order, then misclassified ones, so mistakes are always on show.
     shown = list(range(min(count - min(len(wrong), count // 4), len(predictions))))
@@ -166,7 +160,7 @@ def plot_digit_grid(group, path: Path, data_dir: str | None = None, count: int =
         ax.axis("off")
     for ax, index in zip(np.ravel(axes), shown):
         ok = predictions[index] == labels[index]
-        ax.imshow(data.test_images[index], cmap="gray_r")
+        ax.imshow(test_images[index], cmap="gray_r")
         ax.set_title(f"pred {predictions[index]} / true {labels[index]}", fontsize=7,
                      color="black" if ok else "red", fontweight="normal" if ok else "bold")
         if not ok:
@@ -230,3 +224,33 @@ def plot_suite(merged: dict, path: Path) -> Path:
     machine = merged.get("machine_info", {}).get("cpu", {}).get("brand_raw") or merged.get("machine_info", {}).get("node", "")
     fig.suptitle(f"pytest-benchmark suite ({machine})", fontsize=10)
     return _save(fig, path)
+
+
+ZERO_FLOOR = 1e-12  # exact agreement, drawn on a log axis
+
+
+def plot_verification(backends: dict, tolerances: dict, out_dir: Path) -> list[Path]:
+    """verify's two figures: per-step relative |loss difference| and largest |weight difference| to float64."""
+    plt = _pyplot()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    paths = []
+    for key, tolerance, title, ylabel, name in (
+            ("loss_rel_per_step", "loss_rel", "Per-step loss vs the float64 reference",
+             "relative |Δloss| (log)", "verify_loss.png"),
+            ("weight_diff_per_step", "weights_final", "Largest weight difference to the float64 reference",
+             "max |Δw| after the step (log)", "verify_weights.png")):
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for index, (backend, entry) in enumerate(backends.items()):
+            values = np.maximum(np.asarray(entry[key], dtype=np.float64), ZERO_FLOOR)
+            steps = np.arange(1, len(values) + 1)
+            ax.plot(steps, values, color=palette[index % len(palette)], linewidth=max(2.5 - 0.4 * index, 1.0),
+                    marker="os^Dv<>p"[index % 8], markersize=3, markevery=max(len(values) // 20, 1),
+                    label=f"{backend} ({'PASS' if entry['passed'] else 'FAIL'})")
+        ax.axhline(tolerances[tolerance]["bound"], color="black", linestyle="--", linewidth=1,
+                   label=f"tolerance {tolerances[tolerance]['bound']:.0e}")
+        ax.set_yscale("log")
+        ax.set(title=f"{title} (exact zeros drawn at {ZERO_FLOOR:.0e})", xlabel="training step", ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, out_dir / name))
+    return paths

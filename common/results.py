@@ -9,8 +9,12 @@ import os
 from pathlib import Path
 
 from common.atomic import write_text_atomic
+from common.config import ConfigError
+from common.job import TARGET_ACCURACY, Job
 
-SCHEMA_VERSION = 1
+# 2: the run's Job replaces schema 1's `config` (which carried seeds and target_accuracy beside the
+# experiment settings); schema 1 files are still read.
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 STATUSES = ("ok", "failed", "diverged", "interrupted")
 TIMING_KEYS = ("compile_s", "epoch_s_median", "step_ms_median", "step_ms_p90", "samples_per_s", "total_s",
@@ -46,17 +50,19 @@ class RunResult:
 
 @dataclasses.dataclass
 class Results:
-    """A benchmark run folder's `results.json`."""
+    """A benchmark run folder's `results.json`: the job, where it ran, and one RunResult per (backend, seed)."""
 
     created: str
     environment: dict
-    config: dict
+    job: Job
     runs: list[RunResult]
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
-        """Strict JSON (NaN and infinities become null)."""
-        return json.dumps(_finite_or_null(dataclasses.asdict(self)), indent=1, allow_nan=False) + "\n"
+        """Strict JSON (NaN and infinities become null), always in the current schema."""
+        data = {"schema_version": SCHEMA_VERSION, "created": self.created, "environment": self.environment,
+                "job": self.job.to_dict(), "runs": [dataclasses.asdict(run) for run in self.runs]}
+        return json.dumps(_finite_or_null(data), indent=1, allow_nan=False) + "\n"
 
 
 def save_results(results: Results, run_dir: str | os.PathLike) -> Path:
@@ -81,7 +87,7 @@ def load_results(path: str | os.PathLike) -> Results:
 
 
 def results_from_dict(data, where: Path | str = "results") -> Results:
-    """Validate parsed JSON against schema 1 and build typed Results."""
+    """Validate parsed JSON (schema 1 or 2) and build typed Results."""
     def fail(problem: str):
         raise ResultsError(f"{where}: {problem}")
 
@@ -95,7 +101,8 @@ def results_from_dict(data, where: Path | str = "results") -> Results:
              "upgrade mnist-bench to read it")
     if version < 1:
         fail(f"unknown schema_version {version}")
-    for key, kind in (("created", str), ("environment", dict), ("config", dict), ("runs", list)):
+    job_key = "config" if version == 1 else "job"
+    for key, kind in (("created", str), ("environment", dict), (job_key, dict), ("runs", list)):
         if not isinstance(data.get(key), kind):
             fail(f"field {key!r} must be a {kind.__name__}")
     known = {field.name for field in dataclasses.fields(RunResult)}
@@ -113,8 +120,23 @@ def results_from_dict(data, where: Path | str = "results") -> Results:
             if missing:
                 fail(f"runs[{index}].history entry lacks {missing}")
         runs.append(RunResult(**{key: value for key, value in run.items() if key in known}))
-    return Results(created=data["created"], environment=data["environment"], config=data["config"],
-                   runs=runs, schema_version=version)
+    try:
+        job = Job.from_dict(data["job"]) if version >= 2 else job_from_schema_1(data["config"], runs)
+    except (ConfigError, TypeError) as error:
+        fail(f"invalid {job_key}: {error}")
+    return Results(created=data["created"], environment=data["environment"], job=job, runs=runs,
+                   schema_version=version)
+
+
+def job_from_schema_1(config: dict, runs: list[RunResult]) -> Job:
+    """Schema 1 kept the experiment settings, the seeds and the target in one `config` dict."""
+    config = dict(config)
+    seeds = config.pop("seeds", None) or sorted({run.seed for run in runs}) or [config.get("seed", 0)]
+    target_accuracy = config.pop("target_accuracy", TARGET_ACCURACY)
+    config.pop("seed", None)  # the seeds are the job's now
+    backends = list(dict.fromkeys(run.backend for run in runs)) or ["unknown"]
+    return Job.from_dict({"backends": backends, "config": config, "seeds": seeds,
+                          "device": runs[0].device if runs else "cpu", "target_accuracy": target_accuracy})
 
 
 def _finite_or_null(value):

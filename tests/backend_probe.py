@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from backends.registry import get_factory
+from backends.registry import get_factory, prepare_process
 from common.config import ExperimentConfig
 
 
@@ -23,21 +23,23 @@ def unprefixed(npz, prefix):
 
 
 def main(backend, inputs_path, output_path):
+    prepare_process(backend, "cpu")  # before any framework is imported
     inputs = np.load(inputs_path)
     config = ExperimentConfig()
-    trainer = get_factory(backend)(config, unprefixed(inputs, "w"))
+    trainer = get_factory(backend)(config, {0: unprefixed(inputs, "w")})
+    model = trainer.seed_model(0)
     x, y, batches = inputs["x"], inputs["y"], list(inputs["batches"])
-    out = {"probs0": trainer.predict(inputs["x_probe"])}
+    out = {"probs0": model.predict(inputs["x_probe"])}
     logs = []
     for start, stop, tag in ((0, 1, "w1"), (1, 5, "w5"), (5, len(batches), "wN")):
-        logs.append(trainer.train_epoch(x, y, batches[start:stop]))
-        out.update(prefixed(trainer.get_weights(), tag))
+        logs.extend(trainer.train_epoch(x, y, [batches[start:stop]]))
+        out.update(prefixed(model.get_weights(), tag))
     out["losses"] = np.concatenate([log.losses for log in logs])
     out["accuracies"] = np.concatenate([log.accuracies for log in logs])
-    out["probs_trained"] = trainer.predict(inputs["x_probe"])
-    out["eval"] = np.array(trainer.evaluate(inputs["x_probe"], inputs["y_probe"]))
-    trainer.set_weights(unprefixed(inputs, "f"))
-    out["probs_foreign"] = trainer.predict(inputs["x_probe"])
+    out["probs_trained"] = model.predict(inputs["x_probe"])
+    out["eval"] = np.array(model.evaluate(inputs["x_probe"], inputs["y_probe"]))
+    model.set_weights(unprefixed(inputs, "f"))
+    out["probs_foreign"] = model.predict(inputs["x_probe"])
     np.savez(output_path, **out)
 
 

@@ -13,6 +13,16 @@ import pytest
 
 from common.mnist import DATA_ENV, IDX_STEMS, IMAGE_MAGIC, LABEL_MAGIC, TEST_COUNT, TRAIN_COUNT
 
+def pytest_configure(config):
+    """Backends that run inside the test process (flax, flax-fused, flax-vmap) get the project's CPU settings.
+
+    Each Keras backend runs in a subprocess of its own, which prepares itself.
+    """
+    from backends.registry import prepare_process
+
+    prepare_process("flax", "cpu")
+
+
 REAL_DATA_REASON = f"real MNIST not available: set {DATA_ENV}=../shared/mnist (a folder with the four .gz files)"
 
 

@@ -12,7 +12,7 @@ import sys
 from benchmarks import training, worker
 
 job = json.loads(open(sys.argv[1], encoding="utf-8").read())
-if job["backend"] == os.environ.get("CRASH_BACKEND"):
+if job["backends"] == [os.environ.get("CRASH_BACKEND")]:
     if os.environ.get("CRASH_MODE") == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -1,10 +1,12 @@
-"""A stand-in worker that gives seed 1 more epochs than any machine finishes, so a test can interrupt it.
+"""A stand-in worker that gives one (backend, seed) more epochs than any machine finishes, so a test can
+interrupt it while it trains, however fast the machine is.
 
-Seed 0 trains as asked and completes; seed 1's job is rewritten to STRETCH_EPOCHS epochs and then run by
-the real worker, so it can only end by Ctrl-C, however fast the machine is.
+STRETCH names it as BACKEND:SEED; its job is rewritten to STRETCH_EPOCHS epochs and run by the real
+worker. Every other job runs as asked.
 """
 
 import json
+import os
 import sys
 
 from benchmarks import worker
@@ -12,8 +14,10 @@ from benchmarks import worker
 STRETCH_EPOCHS = 100_000
 
 job_path, result_path = sys.argv[1:]
-job = json.loads(open(job_path, encoding="utf-8").read())
-if job["seeds"] == [1]:
+with open(job_path, encoding="utf-8") as handle:
+    job = json.load(handle)  # a common.job.Job as JSON
+backend, seed = os.environ["STRETCH"].split(":")
+if job["backends"] == [backend] and job["seeds"] == [int(seed)]:
     job["config"]["epochs"] = STRETCH_EPOCHS
     with open(job_path, "w", encoding="utf-8") as handle:
         json.dump(job, handle)

@@ -48,14 +48,14 @@ def scenario(tmp_path_factory, mnist_data_dir):
     x, y = data.x_train[:STEPS * CONFIG.batch_size], data.y_train[:STEPS * CONFIG.batch_size]
     batches = np.stack(epoch_batches(len(x), CONFIG.batch_size, seed=0, epoch=0))
     weights = init_weights(CONFIG.layer_sizes, seed=0)
-    flax = get_factory("flax")(CONFIG, weights)
-    flax.train_epoch(x, y, list(batches))
-    foreign = flax.get_weights()
+    flax = get_factory("flax")(CONFIG, {0: weights})
+    flax.train_epoch(x, y, [list(batches)])
+    foreign = flax.seed_model(0).get_weights()
     inputs = tmp_path_factory.mktemp("probe") / "inputs.npz"
     np.savez(inputs, x=x, y=y, x_probe=data.x_test, y_probe=data.y_test, batches=batches,
              **{f"w/{k}": v for k, v in weights.items()}, **{f"f/{k}": v for k, v in foreign.items()})
     return dict(inputs=inputs, x=x, y=y, batches=batches, weights=weights, foreign=foreign,
-                foreign_probs=flax.predict(data.x_test), x_probe=data.x_test)
+                foreign_probs=flax.seed_model(0).predict(data.x_test), x_probe=data.x_test)
 
 
 # Each fast variant and the reference path it must reproduce.
@@ -120,7 +120,7 @@ def test_weights_are_portable_between_backends(probes, scenario, name):
     # flax-trained weights loaded into this backend predict what flax predicted ...
     np.testing.assert_allclose(probes[name]["probs_foreign"], scenario["foreign_probs"], atol=1e-5, rtol=0)
     # ... and this backend's trained weights loaded into flax predict what this backend predicted.
-    flax = get_factory("flax")(CONFIG, unprefixed(probes[name], "wN"))
+    flax = get_factory("flax")(CONFIG, {0: unprefixed(probes[name], "wN")}).seed_model(0)
     np.testing.assert_allclose(flax.predict(scenario["x_probe"]), probes[name]["probs_trained"], atol=1e-5, rtol=0)
 
 
@@ -142,8 +142,9 @@ def test_fused_epoch_pads_and_masks_a_partial_batch(scenario):
     batches = [np.arange(0, 32), np.arange(32, 64), np.arange(64, 74)]  # 32, 32 and a short 10
     logs = {}
     for name in ("flax", "flax-fused"):
-        trainer = get_factory(name)(CONFIG, scenario["weights"])
-        logs[name] = (trainer.train_epoch(scenario["x"], scenario["y"], batches), trainer.get_weights())
+        trainer = get_factory(name)(CONFIG, {0: scenario["weights"]})
+        (log,) = trainer.train_epoch(scenario["x"], scenario["y"], [batches])
+        logs[name] = (log, trainer.seed_model(0).get_weights())
     (plain, plain_weights), (fused, fused_weights) = logs["flax"], logs["flax-fused"]
     np.testing.assert_array_equal(fused.batch_sizes, [32, 32, 10])
     np.testing.assert_allclose(fused.losses, plain.losses, rtol=1e-5)
@@ -157,12 +158,13 @@ def test_evaluate_agrees(probes):
 
 
 def test_epoch_metrics_are_sample_weighted_like_fit():
+    from benchmarks.training import TimedEpoch
+
     log = EpochLog(losses=np.array([1.0, 2.0, 4.0]), accuracies=np.array([0.5, 1.0, 0.0]),
-                   batch_sizes=np.array([32, 32, 16]), step_end_s=np.array([1.0, 2.5, 3.0]), start_s=0.0,
-                   end_s=3.0)
+                   batch_sizes=np.array([32, 32, 16]), step_end_s=np.array([1.0, 2.5, 3.0]))
     assert log.loss == pytest.approx((32 + 64 + 64) / 80)
     assert log.accuracy == pytest.approx((16 + 32) / 80)
-    np.testing.assert_allclose(log.step_s, [1.0, 1.5, 0.5])
+    np.testing.assert_allclose(TimedEpoch(log, start_s=0.0, end_s=3.0).step_s, [1.0, 1.5, 0.5])
 
 
 def test_keras_adam_transform_matches_the_keras_formula():
@@ -197,52 +199,76 @@ def test_unknown_backend_lists_the_valid_ones():
 
 
 def test_flax_backend_never_imports_tensorflow():
-    code = ("import sys; from backends.registry import get_factory; from common.config import ExperimentConfig; "
-            "from common.weights import init_weights; c = ExperimentConfig(); "
-            "t = get_factory('flax')(c, init_weights(c.layer_sizes, 0)); t.predict(__import__('numpy').zeros((2, 784), 'float32')); "
+    code = ("import sys; from backends.registry import get_factory, prepare_process; "
+            "from common.config import ExperimentConfig; from common.weights import init_weights; "
+            "c = ExperimentConfig(); prepare_process('flax', 'cpu'); "
+            "t = get_factory('flax')(c, {0: init_weights(c.layer_sizes, 0)}); "
+            "t.seed_model(0).predict(__import__('numpy').zeros((2, 784), 'float32')); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_two_keras_backends_cannot_share_a_process():
-    code = ("from backends.registry import get_factory; from common.config import ExperimentConfig; "
+    code = ("from backends.registry import get_factory, prepare_process; from common.config import ExperimentConfig; "
             "from common.weights import init_weights; from backends.base import BackendError; c = ExperimentConfig(); "
-            "w = init_weights(c.layer_sizes, 0); get_factory('keras-jax')(c, w)\n"
-            "try:\n    get_factory('keras')(c, w)\nexcept BackendError as e:\n    print(e)\nelse:\n    raise SystemExit('no error')")
+            "w = {0: init_weights(c.layer_sizes, 0)}; prepare_process('keras-jax', 'cpu'); get_factory('keras-jax')(c, w)\n"
+            "for attempt in (lambda: prepare_process('keras', 'cpu'), lambda: get_factory('keras')(c, w)):\n"
+            "    try:\n        attempt()\n    except BackendError as e:\n        print(e)\n"
+            "    else:\n        raise SystemExit('no error')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Keras is already loaded on 'jax'" in result.stdout
 
 
 def test_vmapped_seeds_match_separate_runs(scenario):
-    from backends.flax_fused import create_multi_seed_trainer
-
     seeds = (0, 1, 2)
     x, y = scenario["x"], scenario["y"]
     batches = {seed: epoch_batches(len(x), CONFIG.batch_size, seed, epoch=0)[:20] for seed in seeds}
-    together = create_multi_seed_trainer(CONFIG, [init_weights(CONFIG.layer_sizes, s) for s in seeds])
+    together = get_factory("flax-vmap")(CONFIG, {s: init_weights(CONFIG.layer_sizes, s) for s in seeds})
     logs = together.train_epoch(x, y, [batches[s] for s in seeds])
     for index, seed in enumerate(seeds):
-        alone = get_factory("flax-fused")(CONFIG.replace(seed=seed), init_weights(CONFIG.layer_sizes, seed))
-        alone_log = alone.train_epoch(x, y, batches[seed])
+        alone = get_factory("flax-fused")(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed)})
+        (alone_log,) = alone.train_epoch(x, y, [batches[seed]])
         np.testing.assert_allclose(logs[index].losses, alone_log.losses, rtol=1e-5)
-        assert max_weight_diff(together.seed_trainer(index).get_weights(), alone.get_weights()) <= 1e-6
-        np.testing.assert_allclose(together.seed_trainer(index).predict(scenario["x_probe"]),
-                                   alone.predict(scenario["x_probe"]), atol=1e-5)
+        view, alone_model = together.seed_model(index), alone.seed_model(0)
+        assert max_weight_diff(view.get_weights(), alone_model.get_weights()) <= 1e-6
+        np.testing.assert_allclose(view.predict(scenario["x_probe"]), alone_model.predict(scenario["x_probe"]),
+                                   atol=1e-5)
     assert not np.allclose(logs[0].losses, logs[1].losses)  # the seeds really differ
 
 
 def test_timing_summary_separates_compile_from_steady_state():
-    from benchmarks.training import summarize_timing
+    from benchmarks.training import TimedEpoch, summarize_timing
 
-    def log(epoch_s, steps=4, start=0.0):
+    def epoch(epoch_s, steps=4, start=0.0):
         ends = start + np.arange(1, steps + 1) * epoch_s / steps
-        return EpochLog(np.ones(steps), np.ones(steps), np.full(steps, 32), ends, start, start + epoch_s)
+        return TimedEpoch(EpochLog(np.ones(steps), np.ones(steps), np.full(steps, 32), ends), start, start + epoch_s)
 
-    logs = [log(3.0), log(1.0, start=10), log(1.2, start=20), log(0.8, start=30)]
-    timing = summarize_timing(logs, train_samples=128, total_start=0.0, time_to_target=None)
+    epochs = [epoch(3.0), epoch(1.0, start=10), epoch(1.2, start=20), epoch(0.8, start=30)]
+    timing = summarize_timing(epochs, train_samples=128, total_s=31.0, time_to_target=None)
     assert timing["epoch_s_median"] == pytest.approx(1.0)
     assert timing["compile_s"] == pytest.approx(2.0)  # first epoch minus a steady one
     assert timing["samples_per_s"] == pytest.approx(128.0)
     assert timing["step_ms_median"] == pytest.approx(250.0)
     assert timing["step_ms_p90"] == pytest.approx(np.percentile([200.0] * 4 + [250.0] * 4 + [300.0] * 4, 90))
+
+
+@pytest.mark.parametrize("name, seeds", [("flax-fused", (0,)), ("flax-vmap", (0, 1))])
+def test_fused_epochs_compile_once(scenario, name, seeds):
+    # A second compile would land in every run's second epoch and be timed as a steady one.
+    trainer = get_factory(name)(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed) for seed in seeds})
+    for epoch in range(3):
+        batches = [epoch_batches(len(scenario["x"]), CONFIG.batch_size, seed, epoch)[:10] for seed in seeds]
+        trainer.train_epoch(scenario["x"], scenario["y"], batches)
+    assert trainer._epoch._cache_size() == 1
+
+
+CONFORMANCE_PROBE = Path(__file__).with_name("conformance_probe.py")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_registered_backend_honours_the_trainer_contract(name):
+    # Every registry entry, in a fresh process each: a backend added later is checked without a new test.
+    completed = subprocess.run([sys.executable, str(CONFORMANCE_PROBE), name], capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0 and "conforms" in completed.stdout, completed.stderr[-3000:]

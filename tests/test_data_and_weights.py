@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common.config import ConfigError, ExperimentConfig
+from common.job import Job
 from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
 from common.mnist import load_mnist
 from common.weights import (as_layer_list, check_weights, from_layer_list, init_weights, load_weights,
@@ -18,18 +19,42 @@ def test_config_defaults_match_the_reference_notebook():
     config = ExperimentConfig()
     assert config.layer_sizes == LAYERS
     assert (config.learning_rate, config.beta_1, config.beta_2, config.epsilon) == (1e-3, 0.9, 0.999, 1e-7)
-    assert (config.epochs, config.batch_size, config.validation_split, config.seed) == (10, 32, 0.2, 0)
+    assert (config.epochs, config.batch_size, config.validation_split) == (10, 32, 0.2)
     assert ExperimentConfig.from_dict(config.to_dict()) == config
+    job = Job(backends=("flax",))
+    assert (job.seeds, job.device, job.target_accuracy, job.data_dir) == ((0,), "cpu", 0.97, None)
+    assert Job.from_dict(job.to_dict()) == job
 
 
 @pytest.mark.parametrize("field, value", [
     ("batch_size", 0), ("epochs", 0), ("validation_split", 1.0), ("validation_split", -0.1),
     ("learning_rate", -1e-3), ("learning_rate", float("nan")), ("beta_1", 1.0), ("epsilon", 0.0),
-    ("seed", -1), ("hidden_units", ()), ("train_limit", 0), ("batch_size", 2.5),
+    ("hidden_units", ()), ("train_limit", 0), ("batch_size", 2.5),
 ])
 def test_invalid_config_names_the_field(field, value):
-    with pytest.raises(ConfigError, match=rf"invalid config: {field}="):
+    with pytest.raises(ConfigError, match=rf"invalid config: {field}=") as raised:
         ExperimentConfig(**{field: value})
+    assert raised.value.field == field
+
+
+@pytest.mark.parametrize("field, value", [
+    ("seeds", (-1,)), ("seeds", ()), ("seeds", (0, 0)), ("backends", ()), ("device", "tpu"),
+    ("target_accuracy", 0.0), ("target_accuracy", 1.5), ("config", {"epochs": 3}),
+])
+def test_invalid_job_names_the_field(field, value):
+    with pytest.raises(ConfigError, match=rf"invalid config: {field}=") as raised:
+        Job(**{"backends": ("flax",), field: value})
+    assert raised.value.field == field
+
+
+def test_job_for_one_worker():
+    job = Job(backends=("keras", "flax-vmap"), seeds=(0, 1, 2), config=ExperimentConfig(epochs=3))
+    child = job.for_backend("flax-vmap", (0, 1, 2))
+    assert (child.backend, child.seeds, child.config.epochs) == ("flax-vmap", (0, 1, 2), 3)
+    with pytest.raises(ConfigError, match="a worker trains one backend"):
+        job.backend
+    with pytest.raises(ConfigError, match="unknown job field"):
+        Job.from_dict({**job.to_dict(), "sedes": [1]})
 
 
 def test_unknown_config_field_is_rejected():

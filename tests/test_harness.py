@@ -49,7 +49,7 @@ def quick_run(tmp_path_factory, mnist_data_dir):
     (["run", "--seeds", "0,-2"], "--seeds: '0,-2': seeds must be integers >= 0"),
     (["run", "--seeds", "4-2"], "--seeds: range '4-2' runs backwards"),
     (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
-    (["run", "--target-accuracy", "2"], "--target-accuracy: 2.0; expected a number in (0, 1]"),
+    (["run", "--target-accuracy", "2"], "--target-accuracy: invalid config: target_accuracy=2.0; expected a number in (0, 1]"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
@@ -112,7 +112,7 @@ def test_quick_run_writes_valid_results_for_every_backend(quick_run):
         assert 0.5 < run.test["accuracy"] <= 1.0
     env = results.environment
     assert env["packages"]["jax"] and env["python"] and env["cpu"]
-    assert results.config["train_limit"] == 2000 and results.config["seeds"] == [0]
+    assert results.job.config.train_limit == 2000 and results.job.seeds == (0,)
 
 
 def test_backends_agree_in_the_quick_run(quick_run):
@@ -212,27 +212,104 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
 STRETCHING_WORKER = (sys.executable, str(Path(__file__).with_name("stretching_worker.py")))
 
 
-def test_ctrl_c_keeps_completed_runs(tmp_path, mnist_data_dir):
-    out = tmp_path / "r"
-    argv = ["run", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
-            "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
-    # The real CLI in its own process group; its worker gives seed 1 epochs it can only leave by Ctrl-C.
+def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[int, str]:
+    """Run the real CLI in its own process group, wait until `stretch` (BACKEND:SEED), which can only end by
+    Ctrl-C, has finished an epoch, then press Ctrl-C; return the exit code and stderr."""
     launcher = (f"import sys; from benchmarks import harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
                 f"from benchmarks.cli import main; sys.exit(main({argv!r}))")
+    backend, seed = stretch.split(":")
     process = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "STRETCH": stretch})
     try:
-        wait_for_text(out / "logs" / "flax-seed1.log", "epoch 1/100000 seed 1:", process)
+        wait_for_text(out / "logs" / f"{backend}-seed{seed}.log", f"epoch 1/100000 seed {seed}:", process)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-        stdout, stderr = process.communicate(timeout=120)
+        _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130, stderr[-2000:]
+    return process.returncode, stderr
+
+
+def test_ctrl_c_keeps_completed_runs_and_epochs(tmp_path, mnist_data_dir):
+    out = tmp_path / "r"
+    argv = ["run", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
+            "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    code, stderr = interrupt_while_training(argv, out, "flax:1")
+    assert code == 130, stderr[-2000:]
     runs = load_results(out).runs
     assert [(run.seed, run.status) for run in runs] == [(0, "ok"), (1, "interrupted")]
-    assert "completed runs kept" in stderr and not list(out.rglob("*.tmp"))
+    assert "completed runs kept" in stderr and "--resume" in stderr and not list(out.rglob("*.tmp"))
+    # The interrupted run keeps the epochs it finished, with their timings, and the report says how far it got.
+    interrupted = runs[1]
+    assert len(interrupted.history) >= 1 and interrupted.history[0]["epoch"] == 1
+    assert interrupted.timing["warmup_epoch_s"] > 0 and interrupted.test is None
+    assert f"flax seed 1 (cpu): interrupted after {len(interrupted.history)}/2 epochs" in (out / "summary.md").read_text()
+
+
+def run_shape(results) -> list:
+    """What must match between a resumed and an uninterrupted run: runs, order, statuses, epochs, keys."""
+    return [(run.backend, run.seed, run.status, [entry["epoch"] for entry in run.history], sorted(run.timing),
+             len(run.step_ms), len(run.test_predictions)) for run in results.runs]
+
+
+def test_resume_finishes_an_interrupted_run(tmp_path, mnist_data_dir, capsys):
+    out = tmp_path / "r"
+    argv = ["run", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit", "1000", "--test-limit", "100",
+            "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    code, stderr = interrupt_while_training(argv, out, "flax-fused:0")
+    assert code == 130, stderr[-2000:]
+    before = load_results(out)
+    assert [(run.backend, run.status) for run in before.runs] == [("flax", "ok"), ("flax-fused", "interrupted")]
+
+    # Flags that contradict the saved run are refused before anything runs.
+    assert main(["run", "--resume", str(out), "--epochs", "5"]) == 2
+    assert "--epochs: 5 contradicts the run being resumed, which has epochs=2" in capsys.readouterr().err
+    assert main(["run", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert load_results(out).runs[1].status == "interrupted"
+
+    assert main(["run", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0  # agreeing flags are fine
+    resumed = load_results(out)
+    assert resumed.runs[0] == before.runs[0]  # the ok run is kept as it was, not retrained
+    assert resumed.created == before.created and len(resumed.environment["resumed"]) == 1
+    fresh_out = tmp_path / "fresh"
+    assert main([*argv[:-3], "--out", str(fresh_out), "--quiet"]) == 0
+    assert run_shape(resumed) == run_shape(load_results(fresh_out))
+    assert "Resumed:" in (out / "summary.md").read_text()
+    # A complete run has nothing left to train.
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert load_results(out).runs == resumed.runs
+
+
+SCHEMA_1_RUN = Path(__file__).parent / "data" / "results-schema1.json"  # written by mnist-bench at d0090bd
+
+
+def test_schema_1_results_are_still_read(tmp_path, quick_run, capsys):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_bytes(SCHEMA_1_RUN.read_bytes())
+    results = load_results(old)
+    assert results.schema_version == 1
+    assert results.job.backends == ("flax", "flax-vmap") and results.job.seeds == (0, 1)
+    assert results.job.target_accuracy == 0.97 and results.job.config.epochs == 2
+    assert main(["show", str(old)]) == 0
+    assert "flax-vmap · cpu ×2 seeds" in capsys.readouterr().out
+    assert main(["compare", str(old), str(quick_run[1]), "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "summary.md").exists()
+    assert main(["run", "--resume", str(old)]) == 2
+    assert "schema 1" in capsys.readouterr().err
+
+
+def test_floor_ratio_is_not_shown_for_degenerate_epochs(tmp_path, quick_run, mnist_data_dir, capsys):
+    out = tmp_path / "tiny"
+    assert main(["run", "--backend", "flax", "--epochs", "2", "--train-limit", "40", "--test-limit", "20",
+                 "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
+    (run,) = load_results(out).runs
+    assert run.timing["train_samples"] == 32 and run.timing["floor_epoch_s"] > 0
+    assert run.timing["floor_ratio"] is None  # one batch per epoch: a ratio would measure overhead
+    table = capsys.readouterr().out
+    assert "x floor '—': no ratio for epochs of fewer than 10 full batches" in table
+    assert all(run.timing["floor_ratio"] > 1 for run in load_results(quick_run[1]).runs)
 
 
 def test_vmapped_seeds_run_matches_separate_runs(tmp_path, mnist_data_dir):

@@ -1,0 +1,270 @@
+"""`mnist-bench verify`: prove, on this machine and these versions, that the backends compute the same thing.
+
+Every chosen backend trains in its own process from the shared initial weights on the same batches of
+real MNIST, one step per call so that its loss and weights are seen after every step; a float64 NumPy
+reference (`common.reference`) trains beside them. Each figure is set against its tolerance (one table,
+`TOLERANCES`, shared with the test suite), per backend against float64 and per pair of backends.
+
+Child usage: python -m benchmarks.verify JOB.json INPUTS.npz OUTPUT.npz
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import write_text_atomic
+from common.data import epoch_batches, make_splits, one_hot
+from common.job import Job
+from common.weights import as_layer_list, init_weights
+
+VERIFY_FILE = "verify.json"
+SCHEMA_VERSION = 1
+PROBE_IMAGES = 1000  # test images whose probabilities are compared
+VERIFY_WORKER = (sys.executable, "-m", "benchmarks.verify")  # + JOB.json INPUTS.npz OUTPUT.npz
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far two float32 computations of the same math may differ, and why that far."""
+
+    bound: float
+    why: str
+
+
+# Measured on this project's CI machine (2-core x86-64, full float32 precision), README "verify".
+# float32 carries ~7 significant digits; these bounds hold with a margin of ~3x over what correct
+# backends give, and a backend with the wrong math misses them by orders of magnitude.
+TOLERANCES = {
+    "forward": Tolerance(1e-5, "probabilities after three float32 matmuls and a softmax: rounding "
+                               "(~1e-7 relative per operation) accumulated over 784 + 256 + 128 terms"),
+    "step1_weights": Tolerance(1e-6, "one Adam step moves each weight by ~lr = 1e-3; on near-zero gradients "
+                                     "g / (sqrt(v) + eps) is sensitive to float32 rounding of g"),
+    "loss_rel": Tolerance(1e-4, "per-step loss, relative: rounding differences in the weights compound "
+                                "over the steps but stay far below the loss' own step-to-step change"),
+    "weights_final": Tolerance(5e-6, "largest weight difference after all steps: Adam's early steps on "
+                                     "near-zero gradients amplify float32 rounding to ~1e-6 in a few weights"),
+}
+CHECKS = {
+    "forward": "forward max |Δp|",
+    "step1_weights": "1 step max |Δw|",
+    "loss_rel": "max rel |Δloss| over the steps",
+    "weights_final": "max |Δw| after the last step",
+}
+
+
+def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
+    """In a fresh process: the backend's forward pass, then one step per call, saving loss and weights each step."""
+    from backends.registry import get_factory, prepare_process
+
+    prepare_process(job.backend, job.device)
+    inputs = np.load(inputs_path)
+    weights = {name[len("w/"):]: inputs[name] for name in inputs.files if name.startswith("w/")}
+    trainer = get_factory(job.backend)(job.config, {job.seeds[0]: weights}, job.device)
+    model = trainer.seed_model(0)
+    x, y, batches = inputs["x"], inputs["y"], inputs["batches"]
+    probs = model.predict(inputs["x_probe"])
+    losses, snapshots = [], []
+    for batch in batches:
+        (log,) = trainer.train_epoch(x, y, [[batch]])
+        losses.append(log.losses[0])
+        snapshots.append(np.concatenate([array.ravel() for array in as_layer_list(model.get_weights())]))
+    np.savez(output_path, probs=probs, losses=np.array(losses), weights=np.stack(snapshots))
+
+
+@dataclasses.dataclass
+class Verification:
+    """What `verify` found: per backend and per pair, each check's figure, its tolerance and the verdict."""
+
+    created: str
+    environment: dict
+    job: Job
+    steps: int
+    tolerances: dict
+    backends: dict  # name -> {"checks": {check: {value, tolerance, passed}}, "passed", "loss_rel", "weight_diff"}
+    pairs: list  # {"pair": [a, b], "checks": {...}, "passed"}
+    reference: dict  # float64 reference losses per step
+
+    @property
+    def passed(self) -> bool:
+        """Every backend and every pair within every tolerance."""
+        return all(entry["passed"] for entry in self.backends.values()) and all(p["passed"] for p in self.pairs)
+
+    def to_json(self) -> str:
+        """verify.json, schema-versioned."""
+        data = {"schema_version": SCHEMA_VERSION, "created": self.created, "environment": self.environment,
+                "job": self.job.to_dict(), "steps": self.steps, "tolerances": self.tolerances,
+                "passed": self.passed, "backends": self.backends, "pairs": self.pairs, "reference": self.reference}
+        return json.dumps(data, indent=1) + "\n"
+
+
+def prepare_inputs(job: Job, steps: int, path: Path) -> dict:
+    """The shared scenario: initial weights, the first `steps` batches of seed 0's order, probe images."""
+    from common.mnist import load_mnist
+
+    config = job.config
+    splits = make_splits(load_mnist(job.data_dir, progress=False), config)
+    samples = steps * config.batch_size
+    if samples > len(splits.x_train):
+        raise ValueError(f"--steps {steps} needs {samples} training samples, the split has {len(splits.x_train)}")
+    x, y = splits.x_train[:samples], splits.y_train[:samples]
+    batches = np.stack(epoch_batches(samples, config.batch_size, job.seeds[0], epoch=0))
+    weights = init_weights(config.layer_sizes, job.seeds[0])
+    scenario = dict(x=x, y=y, batches=batches, x_probe=splits.x_test[:PROBE_IMAGES])
+    np.savez(path, **scenario, **{f"w/{name}": array for name, array in weights.items()})
+    return {**scenario, "weights": weights}
+
+
+def reference_trajectory(scenario: dict, job: Job) -> dict:
+    """The float64 reference: forward probabilities, then loss and flattened weights after every step."""
+    from common.reference import forward, softmax, train_reference
+
+    weights64 = {name: array.astype(np.float64) for name, array in scenario["weights"].items()}
+    probs = softmax(forward(weights64, scenario["x_probe"].astype(np.float64))[0])
+    losses, snapshots = [], []
+    for loss, weights in train_reference(scenario["weights"], scenario["x"], one_hot(scenario["y"]),
+                                         scenario["batches"], job.config):
+        losses.append(loss)
+        snapshots.append(np.concatenate([array.ravel() for array in as_layer_list(weights)]))
+    return dict(probs=probs, losses=np.array(losses), weights=np.stack(snapshots))
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Every check's figure between two trajectories (backend vs backend, or backend vs float64)."""
+    loss_rel = np.abs(a["losses"] - b["losses"]) / np.abs(b["losses"])
+    weight_diff = np.abs(a["weights"].astype(np.float64) - b["weights"]).max(axis=1)
+    return dict(forward=float(np.abs(a["probs"].astype(np.float64) - b["probs"]).max()),
+                step1_weights=float(weight_diff[0]), loss_rel=float(loss_rel.max()),
+                weights_final=float(weight_diff[-1]), loss_rel_per_step=loss_rel, weight_diff_per_step=weight_diff)
+
+
+def judge(figures: dict) -> tuple[dict, bool]:
+    """Each figure beside its tolerance, with a verdict; and whether all passed."""
+    checks = {name: {"value": figures[name], "tolerance": TOLERANCES[name].bound,
+                     "passed": bool(figures[name] <= TOLERANCES[name].bound)} for name in CHECKS}
+    return checks, all(check["passed"] for check in checks.values())
+
+
+def run_probes(job: Job, inputs_path: Path, work_dir: Path, quiet: bool = True) -> dict[str, dict]:
+    """Each backend of `job` in its own process; {backend: its trajectory}."""
+    trajectories = {}
+    for backend in job.backends:
+        child = job.for_backend(backend, job.seeds[:1])
+        job_path, out_path = work_dir / f"{backend}.job.json", work_dir / f"{backend}.npz"
+        job_path.write_text(json.dumps(child.to_dict()))
+        if not quiet:
+            print(f"verify: {backend} ...", file=sys.stderr, flush=True)
+        completed = subprocess.run([*VERIFY_WORKER, str(job_path), str(inputs_path), str(out_path)],
+                                   capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if completed.returncode:
+            lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
+            raise VerifyError(f"{backend}: the probe process failed: {lines[-1] if lines else completed.returncode}")
+        with np.load(out_path) as data:
+            trajectories[backend] = {key: data[key] for key in data.files}
+    return trajectories
+
+
+class VerifyError(RuntimeError):
+    """A backend could not be probed at all (its process failed); exit status 1."""
+
+
+def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
+    """Probe every backend of `job`, train the float64 reference, and judge every figure."""
+    from benchmarks.environment import collect_environment
+
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-verify-") as scratch:
+        inputs_path = Path(scratch) / "inputs.npz"
+        scenario = prepare_inputs(job, steps, inputs_path)
+        trajectories = run_probes(job, inputs_path, Path(scratch), quiet)
+    reference = reference_trajectory(scenario, job)
+    backends = {}
+    for name, trajectory in trajectories.items():
+        figures = compare(trajectory, reference)
+        checks, passed = judge(figures)
+        backends[name] = {"checks": checks, "passed": passed,
+                          "loss_rel_per_step": figures["loss_rel_per_step"].tolist(),
+                          "weight_diff_per_step": figures["weight_diff_per_step"].tolist(),
+                          "losses": trajectory["losses"].tolist()}
+    pairs = []
+    for a, b in itertools.combinations(trajectories, 2):
+        checks, passed = judge(compare(trajectories[a], trajectories[b]))
+        pairs.append({"pair": [a, b], "checks": checks, "passed": passed})
+    return Verification(
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        environment=collect_environment(), job=job, steps=steps,
+        tolerances={name: dataclasses.asdict(tolerance) for name, tolerance in TOLERANCES.items()},
+        backends=backends, pairs=pairs, reference={"losses": reference["losses"].tolist()})
+
+
+def failures(verification: Verification) -> list[str]:
+    """One line per failed check, naming the backend (or pair), the quantity, the figure and the tolerance."""
+    lines = []
+    for name, entry in verification.backends.items():
+        for check, result in entry["checks"].items():
+            if not result["passed"]:
+                lines.append(f"FAIL {name}: {CHECKS[check]} vs float64 = {result['value']:.3g} "
+                             f"> tolerance {result['tolerance']:.0e}")
+    for pair in verification.pairs:
+        for check, result in pair["checks"].items():
+            if not result["passed"]:
+                lines.append(f"FAIL {pair['pair'][0]} vs {pair['pair'][1]}: {CHECKS[check]} = "
+                             f"{result['value']:.3g} > tolerance {result['tolerance']:.0e}")
+    return lines
+
+
+def text_table(verification: Verification) -> str:
+    """Checks as rows, backends as columns: the figure against float64 and the worst pairwise figure."""
+    names = list(verification.backends)
+    header = ["check (vs float64; worst pair)", "tolerance", *names]
+    rows = []
+    for check, label in CHECKS.items():
+        row = [label.replace("over the steps", f"over {verification.steps} steps")
+               .replace("after the last step", f"after {verification.steps} steps"),
+               f"{TOLERANCES[check].bound:.0e}"]
+        for name in names:
+            own = verification.backends[name]["checks"][check]
+            paired = [p["checks"][check]["value"] for p in verification.pairs if name in p["pair"]]
+            cell = f"{own['value']:.1e}" + (f"; {max(paired):.1e}" if paired else "")
+            ok = own["passed"] and all(p["checks"][check]["passed"] for p in verification.pairs if name in p["pair"])
+            row.append(cell + ("" if ok else " FAIL"))
+        rows.append(row)
+    rows.append(["result", "", *("PASS" if verification.backends[name]["passed"] and all(
+        p["passed"] for p in verification.pairs if name in p["pair"]) else "FAIL" for name in names)])
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    job = verification.job
+    lines.append(f"{verification.steps} steps of batch {job.config.batch_size} from seed {job.seeds[0]}'s weights "
+                 f"and order; device {job.device}; precision {job.precision}; float64 reference: common/reference.py")
+    return "\n".join([*lines, *failures(verification)])
+
+
+def write_verification(verification: Verification, out_dir: Path) -> list[Path]:
+    """verify.json and the two plots, written atomically into out_dir."""
+    from common.plots import plot_verification
+
+    write_text_atomic(out_dir / VERIFY_FILE, verification.to_json())
+    return [out_dir / VERIFY_FILE, *plot_verification(verification.backends, verification.tolerances, out_dir)]
+
+
+def main(argv: Sequence[str]) -> int:
+    """Child entry point: probe one backend."""
+    job_path, inputs_path, output_path = argv
+    with open(job_path, encoding="utf-8") as handle:
+        job = Job.from_dict(json.load(handle))
+    probe_backend(job, Path(inputs_path), Path(output_path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,82 @@
+"""The job: everything one benchmark run is asked to do, as one frozen, validated object.
+
+`mnist-bench run` builds one from its flags; the harness stores it in results.json and hands each
+worker process the same object narrowed to one backend and its seeds (`for_backend`), as JSON.
+Every default lives here or in `ExperimentConfig`, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from common.config import ConfigError, ExperimentConfig, check, is_finite_number, known_fields
+from common.config import flag
+
+DEVICES = ("cpu", "gpu")
+# "highest": float32 matrix products at full float32 precision in every framework (no TF32 on NVIDIA
+# GPUs since Ampere, which both TensorFlow and JAX use by default there); "default": each framework's own.
+PRECISIONS = ("highest", "default")
+# Validation accuracy that time-to-accuracy waits for (DAWNBench / MLPerf style).
+TARGET_ACCURACY = 0.97
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Which backends and seeds to train with one config, on which device, from which data."""
+
+    backends: tuple[str, ...]
+    config: ExperimentConfig = dataclasses.field(default_factory=ExperimentConfig)
+    seeds: tuple[int, ...] = (0,)
+    device: str = dataclasses.field(default="cpu", metadata=flag("--device", "where to train", choices=DEVICES))
+    target_accuracy: float = dataclasses.field(default=TARGET_ACCURACY, metadata=flag(
+        "--target-accuracy", "validation accuracy that time-to-accuracy waits for", type=float))
+    data_dir: str | None = dataclasses.field(default=None, metadata=flag(
+        "--data-dir", "MNIST folder (default: $MNIST_BENCH_DATA, caches, download)"))
+    precision: str = dataclasses.field(default="highest", metadata=flag(
+        "--precision", "float32 matmul precision: highest (pinned, no TF32) or each framework's default",
+        choices=PRECISIONS))
+
+    def __post_init__(self):
+        object.__setattr__(self, "backends", tuple(self.backends))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        check(self.backends and all(isinstance(name, str) and name for name in self.backends)
+              and len(set(self.backends)) == len(self.backends),
+              "backends", self.backends, "a non-empty tuple of distinct backend names")
+        check(isinstance(self.config, ExperimentConfig), "config", self.config, "an ExperimentConfig")
+        check(self.seeds and all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
+                                 for seed in self.seeds) and len(set(self.seeds)) == len(self.seeds),
+              "seeds", self.seeds, "a non-empty tuple of distinct integers >= 0")
+        check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
+        check(is_finite_number(self.target_accuracy) and 0 < self.target_accuracy <= 1,
+              "target_accuracy", self.target_accuracy, "a number in (0, 1]")
+        check(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", self.data_dir,
+              "None or a folder path")
+        check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+
+    @property
+    def backend(self) -> str:
+        """The one backend of a worker's job."""
+        if len(self.backends) != 1:
+            raise ConfigError(f"a worker trains one backend, this job has {list(self.backends)}", "backends")
+        return self.backends[0]
+
+    def for_backend(self, backend: str, seeds: tuple[int, ...]) -> Job:
+        """The part of this job one worker process does: one backend, some of the seeds."""
+        return dataclasses.replace(self, backends=(backend,), seeds=tuple(seeds))
+
+    def replace(self, **changes) -> Job:
+        """A copy with some fields changed (validated like a new job)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form: for results.json and for the worker's job file."""
+        return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
+                "device": self.device, "target_accuracy": self.target_accuracy, "data_dir": self.data_dir,
+                "precision": self.precision}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Job:
+        """Inverse of `to_dict`, validated; unknown keys are an error."""
+        data = dict(known_fields(cls, data, "job"))
+        data["config"] = ExperimentConfig.from_dict(data.get("config", {}))
+        return cls(**data)

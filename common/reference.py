@@ -1,0 +1,78 @@
+"""A float64 NumPy reference of the MLP: forward, backward and Keras' Adam step, written from the math.
+
+What every backend is checked against (`mnist-bench verify` and the tests): no framework, double
+precision, the update rule of keras/src/optimizers/adam.py (`Adam.update_step`, Keras 3.x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from common.config import ExperimentConfig
+from common.weights import Weights
+
+
+def forward(weights: Weights, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Logits and the activations of every layer (the input first), which backward needs."""
+    activations = [x]
+    n_layers = len(weights) // 2
+    for index in range(n_layers):
+        z = activations[-1] @ weights[f"dense_{index}/kernel"] + weights[f"dense_{index}/bias"]
+        activations.append(np.maximum(z, 0.0) if index < n_layers - 1 else z)
+    return activations[-1], activations
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def loss_and_grads(weights: Weights, x: np.ndarray, y_one_hot: np.ndarray) -> tuple[float, Weights]:
+    """Mean softmax cross-entropy and its gradient for every array."""
+    logits, activations = forward(weights, x)
+    probs = softmax(logits)
+    loss = -np.mean(np.sum(y_one_hot * np.log(probs), axis=1))
+    delta = (probs - y_one_hot) / len(x)
+    grads = {}
+    for index in reversed(range(len(weights) // 2)):
+        grads[f"dense_{index}/kernel"] = activations[index].T @ delta
+        grads[f"dense_{index}/bias"] = delta.sum(axis=0)
+        if index:
+            delta = (delta @ weights[f"dense_{index}/kernel"].T) * (activations[index] > 0)
+    return float(loss), grads
+
+
+def keras_adam_step(weights: Weights, grads: Weights, state: dict, step: int, lr: float = 1e-3, beta_1: float = 0.9,
+                    beta_2: float = 0.999, epsilon: float = 1e-7) -> Weights:
+    """One Keras 3 Adam update; `step` counts from 0; `state` holds the moments and is updated in place.
+
+    t = step + 1; alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t); m += (g - m)(1 - beta_1);
+    v += (g^2 - v)(1 - beta_2); w -= m * alpha / (sqrt(v) + epsilon). Unlike optax.adam, epsilon is
+    added to the uncorrected sqrt(v): the rules differ most in the first steps.
+    """
+    t = step + 1
+    alpha = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+    new_weights = {}
+    for name, w in weights.items():
+        m, v = state.setdefault(name, (np.zeros_like(w), np.zeros_like(w)))
+        m = m + (grads[name] - m) * (1 - beta_1)
+        v = v + (grads[name] ** 2 - v) * (1 - beta_2)
+        state[name] = (m, v)
+        new_weights[name] = w - m * alpha / (np.sqrt(v) + epsilon)
+    return new_weights
+
+
+def train_reference(weights: Weights, x: np.ndarray, y_one_hot: np.ndarray, batches: Sequence[np.ndarray],
+                    config: ExperimentConfig):
+    """Train in float64 on each batch in turn; yield (loss before the step, weights after it) per step."""
+    weights = {name: np.asarray(array, np.float64) for name, array in weights.items()}
+    x, y_one_hot, state = np.asarray(x, np.float64), np.asarray(y_one_hot, np.float64), {}
+    for step, index in enumerate(batches):
+        loss, grads = loss_and_grads(weights, x[index], y_one_hot[index])
+        weights = keras_adam_step(weights, grads, state, step, config.learning_rate, config.beta_1, config.beta_2,
+                                  config.epsilon)
+        yield loss, weights

@@ -1,0 +1,84 @@
+"""Check, in a fresh process, that one registered backend honours the Trainer contract of backends/base.py.
+
+Usage: python conformance_probe.py BACKEND
+Exits 0 and prints "conforms" when every check holds; an AssertionError names the first that does not.
+"""
+
+import sys
+
+import numpy as np
+
+from backends.base import BackendError, EpochLog
+from backends.registry import backend_spec, get_factory, prepare_process
+from common.config import ExperimentConfig
+from common.data import epoch_batches
+from common.weights import check_weights, init_weights
+
+CONFIG = ExperimentConfig()
+SAMPLES = 202  # six full batches of 32 and a partial one of 10
+
+
+def check(backend: str) -> None:
+    prepare_process(backend, "cpu")  # before any framework is imported
+    spec = backend_spec(backend)
+    seeds = (3, 5) if (spec.seeds_per_process or 2) >= 2 else (3,)
+    factory = get_factory(backend)
+    trainer = factory(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed) for seed in seeds})
+    assert tuple(trainer.seeds) == seeds, f"seeds {trainer.seeds} != {seeds}"
+    if len(seeds) == 1:
+        try:
+            factory(CONFIG, {0: init_weights(CONFIG.layer_sizes, 0), 1: init_weights(CONFIG.layer_sizes, 1)})
+        except BackendError as error:
+            assert "one seed per process" in str(error), error
+        else:
+            raise AssertionError("a one-seed backend accepted two seeds")
+
+    rng = np.random.default_rng(0)
+    x = rng.random((SAMPLES, CONFIG.layer_sizes[0]), dtype=np.float32)
+    y = rng.integers(0, 10, SAMPLES).astype(np.int32)
+    batches = [epoch_batches(SAMPLES, CONFIG.batch_size, seed, 0) for seed in seeds]
+    steps_seen = []
+    logs = trainer.train_epoch(x, y, batches, lambda step, loss, accuracy: steps_seen.append((step, loss, accuracy)))
+    assert len(logs) == len(seeds), f"{len(logs)} EpochLogs for {len(seeds)} seeds"
+    for log, seed_batches in zip(logs, batches):
+        assert isinstance(log, EpochLog)
+        assert len(log.losses) == len(log.accuracies) == len(seed_batches)
+        assert list(log.batch_sizes) == [len(b) for b in seed_batches]
+        # Keras' per-step values are recovered from fit's float32 running means: exact to ~1e-7.
+        assert np.all(np.isfinite(log.losses)) and np.all((log.accuracies > -1e-6) & (log.accuracies < 1 + 1e-6))
+        assert log.step_end_s is None or (len(log.step_end_s) == len(seed_batches) and np.all(np.diff(log.step_end_s) >= 0))
+    assert steps_seen and steps_seen[-1][0] == len(batches[0]) - 1, "on_step never reported the last step"
+
+    models = [trainer.seed_model(index) for index in range(len(seeds))]
+    for model in models:
+        weights = model.get_weights()
+        check_weights(weights, CONFIG.layer_sizes)
+        probs = model.predict(x)
+        assert probs.shape == (SAMPLES, 10) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        loss, accuracy = model.evaluate(x, y)
+        assert np.isfinite(loss) and abs(accuracy - np.mean(probs.argmax(axis=1) == y)) < 1e-6
+        model.set_weights(weights)  # a round trip changes nothing
+        np.testing.assert_allclose(model.predict(x), probs, atol=1e-6)
+    if len(models) > 1:
+        # Views are independent: writing seed 5's weights leaves seed 3's model alone.
+        before = models[0].predict(x)
+        assert not np.allclose(before, models[1].predict(x)), "two seeds' models predict the same"
+        models[1].set_weights(models[0].get_weights())
+        np.testing.assert_allclose(models[0].predict(x), before, atol=0)
+        np.testing.assert_allclose(models[1].predict(x), before, atol=1e-6)
+    try:
+        trainer.seed_model(len(seeds))
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("seed_model accepted an index past the last seed")
+    assert isinstance(trainer.device_name(), str) and trainer.device_name()
+    versions = trainer.versions()
+    assert versions and all(isinstance(value, str) and value for value in versions.values()), versions
+    assert set(spec.frameworks) - {"optax", "flax"} <= set(versions), (spec.frameworks, versions)
+
+
+if __name__ == "__main__":
+    check(sys.argv[1])
+    print("conforms")
