@@ -100,6 +100,10 @@ class Trainer(Protocol):
         """Versions of the frameworks this backend uses."""
         ...
 
+    def device_memory(self) -> dict | None:
+        """{"peak_bytes", "in_use_bytes"} of the device's allocator; None where it has none to ask (CPU)."""
+        ...
+
 
 class TrainerFactory(Protocol):
     """What a registry entry resolves to: a trainer for these seeds, each from its initial weights."""

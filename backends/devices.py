@@ -19,6 +19,10 @@ from backends.base import BackendError
 from common.job import DEVICES, PRECISIONS
 
 KERAS_BACKENDS = ("tensorflow", "jax")
+# Every variable framework_environment may set: what a worker records as the settings it ran with.
+SETTING_VARIABLES = ("XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
+                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "KERAS_BACKEND")
+PRECISION_VARIABLES = ("JAX_DEFAULT_MATMUL_PRECISION", "NVIDIA_TF32_OVERRIDE")
 
 
 def check_device(device: str) -> None:
@@ -66,7 +70,16 @@ def configure_process(frameworks: Iterable[str], device: str, keras_backend: str
         # Too late to pin: JAX has read its platforms. Not wrong (devices are chosen explicitly),
         # only slower to start; keep the environment truthful about what was in force.
         environment.pop("JAX_PLATFORMS")
+    if precision == "default":
+        # Each framework's own default, even where the caller's environment pinned one.
+        for name in PRECISION_VARIABLES:
+            os.environ.pop(name, None)
     os.environ.update(environment)
+
+
+def current_settings() -> dict[str, str]:
+    """The framework settings in force in this process, as the frameworks will read them."""
+    return {name: os.environ[name] for name in SETTING_VARIABLES if name in os.environ}
 
 
 def check_precision(precision: str) -> None:
@@ -94,6 +107,25 @@ def jax_device(device: str):
     except RuntimeError:
         raise BackendError(f"--device {device}: JAX sees no {device.upper()} (it sees {jax.devices()}); "
                            "install the GPU extra (README 'GPU') or use --device cpu") from None
+
+
+def jax_device_memory(device) -> dict | None:
+    """Peak and current bytes of a JAX device's allocator; None on CPU, where JAX keeps no such counters."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if not stats:
+        return None
+    return {"peak_bytes": stats.get("peak_bytes_in_use"), "in_use_bytes": stats.get("bytes_in_use"),
+            "allocator": {"XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")}}
+
+
+def tensorflow_device_memory(device: str) -> dict | None:
+    """Peak and current bytes of TensorFlow's GPU allocator; None for CPU runs."""
+    if not device.startswith("/GPU"):
+        return None
+    import tensorflow as tf
+
+    info = tf.config.experimental.get_memory_info(device.lstrip("/"))
+    return {"peak_bytes": info["peak"], "in_use_bytes": info["current"], "allocator": {"memory_growth": True}}
 
 
 def configure_tensorflow(device: str) -> str:

@@ -157,6 +157,10 @@ class VmappedFlaxTrainer:
         """jax, jaxlib, flax and optax versions."""
         return jax_versions()
 
+    def device_memory(self) -> dict | None:
+        """The device allocator's peak and current bytes (None on CPU)."""
+        return self.ops.device_memory()
+
 
 class VmappedSeedModel:
     """One seed of a VmappedFlaxTrainer: always its current parameters, never another seed's."""

@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
-from backends.devices import jax_device
+from backends.devices import jax_device, jax_device_memory
 from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
@@ -130,6 +130,10 @@ class FlaxModelOps:
         """JAX's description of the device."""
         return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
 
+    def device_memory(self) -> dict | None:
+        """The device allocator's peak and current bytes (None on CPU)."""
+        return jax_device_memory(self.device)
+
 
 def jax_versions() -> dict[str, str]:
     """jax, jaxlib, flax and optax versions."""
@@ -198,6 +202,10 @@ class FlaxTrainer(SingleSeedTrainer):
     def versions(self) -> dict[str, str]:
         """jax, jaxlib, flax and optax versions."""
         return jax_versions()
+
+    def device_memory(self) -> dict | None:
+        """The device allocator's peak and current bytes (None on CPU)."""
+        return self.ops.device_memory()
 
 
 def _eval_chunk(graphdef, params, x, y, mask):

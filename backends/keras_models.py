@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
-from backends.devices import check_keras_backend, configure_tensorflow, jax_device
+from backends.devices import (check_keras_backend, configure_tensorflow, jax_device, jax_device_memory,
+                              tensorflow_device_memory)
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
@@ -97,6 +98,12 @@ class KerasTrainer(SingleSeedTrainer):
         if self.keras_backend == "jax":
             return f"{self._device.platform}:{self._device.id} ({self._device.device_kind})"
         return self._device
+
+    def device_memory(self) -> dict | None:
+        """The device allocator's peak and current bytes (None on CPU)."""
+        if self.keras_backend == "jax":
+            return jax_device_memory(self._device)
+        return tensorflow_device_memory(self._device)
 
     def versions(self) -> dict[str, str]:
         """keras and the backend framework's version."""

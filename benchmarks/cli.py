@@ -14,8 +14,10 @@ from common.config import ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
 
 
-BACKEND_HELP = (f"backend(s), repeatable or comma-separated: reference (= {', '.join(DEFAULT_BACKENDS)}; the "
-                f"default), all (every registered backend), or names: {', '.join(BACKENDS)}")
+def backend_help(default: str) -> str:
+    """--backend's help, naming the groups, the backends and this command's default."""
+    return (f"backend(s), repeatable or comma-separated: reference (= {', '.join(DEFAULT_BACKENDS)}), all (every "
+            f"registered backend), or names: {', '.join(BACKENDS)} (default: {default})")
 
 
 class CliError(Exception):
@@ -65,10 +67,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, cls, defaults, only: tupl
             continue
         options = {key: value for key, value in field.metadata.items() if key not in ("flag", "help")}
         default = getattr(defaults, field.name)
-        if default is not None and "type" not in options and "choices" not in options:
+        if default is not None and not {"type", "choices", "action"} & set(options):
             options["type"] = type(default)
-        shown = f" (default: {default})" if default is not None else ""
-        options.setdefault("metavar", field.metadata["flag"].lstrip("-").upper().replace("-", "_"))
+        shown = f" (default: {default})" if default not in (None, False) else ""
+        if "action" not in options:
+            options.setdefault("metavar", field.metadata["flag"].lstrip("-").upper().replace("-", "_"))
         parser.add_argument(field.metadata["flag"], dest=field.name, default=None,
                             help=field.metadata["help"] + shown, **options)
 
@@ -202,16 +205,29 @@ def cmd_suite(args) -> int:
     import json
 
     from benchmarks.harness import default_run_dir
-    from benchmarks.suite import run_suite, suite_table
+    from benchmarks.suite import Regression, run_suite, suite_table
     from common.atomic import prepare_output_directory
     from common.plots import plot_suite
 
-    backends = parse_backends(args.backend)
+    backends = parse_backends(args.backend or ["all"])
+    if args.fail_over is not None and args.baseline is None:
+        raise CliError("--fail-over: needs --baseline OLD.json, the suite to compare with")
+    if args.fail_over is not None and not args.fail_over > 0:
+        raise CliError(f"--fail-over: {args.fail_over}; expected a percentage > 0, e.g. --fail-over 10")
+    if args.baseline is not None:
+        try:
+            json.loads(Path(args.baseline).read_text(encoding="utf-8"))["benchmarks"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CliError(f"--baseline: {args.baseline} is not a readable pytest-benchmark JSON file ({error}); "
+                           "pass the benchmarks.json of an earlier `mnist-bench suite`") from None
     out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("suite-"))
+    code = EXIT_OK
     try:
-        merged_path = run_suite(backends, out, quick=args.quick, quiet=args.quiet)
-        code = EXIT_OK
-    except RuntimeError as error:
+        merged_path = run_suite(backends, out, quick=args.quick, quiet=args.quiet,
+                                precision=args.precision or Job(backends=DEFAULT_BACKENDS).precision,
+                                baseline=Path(args.baseline).resolve() if args.baseline else None,
+                                fail_over_pct=args.fail_over)
+    except (Regression, RuntimeError) as error:
         print(f"mnist-bench: {error}", file=sys.stderr)
         merged_path, code = out / "benchmarks.json", EXIT_FAILED
     merged = json.loads(merged_path.read_text(encoding="utf-8"))
@@ -281,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train and compare backends (default: the reference three, CPU, seed 0, "
                                           "full MNIST)", formatter_class=fmt)
-    run.add_argument("--backend", action="append", metavar="NAME", help=BACKEND_HELP)
+    run.add_argument("--backend", action="append", metavar="NAME", help=backend_help("reference"))
     default_job = Job(backends=DEFAULT_BACKENDS)
     add_setting_flags(run, ExperimentConfig, default_job.config)
     add_setting_flags(run, Job, default_job)
@@ -296,9 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="prove that the backends compute the same thing, on this machine",
                                  formatter_class=fmt)
-    verify.add_argument("--backend", action="append", metavar="NAME",
-                        help=BACKEND_HELP.replace("reference (=", "reference (=").replace("; the default", "")
-                        + " (default: all)")
+    verify.add_argument("--backend", action="append", metavar="NAME", help=backend_help("all"))
     add_setting_flags(verify, Job, Job(backends=DEFAULT_BACKENDS), only=("device", "precision", "data_dir"))
     verify.add_argument("--steps", type=int, default=100, help="training steps compared, one per call")
     verify.add_argument("--out", default=None, help="folder for verify.json and plots (default: runs/verify-<UTC timestamp>)")
@@ -315,11 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, help="report folder (default: runs/compare-<UTC timestamp>)")
     compare.set_defaults(handler=cmd_compare)
 
-    suite = commands.add_parser("suite", help="pytest-benchmark suite, one process per backend, merged JSON + plot",
+    suite = commands.add_parser("suite", help="pytest-benchmark suite, one process per backend (default: all), "
+                                              "merged JSON + plot; can gate a regression against a baseline",
                                 formatter_class=fmt)
-    suite.add_argument("--backend", action="append", metavar="NAME", help=BACKEND_HELP)
+    suite.add_argument("--backend", action="append", metavar="NAME", help=backend_help("all"))
+    add_setting_flags(suite, Job, Job(backends=DEFAULT_BACKENDS), only=("precision",))
     suite.add_argument("--quick", action="store_true", help="quick mode: batch 32 and 512, 3 rounds, 1/10 epoch")
     suite.add_argument("--out", default=None, help="folder (default: runs/suite-<UTC timestamp>)")
+    suite.add_argument("--baseline", default=None, metavar="OLD.json",
+                       help="compare with the benchmarks.json of an earlier suite (pytest-benchmark's compare)")
+    suite.add_argument("--fail-over", type=float, default=None, metavar="PCT",
+                       help="with --baseline: exit 1 when a benchmark's mean got slower by more than PCT percent")
     suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
     suite.set_defaults(handler=cmd_suite)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from backends.registry import DEFAULT_BACKENDS
+from backends.registry import BACKENDS
 
 QUICK_ENV = "MNIST_BENCH_QUICK"
 FULL_BATCH_SIZES = (32, 128, 512, 2048)
@@ -16,9 +16,11 @@ QUICK_BATCH_SIZES = (32, 512)
 
 def pytest_addoption(parser):
     group = parser.getgroup("mnist-bench")
-    group.addoption("--bench-backend", default=",".join(DEFAULT_BACKENDS),
+    group.addoption("--bench-backend", default=",".join(BACKENDS),
                     help="comma-separated backends to benchmark in this process (mnist-bench suite runs one per "
                          "process); default: %(default)s")
+    group.addoption("--bench-precision", default="highest", choices=("highest", "default"),
+                    help="float32 matmul precision: highest (pinned, no TF32) or each framework's default")
     group.addoption("--bench-quick", action="store_true", default=os.environ.get(QUICK_ENV, "") not in ("", "0"),
                     help=f"quick mode: fewer batch sizes and rounds, a 1/10 epoch (also: {QUICK_ENV}=1)")
 
@@ -55,7 +57,13 @@ def splits():
 
 
 @pytest.fixture(scope="session")
-def trainers():
+def precision(request) -> str:
+    """The matmul precision every trainer of this session runs with."""
+    return request.config.getoption("--bench-precision")
+
+
+@pytest.fixture(scope="session")
+def trainers(precision):
     """One trainer per (backend, batch size), built lazily; Keras backends that cannot share the process skip."""
     from backends.base import BackendError
     from backends.registry import get_factory, prepare_process
@@ -68,7 +76,7 @@ def trainers():
         if (backend, batch_size, seeds) not in cache:
             config = ExperimentConfig(batch_size=batch_size)
             try:
-                prepare_process(backend, "cpu")
+                prepare_process(backend, "cpu", precision)
                 cache[backend, batch_size, seeds] = get_factory(backend)(
                     config, {seed: init_weights(config.layer_sizes, seed) for seed in seeds})
             except BackendError as error:
@@ -79,5 +87,11 @@ def trainers():
 
 
 def framework_versions(trainer) -> dict:
-    """Versions and device to put in every benchmark's extra_info."""
-    return {"device": trainer.device_name(), "python": sys.version.split()[0], **trainer.versions()}
+    """Versions, device and framework settings to put in every benchmark's extra_info."""
+    from backends.devices import current_settings
+
+    from benchmarks.costs import peak_rss_mib
+
+    # Peak RSS of this pytest process so far: one backend's own under `mnist-bench suite` (a process each).
+    return {"device": trainer.device_name(), "python": sys.version.split()[0], **trainer.versions(),
+            "settings": current_settings(), "peak_rss_mib": peak_rss_mib()}

@@ -14,9 +14,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from backends.registry import backend_spec, process_settings
+from benchmarks.costs import SPAWNED_AT_ENV
 from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
@@ -192,9 +194,11 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         job_path.write_text(json.dumps(job.to_dict()))
         progress = _Progress(job, quiet)
         with open(log_dir / log_name, "w", encoding="utf-8") as log:
-            child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path)],
+            spawned_at = time.monotonic()
+            profile = [str(run_dir / "profiles" / log_name.removesuffix(".log"))] if job.profile else []
+            child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path), *profile],
                                      stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", SPAWNED_AT_ENV: repr(spawned_at)})
             try:
                 for line in child.stdout:
                     if line.startswith(EVENT_PREFIX):
@@ -207,6 +211,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
                     else:
                         log.write(line)
                 returncode = child.wait()
+                process_s = time.monotonic() - spawned_at
             except KeyboardInterrupt:
                 _stop(child)
                 progress.close()
@@ -225,6 +230,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
         runs = [RunResult(job.backend, seed, job.device, status="failed", error=error) for seed in job.seeds]
     for run in runs:
+        run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
         if not quiet and run.status != "ok":
             print(f"  {job.backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
     return runs

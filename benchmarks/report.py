@@ -84,16 +84,23 @@ def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False) -> str
 
 NO_FLOOR_NOTE = ("x floor '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
                  "not training, set the time")
+# summary.md has every column; the terminal leaves out the two read least, to stay readable.
+STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (interpreter, framework import, "
+                "data, model build, first step's trace + compile + run); peak RSS: the worker's largest resident "
+                "set; per-phase figures, device memory and plots in summary.md")
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
-           "x floor", "compile s", "time to target s", "total s", "speed vs keras")
+           "x floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s", "speed vs keras")
+TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc %", "total s"))
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
     """One formatted row per group; seeds are summarised as mean ± std [95% CI]."""
     reference = {}
     for group in groups:
-        if group.backend == REFERENCE_BACKEND and group.ok_runs:
-            reference[(group.device, group.machine)] = np.median([r.timing["epoch_s_median"] for r in group.ok_runs])
+        # Profiled runs are slower by the profiler's cost: never a yardstick.
+        measured = [r for r in group.ok_runs if not r.timing.get("profiled_epoch")]
+        if group.backend == REFERENCE_BACKEND and measured:
+            reference[(group.device, group.machine)] = np.median([r.timing["epoch_s_median"] for r in measured])
     rows = []
     for group in groups:
         ok = group.ok_runs
@@ -104,6 +111,9 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
         if len(group.runs) == 1 and group.runs[0].status != "ok" and group.runs[0].history:
             # A stopped run keeps the epochs it completed; say how far it got.
             status += f" ({len(group.runs[0].history)}/{group.job.config.epochs} epochs)"
+        profiled = any(run.timing.get("profiled_epoch") for run in group.runs)
+        if profiled:
+            status += " (profiled)"
         ref = reference.get((group.device, group.machine))
         epoch_s = np.median(timing("epoch_s_median")) if ok else None
         reached = [v for v in timing("time_to_target_s") if v is not None]
@@ -126,17 +136,46 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
             "compile s": _cell(timing("compile_s"), 2),
             "time to target s": tta,
             "total s": _cell(timing("total_s"), 1),
-            "speed vs keras": f"{ref / epoch_s:.2f}x" if ref and epoch_s else "—",
+            # Costs are per process: also shown for runs that did not finish.
+            "startup s": _cell([r.costs.get("time_to_first_step_s") for r in group.runs], 2),
+            "peak RSS MiB": _cell([r.costs.get("peak_rss_mib") for r in group.runs], 0),
+            "speed vs keras": ("— (profiled)" if profiled else f"{ref / epoch_s:.2f}x" if ref and epoch_s else "—"),
         })
     return rows
 
 
+def format_costs_table(groups: Sequence[RunGroup]) -> str:
+    """Start-up by phase, memory and device memory per configuration (medians over its runs), as Markdown."""
+    from benchmarks.costs import STARTUP_PHASES
+
+    header = ["run", *(phase.removesuffix("_s").replace("_", " ") + " s" for phase in STARTUP_PHASES),
+              "to first step s", "peak RSS MiB", "RSS end of training MiB", "device peak MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for group in groups:
+        costs = [run.costs for run in group.runs if run.costs]
+
+        def median(values, digits=2):
+            values = [v for v in values if v is not None]
+            return f"{np.median(values):.{digits}f}" if values else "—"
+
+        device = [c["device_memory"]["peak_bytes"] / 2 ** 20 for c in costs if c.get("device_memory")]
+        cells = [median([c.get("startup", {}).get(phase) for c in costs]) for phase in STARTUP_PHASES]
+        cells += [median([c.get("time_to_first_step_s") for c in costs]),
+                  median([c.get("peak_rss_mib") for c in costs], 0),
+                  median([c.get("rss_end_of_training_mib") for c in costs], 0),
+                  median(device, 0) if device else "n/a (CPU)" if group.device == "cpu" else "—"]
+        whole_call = any(c.get("first_step_is_whole_call") for c in costs)
+        lines.append("| " + " | ".join([group.label + (" (first step = whole first epoch call)" if whole_call else ""),
+                                        *cells]) + " |")
+    return "\n".join(lines)
+
+
 def format_text_table(rows: Sequence[dict[str, str]]) -> str:
     """Aligned columns for the terminal."""
-    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in COLUMNS}
-    lines = ["  ".join(col.ljust(widths[col]) for col in COLUMNS),
-             "  ".join("-" * widths[col] for col in COLUMNS)]
-    lines += ["  ".join(row[col].ljust(widths[col]) for col in COLUMNS) for row in rows]
+    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in TERMINAL_COLUMNS}
+    lines = ["  ".join(col.ljust(widths[col]) for col in TERMINAL_COLUMNS),
+             "  ".join("-" * widths[col] for col in TERMINAL_COLUMNS)]
+    lines += ["  ".join(row[col].ljust(widths[col]) for col in TERMINAL_COLUMNS) for row in rows]
     return "\n".join(lines)
 
 
@@ -160,7 +199,8 @@ def text_report(results_list: Sequence[Results]) -> str:
     target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),
              f"epoch s, step ms: steady state (after the first, compiling epoch); time to target: "
-             f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}"]
+             f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}",
+             f"{STARTUP_NOTE}; precision {results_list[0].job.precision}"]
     for results in results_list:
         roofline = results.environment.get("roofline")
         if roofline:
@@ -208,7 +248,9 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
              f"fp32 GEMM peak (see Environment); {NO_FLOOR_NOTE}. "
              f"Time to target: from the start of training to the end of the first epoch whose validation "
              f"accuracy is >= {job.target_accuracy}, validation time included. "
-             "Mean ± std [95% t-interval] over seeds.", ""]
+             f"{STARTUP_NOTE.replace('; per-phase figures, device memory and plots in summary.md', '')}. "
+             "Mean ± std [95% t-interval] over seeds.", "", "### Costs besides step time", "",
+             format_costs_table(groups), ""]
     problems = failures(groups)
     if problems:
         lines += ["### Runs that did not finish", ""] + [f"- {line}" for line in problems] + [""]

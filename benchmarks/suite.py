@@ -14,40 +14,83 @@ BENCH_DIR = Path(__file__).resolve().parent
 MERGED_FILE = "benchmarks.json"
 
 
-def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None = None) -> list[str]:
-    """The pytest invocation for one part of the suite."""
+REGRESSION_HEADER = "Performance has regressed:"  # what pytest-benchmark prints before each regressed benchmark
+
+
+class Regression(RuntimeError):
+    """Benchmarks got slower than the baseline allows (pytest-benchmark's --benchmark-compare-fail)."""
+
+
+def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None = None,
+                   precision: str = "highest", baseline: Path | None = None,
+                   fail_over_pct: float | None = None) -> list[str]:
+    """The pytest invocation for one part of the suite; with a baseline, pytest-benchmark's own compare gate."""
     command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-q",
-               "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds"]
+               "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds",
+               "--bench-precision", precision]
     if backend:
         command += ["--bench-backend", backend]
     if quick:
         command.append("--bench-quick")
+    if baseline is not None:
+        command.append(f"--benchmark-compare={baseline}")
+        if fail_over_pct is not None:
+            command.append(f"--benchmark-compare-fail=mean:{fail_over_pct:g}%")
     return command
 
 
-def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet: bool = False) -> Path:
-    """Run each backend's benchmarks in a fresh process, then the framework-free ones; merge the JSON."""
+def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet: bool = False,
+              precision: str = "highest", baseline: Path | None = None, fail_over_pct: float | None = None) -> Path:
+    """Run each backend's benchmarks in a fresh process, then the framework-free ones; merge the JSON.
+
+    Raises Regression when, against `baseline`, a benchmark's mean got slower by more than `fail_over_pct`,
+    RuntimeError when a part failed otherwise; the merged JSON is written either way.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     parts_dir = out_dir / "parts"
     parts_dir.mkdir(exist_ok=True)
     jobs = [(f"backend-{name}", "test_bench_backends.py", name) for name in backends]
     jobs.append(("common", "test_bench_common.py", None))
-    parts, failures = [], []
+    parts, failures, regressions = [], [], []
     for label, target, backend in jobs:
         part = parts_dir / f"{label}.json"
         if not quiet:
             print(f"== {label}", file=sys.stderr, flush=True)
-        completed = subprocess.run(pytest_command(target, part, quick, backend),
-                                   stdout=sys.stderr if not quiet else subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        if completed.returncode not in (0, 5) or not part.exists():
-            failures.append(f"{label} (pytest exit {completed.returncode})")
+        returncode, output = _run_streaming(
+            pytest_command(target, part, quick, backend, precision, baseline, fail_over_pct), quiet)
+        regressed = _regressed_benchmarks(output)
+        regressions += regressed
+        if (returncode not in (0, 5) and not regressed) or not part.exists():
+            failures.append(f"{label} (pytest exit {returncode})")
         if part.exists():
             parts.append(json.loads(part.read_text(encoding="utf-8")))
     merged_path = out_dir / MERGED_FILE
     write_text_atomic(merged_path, json.dumps(merge_benchmark_json(parts), indent=2))
     if failures:
         raise RuntimeError(f"benchmarks failed for {', '.join(failures)}; partial results in {merged_path}")
+    if regressions:
+        raise Regression(f"{len(regressions)} benchmark(s) slower than {baseline} by more than {fail_over_pct:g}% "
+                         f"(mean): {'; '.join(regressions)}")
     return merged_path
+
+
+def _run_streaming(command: list[str], quiet: bool) -> tuple[int, str]:
+    """Run `command`, echoing its output to stderr unless quiet; return its exit code and output."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if not quiet:
+            sys.stderr.write(line)
+    return process.wait(), "".join(lines)
+
+
+def _regressed_benchmarks(output: str) -> list[str]:
+    """The 'name - reason' lines pytest-benchmark printed under its regression header."""
+    if REGRESSION_HEADER not in output:
+        return []
+    after = output.split(REGRESSION_HEADER, 1)[1].splitlines()[1:]
+    return [line.strip() for line in after if line.startswith("\t")]
 
 
 def merge_benchmark_json(parts: Sequence[dict]) -> dict:

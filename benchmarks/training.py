@@ -12,11 +12,15 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from backends.base import EpochLog
-from backends.registry import get_factory
+from backends.devices import current_settings
+from benchmarks.costs import StartupClock, peak_rss_mib, rss_mib
+from backends.profiling import start_trace, stop_trace
+from backends.registry import backend_spec, get_factory
 from common.config import NUM_CLASSES
 from common.data import epoch_batches, make_splits
 from common.flops import gflops_per_s, training_flops_per_sample
@@ -28,6 +32,8 @@ from common.weights import init_weights
 # Adam's normalized steps keep a blown-up model's loss finite (huge logits, not NaN), so a run also
 # counts as diverged when an epoch's loss is 100x that of guessing (ln 10 ~ 2.3): no sane run gets there.
 DIVERGED_LOSS = 100 * math.log(NUM_CLASSES)
+
+PROFILE_STEPS = 10  # steady-state steps a --profile trace covers (a fused epoch: the whole epoch call)
 
 # on_event(kind, payload): "step" after each observed step, "epoch" after each validation.
 EventCallback = Callable[[str, dict], None]
@@ -55,6 +61,24 @@ class TimedEpoch:
         return np.diff(np.concatenate([[self.start_s], self.log.step_end_s]))
 
 
+class Trace:
+    """The framework's profiler around a stretch of training; stop() is safe to call when not running."""
+
+    def __init__(self, frameworks: tuple[str, ...]):
+        self.frameworks, self.directory, self.running = frameworks, None, False
+
+    def start(self, directory: Path) -> None:
+        """Start tracing into `directory`."""
+        start_trace(self.frameworks, directory)
+        self.directory, self.running = directory, True
+
+    def stop(self) -> None:
+        """Stop tracing, if it runs."""
+        if self.running:
+            self.running = False
+            stop_trace(self.frameworks)
+
+
 class RunStopped(Exception):
     """Training ended early, by Ctrl-C or an error; carries the runs with every epoch they completed."""
 
@@ -63,19 +87,28 @@ class RunStopped(Exception):
         self.runs, self.interrupted = runs, interrupted
 
 
-def train_and_evaluate(job: Job, on_event: EventCallback | None = None) -> list[RunResult]:
+def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_at: float | None = None,
+                       profile_dir: Path | None = None) -> list[RunResult]:
     """Whole runs of `job.backend`, one per seed: data, shared weights, epochs with validation, test, timing.
 
-    Raises RunStopped, with the completed epochs kept, when interrupted or when training fails.
+    `entered_at` (time.monotonic()) is when the worker's own code started: start-up phases count from
+    there (and from the parent's spawn time, when it passed one). With `job.profile`, the framework's
+    profiler traces the first PROFILE_STEPS steps of the second epoch into `profile_dir`. Raises
+    RunStopped, with the completed epochs kept, when interrupted or when training fails.
     """
     emit = on_event or (lambda kind, payload: None)
+    startup = StartupClock(entered_at if entered_at is not None else time.monotonic())
     total_start = time.perf_counter()
     config = job.config
+    factory = get_factory(job.backend)  # imports the framework
+    startup.lap("framework_import_s")
     splits = make_splits(load_mnist(job.data_dir, progress=False), config)
-    trainer = get_factory(job.backend)(
-        config, {seed: init_weights(config.layer_sizes, seed) for seed in job.seeds}, job.device)
+    startup.lap("data_load_s")
+    trainer = factory(config, {seed: init_weights(config.layer_sizes, seed) for seed in job.seeds}, job.device)
+    startup.lap("model_build_s")
+    settings = current_settings()
     results = [RunResult(backend=job.backend, seed=seed, device=job.device, device_name=trainer.device_name(),
-                         versions=trainer.versions()) for seed in job.seeds]
+                         versions=trainer.versions(), settings=settings) for seed in job.seeds]
     epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
     time_to_target: list[float | None] = [None] * len(job.seeds)
 
@@ -90,7 +123,17 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None) -> list[
                     result.timing["epoch_s_median"])
             result.timing.update(seeds_in_program=len(job.seeds), train_samples=len(splits.x_train))
             result.step_ms = [round(ms, 4) for ms in steady_step_seconds(epochs[index]) * 1e3]
+            # float32 is what the backends computed; 7 significant digits keep results.json small.
+            result.step_losses = [float(f"{loss:.7g}") for epoch in epochs[index] for loss in epoch.log.losses]
+            if trace.directory is not None:
+                result.timing["profiled_epoch"] = 2  # slower than unprofiled ones: no speed comparison
+                result.costs["profile_dir"] = str(trace.directory)
+            result.costs.update(startup.summary(), rss_end_of_training_mib=rss_at_training_end,
+                                peak_rss_mib=peak_rss_mib(), device_memory=trainer.device_memory(),
+                                first_step_is_whole_call=first_step_is_whole_call)
 
+    rss_at_training_end, first_step_is_whole_call = None, None
+    trace = Trace(backend_spec(job.backend).frameworks)
     try:
         train_start = time.perf_counter()
         for epoch in range(config.epochs):
@@ -98,10 +141,20 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None) -> list[
 
             def on_step(step, loss, accuracy, epoch=epoch, steps=len(batches[0])):
                 emit("step", dict(epoch=epoch + 1, step=step + 1, steps=steps, loss=loss, accuracy=accuracy))
+                if trace.running and step + 1 >= PROFILE_STEPS:
+                    trace.stop()
 
+            if job.profile and profile_dir is not None and epoch == 1:
+                trace.start(profile_dir)  # steady state: the first epoch compiled everything
             start = time.perf_counter()
             logs = trainer.train_epoch(splits.x_train, splits.y_train, batches, on_step)
             end = time.perf_counter()
+            trace.stop()  # a backend that reports once per epoch (a fused scan) is traced for the whole call
+            if epoch == 0:
+                # Trace, compile and run of the first step; a backend without a per-step clock (a fused
+                # epoch) reports its whole first call.
+                first_step_is_whole_call = logs[0].step_end_s is None
+                startup.phases["first_step_s"] = (end if first_step_is_whole_call else logs[0].step_end_s[0]) - start
             for index, (result, log) in enumerate(zip(results, logs)):
                 if result.status != "ok":
                     continue  # a diverged seed of a vmapped program rides along, unrecorded
@@ -122,6 +175,7 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None) -> list[
                     time_to_target[index] = val_end - train_start
             if all(result.status != "ok" for result in results):
                 break
+        rss_at_training_end = rss_mib()
         for index, result in enumerate(results):
             if result.status == "ok":
                 test_start = time.perf_counter()
@@ -132,10 +186,12 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None) -> list[
                 result.test_predictions = predictions.astype(int).tolist()
                 result.confusion = confusion_matrix(splits.y_test, predictions).tolist()
     except KeyboardInterrupt:
+        trace.stop()
         stop(results, "interrupted", "interrupted by the user (Ctrl-C)")
         finish()
         raise RunStopped(results, interrupted=True) from None
     except Exception as error:
+        trace.stop()
         stop(results, "failed", f"{type(error).__name__}: {error}".strip().splitlines()[0])
         finish()
         raise RunStopped(results, interrupted=False) from error

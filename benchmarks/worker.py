@@ -1,7 +1,7 @@
 """The child process of `mnist-bench run`: trains one job (one backend, its seeds) and reports back.
 
-Usage: python -m benchmarks.worker JOB.json RESULT.json
-JOB.json is a `common.job.Job` with one backend. Progress goes to stdout as JSON lines prefixed with
+Usage: python -m benchmarks.worker JOB.json RESULT.json [PROFILE_DIR]
+JOB.json is a `common.job.Job` with one backend; PROFILE_DIR is where a `--profile` job's trace goes. Progress goes to stdout as JSON lines prefixed with
 EVENT_PREFIX (frameworks may print there too); the RunResults (one per seed of the job) are written
 atomically to RESULT.json as a JSON list, also for a diverged, failed or interrupted run, with every
 epoch it completed.
@@ -9,13 +9,17 @@ epoch it completed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import sys
 import time
-import traceback
 
-from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+ENTERED_AT = time.monotonic()  # before anything heavy: the end of the interpreter's start-up phase
+
+import dataclasses  # noqa: E402 - after the clock on purpose
+import json  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 
 EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
@@ -39,7 +43,7 @@ def make_event_emitter(stream):
 
 def main(argv: list[str]) -> int:
     """Run the job in argv[0]; write the results to argv[1]; exit 0, 1 (failed) or 130 (interrupted)."""
-    job_path, result_path = argv
+    job_path, result_path, *profile_dir = argv
     from backends.registry import prepare_process
     from common.atomic import write_text_atomic
     from common.job import Job
@@ -60,7 +64,8 @@ def main(argv: list[str]) -> int:
         from benchmarks.training import RunStopped, train_and_evaluate
 
         try:
-            runs = train_and_evaluate(job, make_event_emitter(sys.stdout))
+            runs = train_and_evaluate(job, make_event_emitter(sys.stdout), entered_at=ENTERED_AT,
+                                      profile_dir=Path(profile_dir[0]) if profile_dir else None)
         except RunStopped as stopped:
             if stopped.__cause__ is not None:
                 traceback.print_exception(stopped.__cause__)

@@ -32,6 +32,9 @@ class Job:
         "--target-accuracy", "validation accuracy that time-to-accuracy waits for", type=float))
     data_dir: str | None = dataclasses.field(default=None, metadata=flag(
         "--data-dir", "MNIST folder (default: $MNIST_BENCH_DATA, caches, download)"))
+    profile: bool = dataclasses.field(default=False, metadata=flag(
+        "--profile", "trace a few steady-state steps of every run with the framework's profiler (profiled runs "
+        "are left out of speed comparisons)", action="store_true"))
     precision: str = dataclasses.field(default="highest", metadata=flag(
         "--precision", "float32 matmul precision: highest (pinned, no TF32) or each framework's default",
         choices=PRECISIONS))
@@ -52,6 +55,9 @@ class Job:
         check(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", self.data_dir,
               "None or a folder path")
         check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        check(isinstance(self.profile, bool), "profile", self.profile, "true or false")
+        check(not self.profile or self.config.epochs >= 2, "profile", self.profile,
+              "--epochs >= 2 with --profile: the trace is taken after the first, compiling epoch")
 
     @property
     def backend(self) -> str:
@@ -72,7 +78,7 @@ class Job:
         """Plain-JSON form: for results.json and for the worker's job file."""
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
                 "device": self.device, "target_accuracy": self.target_accuracy, "data_dir": self.data_dir,
-                "precision": self.precision}
+                "precision": self.precision, "profile": self.profile}
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:

@@ -37,12 +37,18 @@ class RunResult:
     error: str | None = None
     device_name: str | None = None
     versions: dict = dataclasses.field(default_factory=dict)
+    # Framework settings in force in the worker process (precision, platforms, memory), as it read them.
+    settings: dict = dataclasses.field(default_factory=dict)
     # Per epoch: {epoch, loss, accuracy, val_loss, val_accuracy, epoch_s, val_s}; seconds exclude validation.
     history: list = dataclasses.field(default_factory=list)
     test: dict | None = None  # {loss, accuracy}
     timing: dict = dataclasses.field(default_factory=dict)  # TIMING_KEYS plus extras, units in the names
     # Steady-state step times (ms): the distribution behind step_ms_median / p90.
     step_ms: list = dataclasses.field(default_factory=list)
+    # Start-up by phase, time to first step, memory: see benchmarks/costs.py.
+    costs: dict = dataclasses.field(default_factory=dict)
+    # Every training step's loss, in order across epochs (float32 precision): where two backends part ways.
+    step_losses: list = dataclasses.field(default_factory=list)
     test_predictions: list = dataclasses.field(default_factory=list)  # predicted class per test image
     confusion: list = dataclasses.field(default_factory=list)  # 10x10, rows true, columns predicted
     label: str | None = None  # how `compare` names the run; filled from the environment when absent

@@ -74,6 +74,7 @@ def check(backend: str) -> None:
     else:
         raise AssertionError("seed_model accepted an index past the last seed")
     assert isinstance(trainer.device_name(), str) and trainer.device_name()
+    assert trainer.device_memory() is None  # CPU: no allocator counters, reported as n/a, never 0
     versions = trainer.versions()
     assert versions and all(isinstance(value, str) and value for value in versions.values()), versions
     assert set(spec.frameworks) - {"optax", "flax"} <= set(versions), (spec.frameworks, versions)

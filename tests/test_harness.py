@@ -10,17 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import harness
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
 from benchmarks.cli import main, parse_backends, parse_seeds
+from common.plots import first_step_above
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
 QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {"accuracy.png", "loss.png", "step_times.png", "throughput_time_to_target.png",
-                  "test_digits.png", "confusion.png"}
+                  "test_digits.png", "confusion.png", "loss_divergence.png", "costs.png"}
 CRASHING_WORKER = (sys.executable, str(Path(__file__).with_name("crashing_worker.py")))
 
 
@@ -87,6 +89,21 @@ def test_unusable_out_exits_2_before_any_work(tmp_path, capsys, mnist_data_dir, 
     assert [p.name for p in (tmp_path / "place").iterdir()] == ["a-file"]  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize("precision, pinned", [("highest", True), ("default", False)])
+def test_precision_reaches_the_worker_and_is_recorded(tmp_path, mnist_data_dir, precision, pinned):
+    out = tmp_path / precision
+    assert main(["run", "--backend", "flax", "--precision", precision, "--epochs", "1", "--train-limit", "400",
+                 "--test-limit", "50", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
+    results = load_results(out)
+    (run,) = results.runs
+    assert results.job.precision == precision
+    # What the worker process had in force, read back there, and what the parent recorded for it.
+    assert ("JAX_DEFAULT_MATMUL_PRECISION" in run.settings) == pinned
+    assert run.settings["JAX_PLATFORMS"] == "cpu"
+    assert ("JAX_DEFAULT_MATMUL_PRECISION" in results.environment["framework_settings"]["flax"]) == pinned
+    assert f"- Precision: {precision}" in (out / "summary.md").read_text()
+
+
 def test_gpu_without_gpu_exits_2_before_writing(tmp_path, capsys, mnist_data_dir):
     if os.path.exists("/dev/nvidia0"):
         pytest.skip("this machine has a GPU; the no-GPU error path cannot be exercised here")
@@ -108,6 +125,13 @@ def test_quick_run_writes_valid_results_for_every_backend(quick_run):
         assert run.timing["step_ms_p90"] >= run.timing["step_ms_median"] > 0
         assert run.timing["samples_per_s"] == pytest.approx(1600 / run.timing["epoch_s_median"])
         assert len(run.step_ms) == 50  # epoch 2's 1600 / 32 steps
+        assert len(run.step_losses) == 100 and all(0 < loss < 5 for loss in run.step_losses)  # both epochs
+        costs = run.costs
+        assert all(costs["startup"][phase] > 0 for phase in costs["startup"]), costs
+        assert costs["time_to_first_step_s"] == pytest.approx(sum(costs["startup"].values()))
+        assert costs["process_s"] > costs["time_to_first_step_s"]  # the parent's clock holds the worker's
+        assert costs["peak_rss_mib"] >= costs["rss_end_of_training_mib"] > 50
+        assert costs["device_memory"] is None  # CPU: n/a, not 0
         assert len(run.test_predictions) == 500 and sum(map(sum, run.confusion)) == 500
         assert 0.5 < run.test["accuracy"] <= 1.0
     env = results.environment
@@ -119,6 +143,14 @@ def test_backends_agree_in_the_quick_run(quick_run):
     runs = load_results(quick_run[1]).runs
     first_epoch = [run.history[0]["loss"] for run in runs]
     assert max(first_epoch) - min(first_epoch) < 1e-3 * first_epoch[0]
+    # Step by step too: the saved per-step losses of every backend agree over the first 20 steps.
+    first_steps = np.array([run.step_losses[:20] for run in runs])
+    assert np.abs(first_steps - first_steps[0]).max() < 1e-4 * first_steps.max()
+
+
+def test_first_step_above_marks_where_trajectories_part():
+    assert first_step_above(np.array([0.0, 1e-6, 2e-3, 1e-4, 5e-3])) == 3
+    assert first_step_above(np.array([0.0, 1e-6])) is None
 
 
 def test_quick_run_plots_and_summary(quick_run):
@@ -330,3 +362,38 @@ def test_vmapped_seeds_run_matches_separate_runs(tmp_path, mnist_data_dir):
         assert together.test["accuracy"] == pytest.approx(alone.test["accuracy"], abs=1 / 200)
     assert by_key["flax-vmap", 0].history[0]["loss"] != by_key["flax-vmap", 1].history[0]["loss"]
     assert (tmp_path / "r" / "logs" / "flax-vmap-seed0-1.log").exists()
+
+
+PROFILE_READER = """
+import json, sys
+from pathlib import Path
+import jax
+files = sorted(Path(sys.argv[1]).rglob("*.xplane.pb"))
+data = jax.profiler.ProfileData.from_file(str(files[0]))
+events = {plane.name: sum(1 for line in plane.lines for _ in line.events) for plane in data.planes}
+print(json.dumps({"files": [str(f) for f in files], "events": events,
+                  "perfetto": [str(f) for f in Path(sys.argv[1]).rglob("*.trace.json.gz")]}))
+"""
+
+
+def test_profile_writes_traces_the_profilers_reader_loads(tmp_path, mnist_data_dir, capsys):
+    out = tmp_path / "profiled"
+    assert main(["run", "--backend", "flax,keras", "--profile", "--epochs", "2", "--train-limit", "1000",
+                 "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "ok (profiled)" in table and "— (profiled)" in table  # marked, and left out of speed comparisons
+    for run in load_results(out).runs:
+        assert run.timing["profiled_epoch"] == 2
+        trace_dir = out / "profiles" / f"{run.backend}-seed0"
+        assert run.costs["profile_dir"] == str(trace_dir)
+        # Read back with the profiler's own XSpace reader (the format TensorBoard's profile plugin loads).
+        read = subprocess.run([sys.executable, "-c", PROFILE_READER, str(trace_dir)], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        assert read.returncode == 0, read.stderr[-2000:]
+        found = json.loads(read.stdout)
+        assert len(found["files"]) == 1 and Path(found["files"][0]).stat().st_size > 1000
+        assert sum(found["events"].values()) > 100, found["events"]  # the traced steps' ops, not an empty shell
+        if run.backend == "flax":
+            assert found["perfetto"]  # JAX also writes a Perfetto trace
+    assert main(["run", "--profile", "--epochs", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--profile: invalid config: profile=True; expected --epochs >= 2" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import DEFAULT_BACKENDS
+from backends.registry import BACKENDS, backend_spec
 from benchmarks.suite import merge_benchmark_json
 
 
@@ -27,7 +27,7 @@ def suite_run(tmp_path_factory, mnist_data_dir):
 def test_every_benchmark_ran_for_every_backend(suite_run):
     _, merged, _ = suite_run
     names = {bench["fullname"].split("::")[-1] for bench in merged["benchmarks"]}
-    for backend in DEFAULT_BACKENDS:
+    for backend in BACKENDS:  # every registered backend, the fast variants included
         for expected in (f"test_train_step[{backend}-32]", f"test_train_step[{backend}-512]",
                          f"test_train_epoch[{backend}]", f"test_inference[{backend}]"):
             assert expected in names
@@ -44,7 +44,12 @@ def test_extra_info_carries_throughput_and_versions(suite_run):
         assert info["flops_per_sample"] == 1_007_104
         assert info["gflops_per_s"] == pytest.approx(
             info["samples_per_s"] * 1_007_104 / 1e9, rel=1e-9)
-        assert ("tensorflow" in info) == (info["backend"] == "keras")
+        on_tensorflow = "tensorflow" in backend_spec(info["backend"]).frameworks
+        assert ("tensorflow" in info) == on_tensorflow
+        # Full float32 pinned by default, as every run and verify: recorded with each figure.
+        pinned = info["settings"].get("NVIDIA_TF32_OVERRIDE" if on_tensorflow else "JAX_DEFAULT_MATMUL_PRECISION")
+        assert pinned == ("0" if on_tensorflow else "highest")
+        assert info["peak_rss_mib"] > 50
     assert {b["group"] for b in steps} == {"train step, batch 32", "train step, batch 512"}
 
 
@@ -71,3 +76,42 @@ def test_merge_keeps_every_benchmark_and_the_first_machine():
     assert [b["name"] for b in merged["benchmarks"]] == ["x", "y", "z"] and merged["machine_info"]["node"] == "a"
     with pytest.raises(ValueError):
         merge_benchmark_json([])
+
+
+TIME_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
+
+
+def scaled_baseline(merged: dict, factor: float, path: Path) -> Path:
+    """A saved suite whose every timing is `factor` times the measured one (ops scaled inversely)."""
+    data = json.loads(json.dumps(merged))
+    for bench in data["benchmarks"]:
+        for key in TIME_STATS:
+            if isinstance(bench["stats"].get(key), (int, float)):
+                bench["stats"][key] *= factor
+        bench["stats"]["ops"] /= factor
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("factor, code", [(0.01, 1), (100.0, 0)])
+def test_baseline_gate_fails_only_when_slower(suite_run, tmp_path, mnist_data_dir, factor, code):
+    # Against a baseline 100x faster than this machine every benchmark regressed; against one 100x slower
+    # none did: the verdict cannot depend on how fast the machine is.
+    baseline = scaled_baseline(suite_run[1], factor, tmp_path / "baseline.json")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cli", "suite", "--quick", "--backend", "flax", "--baseline", str(baseline),
+         "--fail-over", "20", "--out", str(tmp_path / "suite")], capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MNIST_BENCH_DATA": str(mnist_data_dir)})
+    assert completed.returncode == code, completed.stderr[-3000:]
+    if code:
+        assert "Performance has regressed" in completed.stderr  # pytest-benchmark's own gate
+        assert f"slower than {baseline} by more than 20% (mean): " in completed.stderr
+        assert "test_train_step[flax-32]" in completed.stderr
+    assert (tmp_path / "suite" / "benchmarks.json").exists()  # results are kept either way
+
+
+def test_fail_over_needs_a_baseline(capsys):
+    from benchmarks.cli import main
+
+    assert main(["suite", "--fail-over", "10"]) == 2
+    assert "--fail-over: needs --baseline" in capsys.readouterr().err
