@@ -153,3 +153,13 @@ def check_batches(batches: Sequence[np.ndarray], batch_size: int) -> None:
     sizes = [len(batch) for batch in batches]
     if any(size != batch_size for size in sizes[:-1]) or not 0 < sizes[-1] <= batch_size:
         raise ValueError(f"batches must all hold {batch_size} samples except a smaller last one; got {sizes[:5]}...")
+
+
+def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, batch_size) indices and a 0/1 mask; a short last batch is padded with index 0, mask 0."""
+    indices = np.zeros((len(batches), batch_size), np.int32)
+    mask = np.zeros((len(batches), batch_size), np.float32)
+    for row, batch in enumerate(batches):
+        indices[row, : len(batch)] = batch
+        mask[row, : len(batch)] = 1.0
+    return indices, mask

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from backends.base import EpochLog, StepCallback, check_batches, single_seed
+from backends.base import EpochLog, StepCallback, check_batches, padded_batch_matrix, single_seed
 from backends.devices import jax_device
 from backends.flax_mlp import FlaxModelOps, FlaxTrainer, jax_versions, make_train_step
 from backends.keras_adam import keras_adam
@@ -34,16 +34,6 @@ def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[in
                            backend: str = "flax-vmap") -> VmappedFlaxTrainer:
     """All seeds of `initial_weights` trained together by one `jax.vmap`-ed fused epoch."""
     return VmappedFlaxTrainer(config, initial_weights, device)
-
-
-def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, batch_size) indices and a 0/1 mask; a short last batch is padded with index 0, mask 0."""
-    indices = np.zeros((len(batches), batch_size), np.int32)
-    mask = np.zeros((len(batches), batch_size), np.float32)
-    for row, batch in enumerate(batches):
-        indices[row, : len(batch)] = batch
-        mask[row, : len(batch)] = 1.0
-    return indices, mask
 
 
 def scanned_epoch_log(losses, accuracies, mask: np.ndarray) -> EpochLog:

@@ -49,6 +49,9 @@ BACKENDS = {spec.name: spec for spec in (
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",
                 ("tensorflow", "keras"), (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
                 keras_backend="tensorflow"),
+    BackendSpec("tf-fused", "backends.tf_fused", "create_trainer",
+                "TensorFlow 2 without Keras, whole epoch as one tf.function(jit_compile=True) over device-resident "
+                "data", ("tensorflow",)),
 )}
 DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 

@@ -241,14 +241,16 @@ def cmd_suite(args) -> int:
 def cmd_roofline(args) -> int:
     """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
     from backends.devices import configure_process
-    from benchmarks.roofline import describe, measure
+    from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure, measure_step_floor
 
     try:
         config = ExperimentConfig(batch_size=args.batch_size)
     except ConfigError as error:
         raise CliError(f"--batch-size: {error}") from None
     configure_process(("jax",), args.device)  # this command measures in-process, with JAX
-    print(describe(measure(args.device), config))
+    batch_sizes = dict.fromkeys((config.batch_size, *ROOFLINE_BATCH_SIZES))
+    step_floors = [measure_step_floor(config.replace(batch_size=size)) for size in batch_sizes]
+    print(describe(measure(args.device), config, step_floors))
     return EXIT_OK
 
 

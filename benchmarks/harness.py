@@ -23,6 +23,7 @@ from benchmarks.environment import DEVICE_PROBES, collect_environment, framework
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.atomic import prepare_output_directory
+from common.data import steps_per_epoch
 from common.job import Job
 from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, load_results, save_results
@@ -95,7 +96,7 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False) ->
                            f"{run_dir} (runs are never overwritten)")
     prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
-    environment["roofline"] = measure_roofline(job.device, run_dir)
+    environment["roofline"] = measure_roofline(job.device, job.config.batch_size, run_dir)
     environment["framework_settings"] = {name: process_settings(name, job.device, job.precision)
                                          for name in job.backends}
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
@@ -156,10 +157,10 @@ def child_jobs(job: Job) -> list[Job]:
     return children
 
 
-def measure_roofline(device: str, run_dir: Path) -> dict | None:
-    """GEMM peak and bandwidth, measured in a child process before any training starts."""
-    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--device", device],
-                           capture_output=True, text=True)
+def measure_roofline(device: str, batch_size: int, run_dir: Path) -> dict | None:
+    """GEMM peak, bandwidth and the step floor at `batch_size`, measured in a child process before training."""
+    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--device", device,
+                            "--batch-size", str(batch_size)], capture_output=True, text=True)
     if probe.returncode:
         (run_dir / "logs").mkdir(exist_ok=True)
         (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
@@ -169,19 +170,24 @@ def measure_roofline(device: str, run_dir: Path) -> dict | None:
 
 
 def add_floor_ratio(run: RunResult, roofline: dict | None, job: Job) -> None:
-    """Steady-state epoch time over the epoch's compute floor at the measured GEMM peak.
+    """Steady-state epoch time over two floors: the step floor (this batch size's own GEMMs and Adam traffic,
+    `floor_ratio`'s honest sibling `step_floor_ratio`) and the large-GEMM floor (`floor_ratio`).
 
-    Left out (None, shown as "—") for epochs of fewer than MIN_FLOOR_BATCHES full batches.
+    Both are left out (None, shown as "—") for epochs of fewer than MIN_FLOOR_BATCHES full batches.
     """
     epoch_s = run.timing.get("epoch_s_median") if run.timing else None
     train_samples = run.timing.get("train_samples") if run.timing else None
     if not roofline or not epoch_s or not train_samples:
         return
-    run.timing["floor_epoch_s"] = training_floor_s(job.config, train_samples, roofline["gemm_peak_gflops"])
     seeds = run.timing.get("seeds_in_program", 1)
-    full_batches = train_samples // job.config.batch_size
-    run.timing["floor_ratio"] = (epoch_s / (run.timing["floor_epoch_s"] * seeds)
-                                 if full_batches >= MIN_FLOOR_BATCHES else None)
+    meaningful = train_samples // job.config.batch_size >= MIN_FLOOR_BATCHES
+    run.timing["floor_epoch_s"] = training_floor_s(job.config, train_samples, roofline["gemm_peak_gflops"])
+    run.timing["floor_ratio"] = epoch_s / (run.timing["floor_epoch_s"] * seeds) if meaningful else None
+    step_floor = roofline.get("step_floor")
+    if step_floor and step_floor["batch_size"] == job.config.batch_size:
+        run.timing["step_floor_epoch_s"] = steps_per_epoch(train_samples, job.config.batch_size) * step_floor["step_floor_s"]
+        run.timing["step_floor_ratio"] = (epoch_s / (run.timing["step_floor_epoch_s"] * seeds)
+                                          if meaningful else None)
 
 
 def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:

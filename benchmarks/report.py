@@ -82,15 +82,17 @@ def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False) -> str
     return text
 
 
-NO_FLOOR_NOTE = ("x floor '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
+NO_FLOOR_NOTE = ("x step floor = epoch s / (steps x this batch size's GEMMs + Adam traffic, timed with NumPy's "
+                 "BLAS); '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
                  "not training, set the time")
 # summary.md has every column; the terminal leaves out the two read least, to stay readable.
 STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (interpreter, framework import, "
                 "data, model build, first step's trace + compile + run); peak RSS: the worker's largest resident "
                 "set; per-phase figures, device memory and plots in summary.md")
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
-           "x floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s", "speed vs keras")
-TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc %", "total s"))
+           "x step floor", "x GEMM floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s",
+           "speed vs keras")
+TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc %", "x GEMM floor", "total s"))
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
@@ -132,7 +134,8 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
                                 if ok and timing("step_ms_median")[0] is not None else "—"),
             "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
             "GFLOP/s": _cell(timing("gflops_per_s"), 1),
-            "x floor": _cell(timing("floor_ratio"), 2),
+            "x step floor": _cell(timing("step_floor_ratio"), 2),
+            "x GEMM floor": _cell(timing("floor_ratio"), 2),
             "compile s": _cell(timing("compile_s"), 2),
             "time to target s": tta,
             "total s": _cell(timing("total_s"), 1),
@@ -204,9 +207,13 @@ def text_report(results_list: Sequence[Results]) -> str:
     for results in results_list:
         roofline = results.environment.get("roofline")
         if roofline:
+            step = roofline.get("step_floor")
             lines.append(f"measured limits ({_machine(results)}, {roofline['device']}): fp32 GEMM "
-                         f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s; "
-                         "x floor = epoch s / (training FLOPs at that peak)")
+                         f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s"
+                         + (f"; step floor at batch {step['batch_size']}: {step['step_floor_s'] * 1e3:.3f} ms "
+                            f"(GEMMs {step['gemm_s_1_thread'] * 1e3:.3f} ms on 1 thread, "
+                            f"{step['gemm_s_all_threads'] * 1e3:.3f} ms on {step['threads']}; {step['blas']})"
+                            if step else ""))
     lines += [f"! {line}" for line in failures(groups)]
     return "\n".join(lines)
 
@@ -244,8 +251,8 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
              "step times are wall-clock after the device finished the step. "
              f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config.layer_sizes):,} "
              f"per sample for {layers}); "
-             "`x floor` is the epoch time over the time those FLOPs take at this machine's measured "
-             f"fp32 GEMM peak (see Environment); {NO_FLOOR_NOTE}. "
+             "`x GEMM floor` is the epoch time over the time those FLOPs take at this machine's measured "
+             f"large-matrix fp32 GEMM peak (see Environment), a rate batch-32 shapes never reach; {NO_FLOOR_NOTE}. "
              f"Time to target: from the start of training to the end of the first epoch whose validation "
              f"accuracy is >= {job.target_accuracy}, validation time included. "
              f"{STARTUP_NOTE.replace('; per-phase figures, device memory and plots in summary.md', '')}. "

@@ -1,6 +1,11 @@
-"""This machine's limits, measured with JAX: float32 GEMM peak, memory bandwidth, and the training floor.
+"""This machine's limits: float32 GEMM peak and memory bandwidth (JAX), and two training floors.
 
-Usage: python -m benchmarks.roofline [--device cpu|gpu] [--json]
+The large-GEMM floor divides an epoch's FLOPs by the 2048^3 GEMM peak, a rate no batch-32 step reaches.
+The step floor times the configured batch size's own GEMM shapes (forward, weight and input gradients)
+with a framework-neutral BLAS, NumPy's, at 1 thread and at every usable thread, and adds the Adam
+update's memory traffic at the bandwidth of a working set that size: what one step needs at least.
+
+Usage: python -m benchmarks.roofline [--device cpu|gpu] [--batch-size N] [--json]
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -18,6 +24,7 @@ from common.weights import weight_shapes
 
 GEMM_SIZE = 2048  # large enough to reach the BLAS/XLA peak, small enough to take ~0.1 s a call on a CPU
 BANDWIDTH_MIB = 256  # far beyond any cache
+ROOFLINE_BATCH_SIZES = (32, 512, 2048)  # step floors `mnist-bench roofline` prints beside the configured one
 
 
 def _best_seconds(function, *args, repeats: int) -> float:
@@ -56,6 +63,80 @@ def measure(device: str = "cpu", repeats: int = 7) -> dict:
     }
 
 
+def step_gemm_shapes(layer_sizes, batch_size: int) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every matrix product in one training step: forward, weight gradients, and the input
+    gradients of every layer but the first (784-256-128-10 at batch 32: eight products)."""
+    shapes = []
+    for index, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        shapes.append((batch_size, fan_in, fan_out))  # forward: x @ W
+        shapes.append((fan_in, batch_size, fan_out))  # weight gradient: x.T @ delta
+        if index:
+            shapes.append((batch_size, fan_out, fan_in))  # input gradient: delta @ W.T
+    return shapes
+
+
+def _best_of(function, repeats: int, calls: int) -> float:
+    """Best mean seconds per call over `repeats` timings of `calls` calls (after one untimed call)."""
+    function()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
+    """The step floor for `config`'s batch size: its GEMMs with NumPy's BLAS at 1 and all threads, plus Adam's traffic."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(0)
+    operands = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32), np.empty((m, n), np.float32))
+                for m, k, n in step_gemm_shapes(config.layer_sizes, config.batch_size)]
+
+    def gemms():
+        for a, b, out in operands:
+            np.matmul(a, b, out=out)
+
+    calls = max(1, 2000 // config.batch_size)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gemm_s = {}
+    for threads in sorted({1, usable}):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            gemm_s[threads] = _best_of(gemms, repeats, calls)
+    # Adam reads parameter, gradient and both moments and writes parameter and both moments: 7 float32 per
+    # parameter, timed as a streaming update over a working set of the optimizer state's own size.
+    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    state = [rng.random(parameters, dtype=np.float32) for _ in range(4)]
+
+    def adam_like():
+        np.multiply(state[0], 0.9, out=state[2])
+        np.add(state[2], state[1], out=state[2])
+        np.multiply(state[3], 0.999, out=state[3])
+        np.subtract(state[0], state[2], out=state[0])
+
+    stream_s = _best_of(adam_like, repeats, 20)
+    bytes_streamed = 4 * parameters * 4 * 3  # four updates, each reads two arrays and writes one
+    adam_s = 7 * 4 * parameters / (bytes_streamed / stream_s)
+    blas = [f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('architecture')})"
+            for entry in threadpool_info() if entry.get("user_api") == "blas"]
+    flops = 2 * sum(m * k * n for m, k, n in step_gemm_shapes(config.layer_sizes, config.batch_size))
+    best_threads = min(gemm_s, key=gemm_s.get)
+    return {
+        "batch_size": config.batch_size,
+        "gemm_flops_per_step": flops,
+        "gemm_s_1_thread": gemm_s[1],
+        "gemm_s_all_threads": gemm_s[usable],
+        "threads": usable,
+        "adam_traffic_s": adam_s,
+        "step_floor_s_1_thread": gemm_s[1] + adam_s,
+        "step_floor_s": gemm_s[best_threads] + adam_s,
+        "blas": "; ".join(blas) or "unknown",
+    }
+
+
 def training_floor_s(config: ExperimentConfig, train_samples: int, gemm_peak_gflops: float) -> float:
     """Seconds per epoch if every FLOP of training ran at the measured GEMM peak."""
     return training_flops_per_sample(config.layer_sizes) * train_samples / (gemm_peak_gflops * 1e9)
@@ -72,35 +153,46 @@ def adam_traffic_floor_s(config: ExperimentConfig, train_samples: int, bandwidth
     return steps * parameters * 7 * 4 / (bandwidth_gb_s * 1e9)
 
 
-def describe(limits: dict, config: ExperimentConfig) -> str:
+def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | None = None) -> str:
     """Human-readable limits and floors for the configured training."""
     train_samples = train_sample_count(config)
     floor = training_floor_s(config, train_samples, limits["gemm_peak_gflops"])
     adam = adam_traffic_floor_s(config, train_samples, limits["bandwidth_gb_s"])
     flops = training_flops_per_sample(config.layer_sizes)
-    return "\n".join([
+    lines = [
         f"device:              {limits['device']}",
         f"fp32 GEMM peak:      {limits['gemm_peak_gflops']:.1f} GFLOP/s ({limits['gemm_size']}^3 matmul, best of runs)",
         f"memory bandwidth:    {limits['bandwidth_gb_s']:.1f} GB/s ({BANDWIDTH_MIB} MiB read + write)",
         f"training FLOPs:      {flops:,} per sample, {flops * train_samples / 1e9:.1f} GFLOP per epoch "
         f"of {train_samples:,} samples",
-        f"compute floor:       {floor:.3f} s per epoch at the GEMM peak",
+        f"large-GEMM floor:    {floor:.3f} s per epoch if every FLOP ran at the 2048^3 GEMM peak",
         f"Adam traffic floor:  {adam:.3f} s per epoch at batch {config.batch_size} if the optimizer state "
         "streamed from DRAM (it fits in cache on most CPUs)",
-    ])
+    ]
+    for step in step_floors or []:
+        steps = steps_per_epoch(train_samples, step["batch_size"])
+        lines.append(
+            f"step floor, batch {step['batch_size']:<5} {step['step_floor_s'] * 1e3:.3f} ms per step = "
+            f"{step['step_floor_s'] * steps:.3f} s per epoch ({steps} steps): GEMMs "
+            f"{step['gemm_s_1_thread'] * 1e6:.0f} us on 1 thread, {step['gemm_s_all_threads'] * 1e6:.0f} us on "
+            f"{step['threads']} ({step['gemm_flops_per_step'] / step['gemm_s_all_threads'] / 1e9:.0f} GFLOP/s), "
+            f"Adam traffic {step['adam_traffic_s'] * 1e6:.0f} us [{step['blas']}]")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print (or emit as JSON) the measured limits."""
+    """Print (or emit as JSON) the measured limits and the step floor for --batch-size."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from backends.devices import configure_process
 
     configure_process(("jax",), args.device)  # before JAX is imported
-    limits = measure(args.device)
-    print(json.dumps(limits) if args.json else describe(limits, ExperimentConfig()))
+    config = ExperimentConfig(batch_size=args.batch_size)
+    limits = {**measure(args.device), "step_floor": measure_step_floor(config)}
+    print(json.dumps(limits) if args.json else describe(limits, config, [limits["step_floor"]]))
     return 0
 
 

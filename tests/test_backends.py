@@ -59,7 +59,7 @@ def scenario(tmp_path_factory, mnist_data_dir):
 
 
 # Each fast variant and the reference path it must reproduce.
-VARIANTS = {"flax-fused": "flax", "keras-xla": "keras", "keras-tuned": "keras"}
+VARIANTS = {"flax-fused": "flax", "keras-xla": "keras", "keras-tuned": "keras", "tf-fused": "keras"}
 
 
 @pytest.fixture(scope="module")

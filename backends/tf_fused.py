@@ -1,0 +1,156 @@
+"""TensorFlow without Keras, fused like the fastest JAX row: the whole epoch as one XLA program.
+
+The MLP is a list of `tf.Variable`s loaded from the shared weights; Keras 3's Adam rule is written out
+in TensorFlow (the same formula as `backends/keras_adam.py`); the training set lives on the device and
+the epoch is one `tf.function(jit_compile=True)` whose `tf.range` loop gathers each batch of the shared
+order, so the host synchronizes once per epoch. A final partial batch is padded and masked, as in
+`flax-fused`, so every epoch has one shape and compiles once. Tells TensorFlow's cost apart from
+Keras' `fit` machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from backends.base import (INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches,
+                           padded_batch_matrix, single_seed)
+from backends.devices import configure_tensorflow, tensorflow_device_memory
+from common.config import ExperimentConfig
+from common.data import one_hot
+from common.weights import Weights, as_layer_list, check_weights, from_layer_list
+
+
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                   backend: str = "tf-fused") -> FusedTensorFlowTrainer:
+    """A fused-epoch TensorFlow trainer on `device` for one seed, starting from its initial weights."""
+    seed, weights = single_seed(initial_weights, backend)
+    return FusedTensorFlowTrainer(config, weights, device, seed=seed)
+
+
+class FusedTensorFlowTrainer(SingleSeedTrainer):
+    """Plain TensorFlow 2: variables, a GradientTape step, Keras' Adam rule, one compiled call per epoch."""
+
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
+        self._device = configure_tensorflow(device)
+        check_weights(weights, config.layer_sizes)
+        self.seeds = (seed,)
+        self.config = config
+        with tf.device(self._device):
+            self.params = [tf.Variable(array, dtype=tf.float32) for array in as_layer_list(weights)]
+            self.mu = [tf.Variable(tf.zeros_like(param)) for param in self.params]
+            self.nu = [tf.Variable(tf.zeros_like(param)) for param in self.params]
+            self.iterations = tf.Variable(0, dtype=tf.int64)
+        self._epoch = tf.function(self._train_epoch_program, jit_compile=True, reduce_retracing=True)
+        self._eval_chunk = tf.function(self._eval_chunk_program, jit_compile=True)
+        self._resident = None  # (host x, host y, device x, device one-hot y)
+
+    def _logits(self, x):
+        layers = list(zip(self.params[0::2], self.params[1::2]))
+        for kernel, bias in layers[:-1]:
+            x = tf.nn.relu(tf.matmul(x, kernel) + bias)
+        kernel, bias = layers[-1]
+        return tf.matmul(x, kernel) + bias
+
+    def _apply_keras_adam(self, grads) -> None:
+        # keras/src/optimizers/adam.py, Adam.update_step (Keras 3): epsilon on the uncorrected sqrt(v).
+        config = self.config
+        step = tf.cast(self.iterations + 1, tf.float32)
+        alpha = config.learning_rate * tf.sqrt(1 - tf.pow(config.beta_2, step)) / (1 - tf.pow(config.beta_1, step))
+        for param, grad, mu, nu in zip(self.params, grads, self.mu, self.nu):
+            mu.assign_add((grad - mu) * (1 - config.beta_1))
+            nu.assign_add((tf.square(grad) - nu) * (1 - config.beta_2))
+            param.assign_sub((mu * alpha) / (tf.sqrt(nu) + config.epsilon))
+        self.iterations.assign_add(1)
+
+    def _train_epoch_program(self, x, y, indices, mask):
+        steps = tf.shape(indices)[0]
+        losses = tf.TensorArray(tf.float32, size=steps)
+        accuracies = tf.TensorArray(tf.float32, size=steps)
+        for step in tf.range(steps):
+            batch_x, batch_y = tf.gather(x, indices[step]), tf.gather(y, indices[step])
+            batch_mask = mask[step]
+            count = tf.reduce_sum(batch_mask)
+            with tf.GradientTape() as tape:
+                logits = self._logits(batch_x)
+                per_example = tf.nn.softmax_cross_entropy_with_logits(labels=batch_y, logits=logits)
+                loss = tf.reduce_sum(per_example * batch_mask) / count
+            self._apply_keras_adam(tape.gradient(loss, self.params))
+            correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(batch_y, -1)), tf.float32)
+            losses = losses.write(step, loss)
+            accuracies = accuracies.write(step, tf.reduce_sum(correct * batch_mask) / count)
+        return losses.stack(), accuracies.stack()
+
+    def _eval_chunk_program(self, x, y, mask):
+        logits = self._logits(x)
+        per_example = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(y, -1)), tf.float32)
+        return tf.reduce_sum(per_example * mask), tf.reduce_sum(correct * mask), tf.nn.softmax(logits)
+
+    def _device_data(self, x: np.ndarray, y: np.ndarray):
+        # Kept on the device across epochs; the host arrays are held so their identity stays valid.
+        if self._resident is None or self._resident[0] is not x or self._resident[1] is not y:
+            with tf.device(self._device):
+                self._resident = (x, y, tf.constant(x), tf.constant(one_hot(y)))
+        return self._resident[2], self._resident[3]
+
+    def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
+                        on_step: StepCallback | None = None) -> EpochLog:
+        """The whole epoch in one compiled call; per-step losses come back together at the end."""
+        check_batches(batches, self.config.batch_size)
+        x_device, y_device = self._device_data(x, y)
+        indices, mask = padded_batch_matrix(batches, self.config.batch_size)
+        with tf.device(self._device):
+            losses, accuracies = self._epoch(x_device, y_device, tf.constant(indices), tf.constant(mask))
+        losses, accuracies = losses.numpy(), accuracies.numpy()  # the one synchronization
+        log = EpochLog(losses.astype(np.float64), accuracies.astype(np.float64), mask.sum(axis=1).astype(int))
+        if on_step is not None:
+            on_step(len(batches) - 1, log.loss, log.accuracy)
+        return log
+
+    def _chunks(self, x: np.ndarray, y: np.ndarray):
+        """(loss sum, correct sum, probabilities of the real rows) per padded chunk of INFERENCE_BATCH rows."""
+        for start in range(0, len(x), INFERENCE_BATCH):
+            x_chunk, y_chunk = x[start:start + INFERENCE_BATCH], y[start:start + INFERENCE_BATCH]
+            rows = len(x_chunk)
+            pad = INFERENCE_BATCH - rows
+            mask = np.concatenate([np.ones(rows, np.float32), np.zeros(pad, np.float32)])
+            x_chunk = np.concatenate([x_chunk, np.zeros((pad, x.shape[1]), np.float32)])
+            y_chunk = np.concatenate([y_chunk, np.zeros((pad, y.shape[1]), np.float32)])
+            with tf.device(self._device):
+                loss_sum, correct_sum, probs = self._eval_chunk(x_chunk, y_chunk, mask)
+            yield float(loss_sum), float(correct_sum), probs.numpy()[:rows]
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""
+        totals = np.sum([(loss, correct) for loss, correct, _ in self._chunks(x, one_hot(y))], axis=0)
+        return float(totals[0]) / len(x), float(totals[1]) / len(x)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Softmax probabilities for every row of x."""
+        dummy = np.zeros((len(x), self.config.layer_sizes[-1]), np.float32)
+        return np.concatenate([probs for _, _, probs in self._chunks(x, dummy)]).astype(np.float32)
+
+    def get_weights(self) -> Weights:
+        """The variables, in the portable names."""
+        return from_layer_list([param.numpy() for param in self.params])
+
+    def set_weights(self, weights: Weights) -> None:
+        """Assign portable weights to the variables (the optimizer state is kept)."""
+        check_weights(weights, self.config.layer_sizes)
+        for param, array in zip(self.params, as_layer_list(weights)):
+            param.assign(array)
+
+    def device_name(self) -> str:
+        """The TensorFlow device the variables live on."""
+        return self._device
+
+    def device_memory(self) -> dict | None:
+        """TensorFlow's GPU allocator peak and current bytes (None on CPU)."""
+        return tensorflow_device_memory(self._device)
+
+    def versions(self) -> dict[str, str]:
+        """tensorflow's version."""
+        return {"tensorflow": tf.__version__}
