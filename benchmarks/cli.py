@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
-from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
 from common.config import ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
 
@@ -131,12 +131,13 @@ def cmd_run(args) -> int:
     from common.results import load_results
 
     try:
-        if args.resume:
-            check_resume_flags(args, load_results(args.resume).job)
-            results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
-        else:
-            job = job_from_args(args)
-            results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet)
+        with first_interrupt_only():
+            if args.resume:
+                check_resume_flags(args, load_results(args.resume).job)
+                results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
+            else:
+                job = job_from_args(args)
+                results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet)
     except Interrupted as interrupted:
         write_report([interrupted.results], interrupted.run_dir)
         print(text_report([interrupted.results]))

@@ -15,11 +15,12 @@ ENTERED_AT = time.monotonic()  # before anything heavy: the end of the interpret
 
 import dataclasses  # noqa: E402 - after the clock on purpose
 import json  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
+from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, interrupt_once  # noqa: E402
 
 EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
@@ -44,6 +45,7 @@ def make_event_emitter(stream):
 def main(argv: list[str]) -> int:
     """Run the job in argv[0]; write the results to argv[1]; exit 0, 1 (failed) or 130 (interrupted)."""
     job_path, result_path, *profile_dir = argv
+    signal.signal(signal.SIGINT, interrupt_once)
     from backends.registry import prepare_process
     from common.atomic import write_text_atomic
     from common.job import Job

@@ -255,6 +255,7 @@ def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[
     try:
         wait_for_text(out / "logs" / f"{backend}-seed{seed}.log", f"epoch 1/100000 seed {seed}:", process)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        os.killpg(process.pid, signal.SIGINT)  # pressed twice: the worker must still save what it trained
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
