@@ -20,9 +20,11 @@ from common.job import DEVICES, PRECISIONS
 
 KERAS_BACKENDS = ("tensorflow", "jax")
 # Every variable framework_environment may set: what a worker records as the settings it ran with.
-SETTING_VARIABLES = ("XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
+SETTING_VARIABLES = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
                      "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "KERAS_BACKEND")
 PRECISION_VARIABLES = ("JAX_DEFAULT_MATMUL_PRECISION", "NVIDIA_TF32_OVERRIDE")
+# XLA's host platform shows this many CPU devices: how JAX gets N "devices" on one CPU.
+HOST_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
 def check_device(device: str) -> None:
@@ -32,8 +34,8 @@ def check_device(device: str) -> None:
 
 
 def framework_environment(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
-                          precision: str = "highest") -> dict:
-    """The environment variables a process running `frameworks` on `device` needs, before their import."""
+                          precision: str = "highest", devices: int = 1) -> dict:
+    """The environment variables a process running `frameworks` on `devices` x `device` needs, before their import."""
     check_device(device)
     frameworks = set(frameworks)
     environment = {}
@@ -43,6 +45,8 @@ def framework_environment(frameworks: Iterable[str], device: str, keras_backend:
         if device == "cpu":
             # Skip probing for CUDA/TPU plugins: faster start-up, and no GPU memory touched.
             environment["JAX_PLATFORMS"] = "cpu"
+            if devices > 1:
+                environment["XLA_FLAGS"] = with_host_device_count(os.environ.get("XLA_FLAGS", ""), devices)
         if precision == "highest":
             # jax_default_matmul_precision, read at import: full float32 dots instead of TF32 on GPUs.
             environment["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
@@ -59,11 +63,17 @@ def framework_environment(frameworks: Iterable[str], device: str, keras_backend:
     return environment
 
 
+def with_host_device_count(xla_flags: str, count: int) -> str:
+    """`xla_flags` with XLA's host device count set to `count` (any earlier value of that flag dropped)."""
+    kept = [flag for flag in xla_flags.split() if not flag.startswith(HOST_DEVICE_COUNT_FLAG)]
+    return " ".join([*kept, f"{HOST_DEVICE_COUNT_FLAG}={count}"])
+
+
 def configure_process(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
-                      precision: str = "highest") -> None:
+                      precision: str = "highest", devices: int = 1) -> None:
     """Set this process' framework environment; refuse if Keras already runs on another backend here."""
     check_precision(precision)
-    environment = framework_environment(frameworks, device, keras_backend, precision)
+    environment = framework_environment(frameworks, device, keras_backend, precision, devices)
     if "KERAS_BACKEND" in environment and "keras" in sys.modules:
         check_keras_backend(environment["KERAS_BACKEND"])
     if "JAX_PLATFORMS" in environment and "jax" in sys.modules and os.environ.get("JAX_PLATFORMS") != "cpu":
@@ -99,14 +109,23 @@ def check_keras_backend(keras_backend: str) -> None:
 
 def jax_device(device: str):
     """The first JAX device of the asked kind."""
+    return jax_devices(device, 1)[0]
+
+
+def jax_devices(device: str, count: int) -> list:
+    """The first `count` JAX devices of the asked kind; fewer than that is a BackendError."""
     check_device(device)
     import jax
 
     try:
-        return jax.devices(device)[0]
+        found = jax.devices(device)
     except RuntimeError:
         raise BackendError(f"--device {device}: JAX sees no {device.upper()} (it sees {jax.devices()}); "
                            "install the GPU extra (README 'GPU') or use --device cpu") from None
+    if len(found) < count:
+        raise BackendError(f"--devices {count}: JAX sees only {len(found)} {device.upper()} device(s); "
+                           f"use --devices {len(found)} or fewer")
+    return found[:count]
 
 
 def jax_device_memory(device) -> dict | None:
@@ -128,8 +147,9 @@ def tensorflow_device_memory(device: str) -> dict | None:
     return {"peak_bytes": info["peak"], "in_use_bytes": info["current"], "allocator": {"memory_growth": True}}
 
 
-def configure_tensorflow(device: str) -> str:
-    """Hide GPUs from TensorFlow for CPU runs, or turn on memory growth for GPU runs; returns the TF device."""
+def configure_tensorflow(device: str, devices: int = 1) -> list[str]:
+    """Hide GPUs from TensorFlow for CPU runs (splitting the CPU into `devices` logical devices), or turn on
+    memory growth for GPU runs; returns the `devices` TensorFlow device names to train on."""
     check_device(device)
     import tensorflow as tf
 
@@ -138,10 +158,17 @@ def configure_tensorflow(device: str) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu":
         tf.config.set_visible_devices([], "GPU")
-        return "/CPU:0"
+        if devices > 1:
+            # TensorFlow's way to get N CPU devices (as its own multi-device tests do); only before it starts.
+            tf.config.set_logical_device_configuration(
+                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * devices)
+        return [f"/CPU:{index}" for index in range(devices)]
     if not gpus:
         raise BackendError("--device gpu: TensorFlow sees no GPU; install the GPU extra (README 'GPU') "
                            "or use --device cpu")
+    if len(gpus) < devices:
+        raise BackendError(f"--devices {devices}: TensorFlow sees only {len(gpus)} GPU(s); use --devices "
+                           f"{len(gpus)} or fewer")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    return "/GPU:0"
+    return [f"/GPU:{index}" for index in range(devices)]

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from backends.base import EpochLog, StepCallback, check_batches, padded_batch_matrix, single_seed
-from backends.devices import jax_device
+from backends.devices import jax_devices
 from backends.flax_mlp import FlaxModelOps, FlaxTrainer, jax_versions, make_train_step
 from backends.keras_adam import keras_adam
 from common.config import ExperimentConfig
@@ -24,16 +24,16 @@ from common.weights import Weights
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "flax-fused") -> FusedFlaxTrainer:
-    """A fused-epoch Flax trainer on `device` for one seed, starting from its initial weights."""
+                   backend: str = "flax-fused", devices: int = 1) -> FusedFlaxTrainer:
+    """A fused-epoch Flax trainer on `devices` x `device` for one seed, starting from its initial weights."""
     seed, weights = single_seed(initial_weights, backend)
-    return FusedFlaxTrainer(config, weights, device, seed=seed)
+    return FusedFlaxTrainer(config, weights, device, seed=seed, devices=devices)
 
 
 def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                           backend: str = "flax-vmap") -> VmappedFlaxTrainer:
+                           backend: str = "flax-vmap", devices: int = 1) -> VmappedFlaxTrainer:
     """All seeds of `initial_weights` trained together by one `jax.vmap`-ed fused epoch."""
-    return VmappedFlaxTrainer(config, initial_weights, device)
+    return VmappedFlaxTrainer(config, initial_weights, device, devices=devices)
 
 
 def scanned_epoch_log(losses, accuracies, mask: np.ndarray) -> EpochLog:
@@ -58,10 +58,10 @@ def make_epoch(graphdef, optimizer):
 
 
 class ResidentData:
-    """The training set on the device, uploaded once and kept across epochs."""
+    """The training set on the device (on several, a copy on each), uploaded once and kept across epochs."""
 
     def __init__(self, device):
-        self.device = device
+        self.device = device  # a device or a sharding
         self._held = None  # (host x, host y, device x, device one-hot y)
 
     def get(self, x: np.ndarray, y: np.ndarray):
@@ -74,10 +74,11 @@ class ResidentData:
 class FusedFlaxTrainer(FlaxTrainer):
     """FlaxTrainer whose epoch is a single compiled call."""
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
-        super().__init__(config, weights, device, seed=seed)
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
+                 devices: int = 1):
+        super().__init__(config, weights, device, seed=seed, devices=devices)
         self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
-        self._data = ResidentData(self.ops.device)
+        self._data = ResidentData(self.ops.replicated)
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
                         on_step: StepCallback | None = None) -> EpochLog:
@@ -85,8 +86,10 @@ class FusedFlaxTrainer(FlaxTrainer):
         check_batches(batches, self.config.batch_size)
         x_device, y_device = self._data.get(x, y)
         indices, mask = padded_batch_matrix(batches, self.config.batch_size)
+        # On several devices each one gathers its share of every batch from its copy of the data.
         self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, x_device, y_device, indices, mask)
+            self.params, self.opt_state, x_device, y_device, self.ops.split_batches(indices, 1),
+            self.ops.split_batches(mask, 1))
         losses, accuracies = jax.device_get((losses, accuracies))  # the one synchronization
         log = scanned_epoch_log(losses, accuracies, mask)
         if on_step is not None:
@@ -101,18 +104,21 @@ class VmappedFlaxTrainer:
     carry the seed axis, so each model computes exactly what a separate FusedFlaxTrainer would.
     """
 
-    def __init__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu"):
+    def __init__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                 devices: int = 1):
         self.seeds = tuple(initial_weights)
         self.config = config
-        self.ops = FlaxModelOps(config, jax_device(device))
+        # Several devices split every seed's batches (data parallel, like flax-fused), not the seeds:
+        # any seed count runs on any device count, and each model computes what it would on one device.
+        self.ops = FlaxModelOps(config, jax_devices(device, devices))
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         per_seed = [self.ops.params_from_weights(weights) for weights in initial_weights.values()]
         self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)
         # Committed to the device like the parameters: an uncommitted input would compile the epoch twice.
-        self.opt_state = jax.device_put(jax.vmap(self.optimizer.init)(self.params), self.ops.device)
+        self.opt_state = jax.device_put(jax.vmap(self.optimizer.init)(self.params), self.ops.replicated)
         epoch = make_epoch(self.ops.graphdef, self.optimizer)
         self._epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, 0, 0)), donate_argnums=(0, 1))
-        self._data = ResidentData(self.ops.device)
+        self._data = ResidentData(self.ops.replicated)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
                     on_step: StepCallback | None = None) -> list[EpochLog]:
@@ -126,7 +132,8 @@ class VmappedFlaxTrainer:
         indices = np.stack([m[0] for m in matrices])
         mask = np.stack([m[1] for m in matrices])
         self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, x_device, y_device, indices, mask)
+            self.params, self.opt_state, x_device, y_device, self.ops.split_batches(indices, 2),
+            self.ops.split_batches(mask, 2))
         losses, accuracies = jax.device_get((losses, accuracies))
         logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k]) for k in range(len(self.seeds))]
         if on_step is not None:

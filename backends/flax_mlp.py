@@ -18,18 +18,20 @@ import optax
 from flax import nnx
 
 from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
-from backends.devices import jax_device, jax_device_memory
+from backends.devices import jax_device_memory, jax_devices
 from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, check_weights, dense_names
 
+DATA_AXIS = "data"  # the mesh axis batches are split over
+
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "flax") -> FlaxTrainer:
-    """A Flax trainer on `device` for one seed, starting from its initial weights."""
+                   backend: str = "flax", devices: int = 1) -> FlaxTrainer:
+    """A Flax trainer on `devices` x `device` for one seed, starting from its initial weights."""
     seed, weights = single_seed(initial_weights, backend)
-    return FlaxTrainer(config, weights, device, seed=seed)
+    return FlaxTrainer(config, weights, device, seed=seed, devices=devices)
 
 
 def build_model(layer_sizes: Sequence[int]):
@@ -79,14 +81,22 @@ def make_train_step(graphdef, optimizer):
 
 
 class FlaxModelOps:
-    """What every Flax backend does with one model's parameters: evaluate, predict, convert weights.
+    """What every Flax backend does with one model's parameters: evaluate, predict, convert weights, place.
 
     Compiled once per model shape; pure functions of the parameters, so one trainer's seeds (or
-    several trainers) share them without sharing state.
+    several trainers) share them without sharing state. On several devices, parameters (and the
+    resident data set) are replicated and batches are split over a one-axis `data` mesh; the jitted
+    step is unchanged and XLA's SPMD partitioner inserts the gradient all-reduce.
     """
 
-    def __init__(self, config: ExperimentConfig, device):
-        self.config, self.device = config, device
+    def __init__(self, config: ExperimentConfig, devices: Sequence):
+        self.config, self.devices, self.device = config, list(devices), devices[0]
+        if len(self.devices) == 1:
+            self.replicated = jax.sharding.SingleDeviceSharding(self.device)
+            self.mesh = None
+        else:
+            self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
+            self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self.graphdef, self.template = nnx.split(build_model(config.layer_sizes))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
@@ -99,7 +109,14 @@ class FlaxModelOps:
         for name, layer in zip(dense_names(len(model.layers)), model.layers):
             layer.kernel[...] = jnp.asarray(weights[f"{name}/kernel"])
             layer.bias[...] = jnp.asarray(weights[f"{name}/bias"])
-        return jax.device_put(nnx.split(model)[1], self.device)
+        return jax.device_put(nnx.split(model)[1], self.replicated)
+
+    def split_batches(self, array: np.ndarray, batch_axis: int):
+        """`array` with axis `batch_axis` split over the devices; on one device, left to jit to place."""
+        if self.mesh is None:
+            return array
+        spec = jax.sharding.PartitionSpec(*[None] * batch_axis, DATA_AXIS)
+        return jax.device_put(array, jax.sharding.NamedSharding(self.mesh, spec))
 
     def weights_from_params(self, params) -> Weights:
         """Parameters as NumPy float32 weights, in the portable names."""
@@ -127,11 +144,11 @@ class FlaxModelOps:
         return np.concatenate(parts)
 
     def device_name(self) -> str:
-        """JAX's description of the device."""
-        return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
+        """JAX's description of the device (all of them, on several)."""
+        return ", ".join(f"{device.platform}:{device.id} ({device.device_kind})" for device in self.devices)
 
     def device_memory(self) -> dict | None:
-        """The device allocator's peak and current bytes (None on CPU)."""
+        """The first device allocator's peak and current bytes (None on CPU)."""
         return jax_device_memory(self.device)
 
 
@@ -147,13 +164,14 @@ def jax_versions() -> dict[str, str]:
 class FlaxTrainer(SingleSeedTrainer):
     """Flax MLP + Keras-rule Adam, one jitted step per batch."""
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
+                 devices: int = 1):
         self.seeds = (seed,)
         self.config = config
-        self.ops = FlaxModelOps(config, jax_device(device))
+        self.ops = FlaxModelOps(config, jax_devices(device, devices))
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
-        self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.device)
+        self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
         # Donating params and optimizer state lets XLA update them in place.
         self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
 
@@ -166,7 +184,7 @@ class FlaxTrainer(SingleSeedTrainer):
         seen, loss_sum, correct_sum = 0, 0.0, 0.0
         for step, index in enumerate(batches):
             self.params, self.opt_state, loss, accuracy = self._train_step(
-                self.params, self.opt_state, x[index], y_one_hot[index])
+                self.params, self.opt_state, *self._device_batch(x, y_one_hot, index))
             # One transfer for both scalars; it blocks until the step is done.
             loss, accuracy = jax.device_get((loss, accuracy))
             losses.append(float(loss))
@@ -178,6 +196,10 @@ class FlaxTrainer(SingleSeedTrainer):
                 correct_sum += accuracies[-1] * len(index)
                 on_step(step, loss_sum / seen, correct_sum / seen)
         return EpochLog(np.array(losses), np.array(accuracies), np.array([len(b) for b in batches]), np.array(ends))
+
+    def _device_batch(self, x: np.ndarray, y_one_hot: np.ndarray, index: np.ndarray) -> tuple:
+        """(x, y) of one batch, split over the devices (the job checked that every batch splits evenly)."""
+        return self.ops.split_batches(x[index], 0), self.ops.split_batches(y_one_hot[index], 0)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy over every sample."""

@@ -7,6 +7,7 @@ every run its own process.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 
@@ -14,8 +15,9 @@ import keras
 import numpy as np
 
 from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
-from backends.devices import (check_keras_backend, configure_tensorflow, jax_device, jax_device_memory,
+from backends.devices import (check_keras_backend, configure_tensorflow, jax_device_memory, jax_devices,
                               tensorflow_device_memory)
+from backends.registry import check_data_parallel
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
@@ -23,11 +25,12 @@ from common.weights import Weights, as_layer_list, check_weights, from_layer_lis
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
                    backend: str = "keras", keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
-                   steps_per_execution: int = 1) -> KerasTrainer:
-    """A Keras trainer on `keras_backend` and `device` for one seed, starting from its initial weights."""
+                   steps_per_execution: int = 1, devices: int = 1) -> KerasTrainer:
+    """A Keras trainer on `keras_backend` and `devices` x `device` for one seed, from its initial weights."""
+    check_data_parallel(backend, devices)
     seed, weights = single_seed(initial_weights, backend)
     return KerasTrainer(config, weights, device, seed=seed, keras_backend=keras_backend, jit_compile=jit_compile,
-                        steps_per_execution=steps_per_execution)
+                        steps_per_execution=steps_per_execution, devices=devices)
 
 
 def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "auto",
@@ -46,22 +49,37 @@ def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "a
 
 
 class KerasTrainer(SingleSeedTrainer):
-    """`model.fit` / `model.evaluate` / `model.predict`, fed the shared batch order."""
+    """`model.fit` / `model.evaluate` / `model.predict`, fed the shared batch order.
+
+    On several devices each framework's own data-parallel API splits every batch: on TensorFlow a
+    `tf.distribute.MirroredStrategy` in whose scope the model is built and compiled, on JAX a
+    `keras.distribution.DataParallel`; `fit` is called exactly as on one device.
+    """
 
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
-                 steps_per_execution: int = 1):
+                 steps_per_execution: int = 1, devices: int = 1):
         check_keras_backend(keras_backend)
-        if keras_backend == "tensorflow":
-            self._device = configure_tensorflow(device)
-        else:
-            self._device = jax_device(device)
         check_weights(weights, config.layer_sizes)
         self.seeds = (seed,)
         self.config = config
         self.keras_backend = keras_backend
-        self.model = build_reference_model(config, jit_compile, steps_per_execution)
-        self.model.set_weights(as_layer_list(weights))
+        scope = contextlib.nullcontext()
+        if keras_backend == "tensorflow":
+            self._devices = configure_tensorflow(device, devices)
+            if devices > 1:
+                import tensorflow as tf
+
+                scope = tf.distribute.MirroredStrategy(self._devices).scope()
+        else:
+            self._devices = jax_devices(device, devices)
+            if devices > 1:
+                keras.distribution.set_distribution(keras.distribution.DataParallel(
+                    devices=[f"{d.platform}:{d.id}" for d in self._devices]))
+        self._device = self._devices[0]
+        with scope:
+            self.model = build_reference_model(config, jit_compile, steps_per_execution)
+            self.model.set_weights(as_layer_list(weights))
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
                         on_step: StepCallback | None = None) -> EpochLog:
@@ -94,10 +112,10 @@ class KerasTrainer(SingleSeedTrainer):
         self.model.set_weights(as_layer_list(weights))
 
     def device_name(self) -> str:
-        """The device Keras' backend computes on."""
+        """The device Keras' backend computes on (all of them, on several)."""
         if self.keras_backend == "jax":
-            return f"{self._device.platform}:{self._device.id} ({self._device.device_kind})"
-        return self._device
+            return ", ".join(f"{d.platform}:{d.id} ({d.device_kind})" for d in self._devices)
+        return ", ".join(self._devices)
 
     def device_memory(self) -> dict | None:
         """The device allocator's peak and current bytes (None on CPU)."""

@@ -11,6 +11,9 @@ from backends.devices import configure_process, framework_environment
 
 # Steps per compiled call for keras-tuned; README "Performance" shows how it was chosen.
 KERAS_TUNED_STEPS = 50
+# Measured (Keras 3.15, TF 2.21, CPU): fit under MirroredStrategy with jit_compile=True fails with XLA's
+# "Trying to access resource ... located in device CPU:1 from device CPU:0" (TF's XLA known issues).
+XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy fails in XLA (variables on another device)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,13 @@ class BackendSpec:
     keras_backend: str | None = None
     # How many seeds one worker process trains (None: all of a run's seeds, in one program).
     seeds_per_process: int | None = 1
+    # Why `--devices N` > 1 is refused; None: batches split over N devices (data parallel).
+    single_device_reason: str | None = None
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether `--devices N` can split this backend's batches over several devices."""
+        return self.single_device_reason is None
 
 
 BACKENDS = {spec.name: spec for spec in (
@@ -44,14 +54,16 @@ BACKENDS = {spec.name: spec for spec in (
                 seeds_per_process=None),
     BackendSpec("keras-xla", "backends.keras_models", "create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
-                (("jit_compile", True),), keras_backend="tensorflow"),
+                (("jit_compile", True),), keras_backend="tensorflow", single_device_reason=XLA_MIRRORED),
     BackendSpec("keras-tuned", "backends.keras_models", "create_trainer",
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",
                 ("tensorflow", "keras"), (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
-                keras_backend="tensorflow"),
+                keras_backend="tensorflow", single_device_reason=XLA_MIRRORED),
     BackendSpec("tf-fused", "backends.tf_fused", "create_trainer",
                 "TensorFlow 2 without Keras, whole epoch as one tf.function(jit_compile=True) over device-resident "
-                "data", ("tensorflow",)),
+                "data", ("tensorflow",),
+                single_device_reason="its whole epoch is one XLA program, with no step boundary for tf.distribute "
+                "to all-reduce at"),
 )}
 DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 
@@ -64,16 +76,24 @@ def backend_spec(name: str) -> BackendSpec:
         raise BackendError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}") from None
 
 
-def prepare_process(name: str, device: str, precision: str = "highest") -> None:
+def check_data_parallel(name: str, devices: int) -> None:
+    """Refuse `--devices N` > 1 for a backend that trains on one device, naming those that can."""
+    if devices > 1 and not backend_spec(name).data_parallel:
+        able = ", ".join(spec.name for spec in BACKENDS.values() if spec.data_parallel)
+        raise BackendError(f"backend {name!r} trains on one device only ({backend_spec(name).single_device_reason}); "
+                           f"drop --devices {devices}, or use a data-parallel backend: {able}")
+
+
+def prepare_process(name: str, device: str, precision: str = "highest", devices: int = 1) -> None:
     """Set this process' framework environment for backend `name` on `device`; call it before `get_factory`."""
     spec = backend_spec(name)
-    configure_process(spec.frameworks, device, spec.keras_backend, precision)
+    configure_process(spec.frameworks, device, spec.keras_backend, precision, devices)
 
 
-def process_settings(name: str, device: str, precision: str = "highest") -> dict[str, str]:
+def process_settings(name: str, device: str, precision: str = "highest", devices: int = 1) -> dict[str, str]:
     """The environment `prepare_process` gives backend `name`'s processes: recorded with every run."""
     spec = backend_spec(name)
-    return framework_environment(spec.frameworks, device, spec.keras_backend, precision)
+    return framework_environment(spec.frameworks, device, spec.keras_backend, precision, devices)
 
 
 def get_factory(name: str) -> TrainerFactory:

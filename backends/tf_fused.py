@@ -18,14 +18,17 @@ import tensorflow as tf
 from backends.base import (INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches,
                            padded_batch_matrix, single_seed)
 from backends.devices import configure_tensorflow, tensorflow_device_memory
+from backends.registry import check_data_parallel
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "tf-fused") -> FusedTensorFlowTrainer:
-    """A fused-epoch TensorFlow trainer on `device` for one seed, starting from its initial weights."""
+                   backend: str = "tf-fused", devices: int = 1) -> FusedTensorFlowTrainer:
+    """A fused-epoch TensorFlow trainer on one `device` for one seed, starting from its initial weights."""
+    # One XLA program per epoch leaves tf.distribute no step boundary at which to all-reduce.
+    check_data_parallel(backend, devices)
     seed, weights = single_seed(initial_weights, backend)
     return FusedTensorFlowTrainer(config, weights, device, seed=seed)
 
@@ -34,7 +37,7 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
     """Plain TensorFlow 2: variables, a GradientTape step, Keras' Adam rule, one compiled call per epoch."""
 
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
-        self._device = configure_tensorflow(device)
+        (self._device,) = configure_tensorflow(device)
         check_weights(weights, config.layer_sizes)
         self.seeds = (seed,)
         self.config = config

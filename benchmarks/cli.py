@@ -7,8 +7,10 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
+from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S
 from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
 from common.config import ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
@@ -177,6 +179,97 @@ def cmd_verify(args) -> int:
     return EXIT_OK if verification.passed else EXIT_FAILED
 
 
+def parse_list(flag: str, value: str | None, kind: type) -> tuple | None:
+    """A comma list of one flag's values, e.g. --batch-size 32,512; None when the flag was not given."""
+    if value is None:
+        return None
+    try:
+        values = tuple(kind(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise CliError(f"{flag}: {value!r} is not a comma list of {kind.__name__}s; e.g. {flag} "
+                       f"{'32,512' if kind is int else '1e-3,3e-3' if kind is float else 'highest,default'}") from None
+    if not values:
+        raise CliError(f"{flag}: empty list")
+    return values
+
+
+def grid_from_args(args):
+    """The sweep's Grid: a --grid TOML file if given, with any axis or setting given as a flag taking precedence."""
+    from benchmarks.sweep import Grid, base_job, grid_from_toml
+
+    from_file = grid_from_toml(Path(args.grid)) if args.grid else {"settings": {}}
+    settings = from_file.pop("settings")
+    axes = {**from_file}
+    flags = {"backends": parse_backends(args.backend) if args.backend else None,
+             "batch_sizes": parse_list("--batch-size", args.batch_size, int),
+             "seeds": parse_seeds(args.seeds) if args.seeds is not None else None,
+             "devices": parse_list("--devices", args.devices, int),
+             "learning_rates": parse_list("--lr", args.lr, float),
+             "precisions": parse_list("--precision", args.precision, str)}
+    axes.update({axis: values for axis, values in flags.items() if values is not None})
+    if "backends" in axes:
+        axes["backends"] = parse_backends(list(axes["backends"]))
+    axes.setdefault("backends", DEFAULT_BACKENDS)
+    settings.update({name: value for name in ("epochs", "train_limit", "test_limit", "device", "target_accuracy",
+                                              "data_dir") if (value := getattr(args, name)) is not None})
+    try:
+        return Grid(**axes, base=base_job(settings))
+    except ConfigError as error:
+        raise CliError(f"{flag_for(error.field)}: {error}") from None
+    except TypeError as error:
+        raise CliError(f"--grid: {error}") from None
+
+
+def cmd_sweep(args) -> int:
+    """Run a grid of trials here or on a Ray cluster; write the sweep folder, print its table."""
+    from benchmarks.harness import default_run_dir
+    from benchmarks.sweep import (SweepInterrupted, format_summary, load_sweep, run_sweep, summary_rows)
+
+    if args.trials_per_node < 1:
+        raise CliError(f"--trials-per-node: {args.trials_per_node}; expected an integer >= 1")
+    if not args.trial_timeout > 0:
+        raise CliError(f"--trial-timeout: {args.trial_timeout}; expected seconds > 0")
+    if args.resume:
+        if args.grid or args.out or any(getattr(args, name) is not None for name in SWEEP_AXIS_FLAGS):
+            raise CliError("--resume: runs the saved grid as it was started; drop --grid, --out and the grid flags")
+        grid, sweep_dir = load_sweep(args.resume).grid, Path(args.resume)
+    else:
+        grid, sweep_dir = grid_from_args(args), Path(args.out) if args.out else default_run_dir("sweep-")
+    if args.dry_run:
+        for trial in grid.trials():
+            print(trial.id)
+        print(f"{len(grid.trials())} trials", file=sys.stderr)
+        return EXIT_OK
+    try:
+        with first_interrupt_only():
+            index = run_sweep(None if args.resume else grid, sweep_dir, args.executor, resume=bool(args.resume),
+                              ray_address=args.ray_address, trials_per_node=args.trials_per_node,
+                              timeout_s=args.trial_timeout, quiet=args.quiet)
+    except SweepInterrupted as interrupted:
+        print(format_summary(summary_rows(interrupted.sweep_dir)))
+        print(f"\ninterrupted: finished trials kept in {interrupted.sweep_dir}; run the rest with "
+              f"`mnist-bench sweep --resume {interrupted.sweep_dir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(format_summary(summary_rows(sweep_dir)))
+    print(f"\nsweep:  {sweep_dir / 'sweep.json'}\nreport: {sweep_dir / 'summary.md'}\nplots:  {sweep_dir / 'plots'}")
+    return EXIT_OK if all(record.status == "ok" for record in index.trials) else EXIT_FAILED
+
+
+SWEEP_AXIS_FLAGS = ("backend", "batch_size", "seeds", "devices", "lr", "precision", "epochs", "train_limit",
+                    "test_limit", "device", "target_accuracy", "data_dir")
+
+
+def load_runs(paths: list[str]) -> list:
+    """Results of run folders, results.json files and sweep folders (every trial of a sweep)."""
+    from benchmarks.sweep import is_sweep, sweep_results
+    from common.results import load_results
+
+    results = []
+    for path in paths:
+        results.extend(sweep_results(path) if is_sweep(path) else [load_results(path)])
+    return results
+
+
 def cmd_show(args) -> int:
     """Print a saved run's table."""
     from benchmarks.report import text_report
@@ -193,7 +286,9 @@ def cmd_compare(args) -> int:
     from common.atomic import prepare_output_directory
     from common.results import load_results
 
-    results_list = [load_results(run) for run in args.runs]
+    results_list = load_runs(args.runs)
+    if not results_list:
+        raise CliError(f"compare: no saved results in {', '.join(args.runs)}")
     out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("compare-"))
     summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
     print(text_report(results_list))
@@ -328,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="tables and plots from saved runs, e.g. CPU vs GPU machines",
                                   formatter_class=fmt)
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders or results.json files")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders, results.json files or sweep folders")
     compare.add_argument("--out", default=None, help="report folder (default: runs/compare-<UTC timestamp>)")
     compare.set_defaults(handler=cmd_compare)
 
@@ -345,6 +440,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --baseline: exit 1 when a benchmark's mean got slower by more than PCT percent")
     suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
     suite.set_defaults(handler=cmd_suite)
+
+    sweep = commands.add_parser("sweep", help="a grid of runs (backends x batch sizes x seeds x devices x learning "
+                                              "rates x precision), here or on a Ray cluster", formatter_class=fmt)
+    sweep.add_argument("--grid", default=None, metavar="SWEEP.toml",
+                       help="the grid as a TOML file (axes: backends, batch_sizes, seeds, devices, learning_rates, "
+                            "precisions; shared [settings]); flags below override it")
+    sweep.add_argument("--backend", action="append", metavar="NAME", help=backend_help("reference"))
+    sweep.add_argument("--batch-size", default=None, help="comma list, e.g. 32,512 (default: 32)")
+    sweep.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-4 (default: 0)")
+    sweep.add_argument("--devices", default=None, help="comma list of data-parallel device counts, e.g. 1,2 "
+                                                       "(default: 1)")
+    sweep.add_argument("--lr", default=None, help="comma list of Adam learning rates (default: 0.001)")
+    sweep.add_argument("--precision", default=None, help="comma list: highest, default (default: highest)")
+    add_setting_flags(sweep, ExperimentConfig, default_job.config, only=("epochs", "train_limit", "test_limit"))
+    add_setting_flags(sweep, Job, default_job, only=("device", "target_accuracy", "data_dir"))
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: trials one after another here; ray: Ray tasks on a cluster (extra 'cluster')")
+    sweep.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                       help="the Ray cluster to use (default: $RAY_ADDRESS, else a Ray started on this machine)")
+    sweep.add_argument("--trials-per-node", type=int, default=1,
+                       help="trials running at once on one node (more disturb each other's timings)")
+    sweep.add_argument("--trial-timeout", type=float, default=DEFAULT_TRIAL_TIMEOUT_S, metavar="SECONDS",
+                       help="a trial still running after this is stopped and recorded as failed")
+    sweep.add_argument("--out", default=None, help="sweep folder (default: runs/sweep-<UTC timestamp>)")
+    sweep.add_argument("--resume", default=None, metavar="SWEEP_DIR",
+                       help="run the saved sweep's missing, failed and interrupted trials")
+    sweep.add_argument("--dry-run", action="store_true", help="print the trials and stop")
+    sweep.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    sweep.set_defaults(handler=cmd_sweep)
 
     roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
                                    formatter_class=fmt)
@@ -366,20 +490,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mnist-bench` console script."""
+    return guarded(lambda: (lambda args: args.handler(args))(build_parser().parse_args(argv)))
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """Run `action`; a usage error becomes one line on stderr and exit 2, Ctrl-C exit 130."""
     from backends.base import BackendError
     from benchmarks.harness import HarnessError
+    from benchmarks.sweep import SweepError
     from common.atomic import UnusableOutputError
     from common.config import ConfigError
     from common.mnist import MnistDataError
     from common.results import ResultsError
 
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        return action()
     except UnusableOutputError as error:
         print(f"mnist-bench: error: --out: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError) as error:
+    except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError, SweepError) as error:
         print(f"mnist-bench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

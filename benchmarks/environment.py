@@ -77,18 +77,23 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), else all of the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def collect_environment(data_source: str | None = None, data_canonical: bool | None = None) -> dict:
     """One flat record of the machine and software, stored in every results.json."""
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cores = os.cpu_count()
+    cores = usable_cores()
     return {
         "hostname": socket.gethostname(),
-        "machine": f"{cpu_name()} x{usable_cores}",
+        "machine": f"{cpu_name()} x{cores}",
         "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
-        "usable_cores": usable_cores,
+        "usable_cores": cores,
         "memory_gib": _memory_gib(),
         "os": platform.platform(),
         "python": sys.version.split()[0],

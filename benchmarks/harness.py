@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends.registry import backend_spec, process_settings
+from backends.registry import backend_spec, check_data_parallel, process_settings
 from benchmarks.costs import SPAWNED_AT_ENV
-from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit
+from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit, usable_cores
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.atomic import prepare_output_directory
@@ -64,30 +64,44 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def check_gpu_visible(backends) -> None:
-    """Fail before anything is written when `--device gpu` has no GPU to use."""
+def check_gpu_visible(backends, devices: int = 1) -> None:
+    """Fail before anything is written when `--device gpu` has no GPU, or fewer than `devices`, to use."""
     if not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
         raise HarnessError("--device gpu: no NVIDIA GPU is visible on this machine (no /dev/nvidia0, no "
                            "nvidia-smi); use --device cpu")
     needed = {framework for name in backends for framework in backend_spec(name).frameworks} & set(DEVICE_PROBES)
     for framework in sorted(needed):
         # The same per-framework child-process probe that `mnist-bench info` prints.
-        devices = framework_devices(framework)
-        if devices.startswith("(") or "gpu:" not in devices.lower():
+        seen = framework_devices(framework)
+        if seen.startswith("(") or "gpu:" not in seen.lower():
             raise HarnessError(f"--device gpu: {framework} sees no GPU; install the GPU extra "
                                "(README 'GPU') or use --device cpu")
+        count = seen.lower().count("gpu:")
+        if count < devices:
+            raise HarnessError(f"--devices {devices}: {framework} sees only {count} GPU(s) on this machine; "
+                               f"use --devices {count} or fewer")
 
 
 def check_job_can_start(job: Job) -> None:
     """Everything that can be checked before a run folder exists: backend names, the device, the data."""
     for name in job.backends:
         backend_spec(name)  # unknown names fail before anything starts
+        check_data_parallel(name, job.devices)
     if job.device == "gpu":
-        check_gpu_visible(job.backends)
+        check_gpu_visible(job.backends, job.devices)
+    elif job.devices > usable_cores():
+        # Virtual CPU devices beyond the cores would only take turns on them: not a parallel run.
+        raise HarnessError(f"--devices {job.devices}: this machine has {usable_cores()} usable CPU cores, so at "
+                           f"most {usable_cores()} CPU devices; use --devices {usable_cores()} or fewer")
 
 
-def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False) -> tuple[Results, Path]:
-    """Train every (backend, seeds) part of `job` in its own process; save results.json after each."""
+def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
+                  roofline: dict | None = None) -> tuple[Results, Path]:
+    """Train every (backend, seeds) part of `job` in its own process; save results.json after each.
+
+    `roofline`: this machine's floors at the job's device and batch size, when the caller measured them
+    already (a sweep, once per batch size); measured here otherwise.
+    """
     check_job_can_start(job)
     data = load_mnist(job.data_dir)  # verify (or download) once, before any child starts
     run_dir = out_dir or default_run_dir()
@@ -96,8 +110,8 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False) ->
                            f"{run_dir} (runs are never overwritten)")
     prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
-    environment["roofline"] = measure_roofline(job.device, job.config.batch_size, run_dir)
-    environment["framework_settings"] = {name: process_settings(name, job.device, job.precision)
+    environment["roofline"] = roofline or measure_roofline(job.device, job.config.batch_size, run_dir)
+    environment["framework_settings"] = {name: process_settings(name, job.device, job.precision, job.devices)
                                          for name in job.backends}
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
     return train_missing(results, run_dir, quiet), run_dir
@@ -221,7 +235,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
             except KeyboardInterrupt:
                 _stop(child)
                 progress.close()
-                runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device) for seed in job.seeds]
+                runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device, devices=job.devices)
+                                                                 for seed in job.seeds]
                 for run in runs:
                     run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
                 raise _ChildInterrupted(runs) from None
@@ -234,7 +249,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         if returncode == -signal.SIGKILL:
             cause += " (out of memory?)"
         error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
-        runs = [RunResult(job.backend, seed, job.device, status="failed", error=error) for seed in job.seeds]
+        runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error)
+                for seed in job.seeds]
     for run in runs:
         run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
         if not quiet and run.status != "ok":

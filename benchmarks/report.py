@@ -28,6 +28,7 @@ class RunGroup:
     machine: str
     runs: list[RunResult]
     job: Job
+    devices: int = 1
 
     @property
     def ok_runs(self) -> list[RunResult]:
@@ -36,16 +37,18 @@ class RunGroup:
 
 
 def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
-    """Group runs by (backend, device, machine); the machine shows in labels only when it varies."""
+    """Group runs by (backend, device, device count, machine); the machine shows in labels only when it varies."""
     machines = {_machine(results) for results in results_list}
     groups: dict[tuple, RunGroup] = {}
     for results in results_list:
         machine = _machine(results)
         for run in results.runs:
-            key = (run.backend, run.device, machine)
+            key = (run.backend, run.device, run.devices, machine)
             if key not in groups:
-                parts = [run.backend, run.device] + ([machine] if len(machines) > 1 else [])
-                groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.job)
+                device = run.device + (f"×{run.devices}" if run.devices > 1 else "")
+                parts = [run.backend, device] + ([machine] if len(machines) > 1 else [])
+                groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.job,
+                                       run.devices)
             groups[key].runs.append(run)
     return list(groups.values())
 
@@ -91,18 +94,26 @@ STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (
                 "set; per-phase figures, device memory and plots in summary.md")
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
            "x step floor", "x GEMM floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s",
-           "speed vs keras")
+           "speed vs keras", "speed vs 1 device")
 TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc %", "x GEMM floor", "total s"))
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
     """One formatted row per group; seeds are summarised as mean ± std [95% CI]."""
-    reference = {}
+    reference, one_device = {}, {}
     for group in groups:
         # Profiled runs are slower by the profiler's cost: never a yardstick.
         measured = [r for r in group.ok_runs if not r.timing.get("profiled_epoch")]
-        if group.backend == REFERENCE_BACKEND and measured:
-            reference[(group.device, group.machine)] = np.median([r.timing["epoch_s_median"] for r in measured])
+        if not measured:
+            continue
+        median_epoch_s = np.median([r.timing["epoch_s_median"] for r in measured])
+        if group.backend == REFERENCE_BACKEND:
+            reference[(group.device, group.devices, group.machine)] = median_epoch_s
+        if group.devices == 1:
+            one_device[(group.backend, group.device, group.machine)] = median_epoch_s
+    # The column appears only when some multi-device group has its one-device twin beside it.
+    scaling = any(group.devices > 1 and (group.backend, group.device, group.machine) in one_device
+                  for group in groups)
     rows = []
     for group in groups:
         ok = group.ok_runs
@@ -116,7 +127,8 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
         profiled = any(run.timing.get("profiled_epoch") for run in group.runs)
         if profiled:
             status += " (profiled)"
-        ref = reference.get((group.device, group.machine))
+        ref = reference.get((group.device, group.devices, group.machine))
+        single = one_device.get((group.backend, group.device, group.machine))
         epoch_s = np.median(timing("epoch_s_median")) if ok else None
         reached = [v for v in timing("time_to_target_s") if v is not None]
         tta = _cell(reached, 2, with_ci=True) if reached else "not reached" if ok else "—"
@@ -144,6 +156,9 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
             "peak RSS MiB": _cell([r.costs.get("peak_rss_mib") for r in group.runs], 0),
             "speed vs keras": ("— (profiled)" if profiled else f"{ref / epoch_s:.2f}x" if ref and epoch_s else "—"),
         })
+        if scaling:
+            rows[-1]["speed vs 1 device"] = ("— (profiled)" if profiled else f"{single / epoch_s:.2f}x"
+                                             if single and epoch_s and group.devices > 1 else "—")
     return rows
 
 
@@ -175,17 +190,19 @@ def format_costs_table(groups: Sequence[RunGroup]) -> str:
 
 def format_text_table(rows: Sequence[dict[str, str]]) -> str:
     """Aligned columns for the terminal."""
-    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in TERMINAL_COLUMNS}
-    lines = ["  ".join(col.ljust(widths[col]) for col in TERMINAL_COLUMNS),
-             "  ".join("-" * widths[col] for col in TERMINAL_COLUMNS)]
-    lines += ["  ".join(row[col].ljust(widths[col]) for col in TERMINAL_COLUMNS) for row in rows]
+    columns = [col for col in TERMINAL_COLUMNS if rows and col in rows[0]]
+    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in columns}
+    lines = ["  ".join(col.ljust(widths[col]) for col in columns),
+             "  ".join("-" * widths[col] for col in columns)]
+    lines += ["  ".join(row[col].ljust(widths[col]) for col in columns) for row in rows]
     return "\n".join(lines)
 
 
 def format_markdown_table(rows: Sequence[dict[str, str]]) -> str:
     """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(row[col] for col in COLUMNS) + " |" for row in rows]
+    columns = [col for col in COLUMNS if rows and col in rows[0]]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(row[col] for col in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -104,10 +104,11 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     startup.lap("framework_import_s")
     splits = make_splits(load_mnist(job.data_dir, progress=False), config)
     startup.lap("data_load_s")
-    trainer = factory(config, {seed: init_weights(config.layer_sizes, seed) for seed in job.seeds}, job.device)
+    trainer = factory(config, {seed: init_weights(config.layer_sizes, seed) for seed in job.seeds}, job.device,
+                      devices=job.devices)
     startup.lap("model_build_s")
     settings = current_settings()
-    results = [RunResult(backend=job.backend, seed=seed, device=job.device, device_name=trainer.device_name(),
+    results = [RunResult(backend=job.backend, seed=seed, device=job.device, devices=job.devices, device_name=trainer.device_name(),
                          versions=trainer.versions(), settings=settings) for seed in job.seeds]
     epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
     time_to_target: list[float | None] = [None] * len(job.seeds)

@@ -58,11 +58,12 @@ def main(argv: list[str]) -> int:
         write_text_atomic(result_path, json.dumps([dataclasses.asdict(run) for run in runs], allow_nan=True))
 
     def stopped_before_training(status: str, error: str):
-        return [RunResult(job.backend, seed, job.device, status=status, error=error) for seed in job.seeds]
+        return [RunResult(job.backend, seed, job.device, devices=job.devices, status=status, error=error)
+                for seed in job.seeds]
 
     try:
         # Framework settings first, before anything can import a framework.
-        prepare_process(job.backend, job.device, job.precision)
+        prepare_process(job.backend, job.device, job.precision, job.devices)
         from benchmarks.training import RunStopped, train_and_evaluate
 
         try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.config import ConfigError, ExperimentConfig, check, is_finite_number, known_fields
+from common.config import ConfigError, ExperimentConfig, check, is_finite_number, is_positive_int, known_fields
 from common.config import flag
+from common.data import train_sample_count
 
 DEVICES = ("cpu", "gpu")
 # "highest": float32 matrix products at full float32 precision in every framework (no TF32 on NVIDIA
@@ -28,6 +29,9 @@ class Job:
     config: ExperimentConfig = dataclasses.field(default_factory=ExperimentConfig)
     seeds: tuple[int, ...] = (0,)
     device: str = dataclasses.field(default="cpu", metadata=flag("--device", "where to train", choices=DEVICES))
+    devices: int = dataclasses.field(default=1, metadata=flag(
+        "--devices", "data-parallel devices per run: the batch is split over N devices of --device (on CPU, N "
+        "virtual devices sharing the host's cores)", type=int))
     target_accuracy: float = dataclasses.field(default=TARGET_ACCURACY, metadata=flag(
         "--target-accuracy", "validation accuracy that time-to-accuracy waits for", type=float))
     data_dir: str | None = dataclasses.field(default=None, metadata=flag(
@@ -50,6 +54,14 @@ class Job:
                                  for seed in self.seeds) and len(set(self.seeds)) == len(self.seeds),
               "seeds", self.seeds, "a non-empty tuple of distinct integers >= 0")
         check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
+        check(is_positive_int(self.devices), "devices", self.devices, "an integer >= 1")
+        check(self.config.batch_size % self.devices == 0, "devices", self.devices,
+              f"a divisor of --batch-size {self.config.batch_size} (the global batch is split evenly over the "
+              "devices); choose a batch size divisible by it")
+        last_batch = train_sample_count(self.config) % self.config.batch_size
+        check(last_batch % self.devices == 0, "devices", self.devices,
+              f"a divisor of the epoch's last batch too ({last_batch} samples: {train_sample_count(self.config)} "
+              f"training samples in batches of {self.config.batch_size}); change --train-limit or --batch-size")
         check(is_finite_number(self.target_accuracy) and 0 < self.target_accuracy <= 1,
               "target_accuracy", self.target_accuracy, "a number in (0, 1]")
         check(self.data_dir is None or isinstance(self.data_dir, str), "data_dir", self.data_dir,
@@ -77,7 +89,7 @@ class Job:
     def to_dict(self) -> dict:
         """Plain-JSON form: for results.json and for the worker's job file."""
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
-                "device": self.device, "target_accuracy": self.target_accuracy, "data_dir": self.data_dir,
+                "device": self.device, "devices": self.devices, "target_accuracy": self.target_accuracy, "data_dir": self.data_dir,
                 "precision": self.precision, "profile": self.profile}
 
     @classmethod

@@ -34,6 +34,7 @@ class RunResult:
     seed: int
     device: str
     status: str = "ok"
+    devices: int = 1  # data-parallel devices the run's batches were split over
     error: str | None = None
     device_name: str | None = None
     versions: dict = dataclasses.field(default_factory=dict)

@@ -1,12 +1,16 @@
 """Run one backend through the equivalence scenario in a fresh process and save what it computed.
 
 Usage: python backend_probe.py BACKEND INPUTS.npz OUTPUT.npz
+       python backend_probe.py BACKEND,BACKEND,... INPUTS.npz OUTPUT_DIR DEVICES
+The second form trains each backend (all of one framework family, so they can share the process) on
+DEVICES data-parallel devices (CPU: virtual devices) into OUTPUT_DIR/BACKEND.npz.
 INPUTS holds x, y, x_probe, batches (steps x batch indices), weights (w/<name>) and foreign weights
 (f/<name>) trained elsewhere; OUTPUT holds forward probabilities, weights after 1, 5 and all steps,
 per-step losses and accuracies, and predictions with the foreign weights.
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -22,14 +26,26 @@ def unprefixed(npz, prefix):
     return {name[len(prefix) + 1:]: npz[name] for name in npz.files if name.startswith(prefix + "/")}
 
 
-def main(backend, inputs_path, output_path):
-    prepare_process(backend, "cpu")  # before any framework is imported
+def main(backends, inputs_path, output_path, devices="1"):
+    devices = int(devices)
+    names = backends.split(",")
+    for backend in names:
+        prepare_process(backend, "cpu", devices=devices)  # before any framework is imported
+    if len(names) == 1 and devices == 1:
+        probe(names[0], inputs_path, output_path, devices)
+        return
+    for backend in names:
+        probe(backend, inputs_path, Path(output_path) / f"{backend}.npz", devices)
+
+
+def probe(backend, inputs_path, output_path, devices):
     inputs = np.load(inputs_path)
     config = ExperimentConfig()
-    trainer = get_factory(backend)(config, {0: unprefixed(inputs, "w")})
+    trainer = get_factory(backend)(config, {0: unprefixed(inputs, "w")}, devices=devices)
+    out = {"device_name": np.array(trainer.device_name())}
     model = trainer.seed_model(0)
     x, y, batches = inputs["x"], inputs["y"], list(inputs["batches"])
-    out = {"probs0": model.predict(inputs["x_probe"])}
+    out["probs0"] = model.predict(inputs["x_probe"])
     logs = []
     for start, stop, tag in ((0, 1, "w1"), (1, 5, "w5"), (5, len(batches), "wN")):
         logs.extend(trainer.train_epoch(x, y, [batches[start:stop]]))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from backends.base import BackendError, EpochLog
-from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, get_factory
+from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, check_data_parallel, get_factory
 from common.config import ExperimentConfig
 from common.data import epoch_batches, make_splits, one_hot
 from common.mnist import load_mnist
@@ -123,6 +123,48 @@ def test_weights_are_portable_between_backends(probes, scenario, name):
     # ... and this backend's trained weights loaded into flax predict what this backend predicted.
     flax = get_factory("flax")(CONFIG, {0: unprefixed(probes[name], "wN")}).seed_model(0)
     np.testing.assert_allclose(flax.predict(scenario["x_probe"]), probes[name]["probs_trained"], atol=1e-5, rtol=0)
+
+
+# --devices 2 on two virtual CPU devices, one process per framework family (each is set up for two devices
+# before its framework loads). flax-vmap is held to flax-fused's one-device run: the same fused epoch.
+DATA_PARALLEL_FAMILIES = {"jax": ("flax", "flax-fused", "flax-vmap", "keras-jax"), "tensorflow": ("keras",)}
+ONE_DEVICE_TWIN = {"flax-vmap": "flax-fused"}
+
+
+@pytest.fixture(scope="module")
+def two_device_probes(scenario):
+    """{backend: what it computed with its batches split over 2 virtual CPU devices}."""
+    results = {}
+    for family in DATA_PARALLEL_FAMILIES.values():
+        out_dir = scenario["inputs"].parent / "two-devices"
+        out_dir.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, str(PROBE), ",".join(family), str(scenario["inputs"]), str(out_dir), "2"],
+                       check=True, capture_output=True, text=True, timeout=600)
+        results.update({name: np.load(out_dir / f"{name}.npz") for name in family})
+    return results
+
+
+def test_every_data_parallel_backend_is_checked_on_two_devices():
+    families = {name for family in DATA_PARALLEL_FAMILIES.values() for name in family}
+    assert families == {name for name, spec in BACKENDS.items() if spec.data_parallel}
+
+
+@pytest.mark.parametrize("name", [name for family in DATA_PARALLEL_FAMILIES.values() for name in family])
+def test_two_devices_match_one_device(probes, two_device_probes, name):
+    split, single = two_device_probes[name], probes[ONE_DEVICE_TWIN.get(name, name)]
+    assert str(split["device_name"]).count(",") == 1, f"{name} did not run on two devices: {split['device_name']}"
+    np.testing.assert_allclose(split["probs0"], single["probs0"], atol=FORWARD, rtol=0)
+    assert max_weight_diff(unprefixed(split, "w1"), unprefixed(single, "w1")) <= ONE_STEP
+    np.testing.assert_allclose(split["losses"], single["losses"], rtol=LOSS_REL)
+    assert max_weight_diff(unprefixed(split, "wN"), unprefixed(single, "wN")) <= WEIGHTS_100_STEPS
+    assert split["losses"][-10:].mean() < 0.5 * split["losses"][:10].mean()
+
+
+@pytest.mark.parametrize("name", [name for name, spec in BACKENDS.items() if not spec.data_parallel])
+def test_single_device_backends_refuse_several_devices(name):
+    check_data_parallel(name, 1)
+    with pytest.raises(BackendError, match=f"{name}' trains on one device only.*data-parallel backend: keras"):
+        check_data_parallel(name, 2)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -16,6 +16,7 @@ import pytest
 from benchmarks import harness
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
 from benchmarks.cli import main, parse_backends, parse_seeds
+from benchmarks.environment import usable_cores
 from common.plots import first_step_above
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
@@ -52,6 +53,13 @@ def quick_run(tmp_path_factory, mnist_data_dir):
     (["run", "--seeds", "4-2"], "--seeds: range '4-2' runs backwards"),
     (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["run", "--target-accuracy", "2"], "--target-accuracy: invalid config: target_accuracy=2.0; expected a number in (0, 1]"),
+    (["run", "--devices", "3"], "--devices: invalid config: devices=3; expected a divisor of --batch-size 32"),
+    (["run", "--devices", "2", "--train-limit", "1999"],
+     "--devices: invalid config: devices=2; expected a divisor of the epoch's last batch too (31 samples"),
+    (["run", "--backend", "tf-fused", "--devices", "2"], "backend 'tf-fused' trains on one device only"),
+    (["run", "--devices", str(usable_cores() + 1), "--batch-size", str(4 * (usable_cores() + 1)),
+      "--train-limit", str(200 * (usable_cores() + 1))],
+     f"--devices {usable_cores() + 1}: this machine has {usable_cores()} usable CPU cores"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):

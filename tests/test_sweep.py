@@ -1,0 +1,192 @@
+"""`mnist-bench sweep`: the grid from flags or TOML, both executors on one small grid, a failed trial recorded
+while the others go on, resume, `compare` over a sweep folder, and a real local Ray that leaves no process.
+
+The grid asks for one more device than this machine has cores: that trial fails on its node (this machine)
+with the harness' one-line error, deterministically, wherever the test runs; the other trains for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.environment import usable_cores
+from benchmarks.sweep import SWEEP_FILE, TRIALS_DIR, load_sweep, summary_rows
+
+TOO_MANY = usable_cores() + 1
+BATCH = 4 * TOO_MANY
+# Two epochs (a steady-state one after the compiling one) of 20 steps; 20 % of 25 batches validate.
+GRID = ["--backend", "flax", "--devices", f"1,{TOO_MANY}", "--batch-size", str(BATCH), "--epochs", "2",
+        "--train-limit", str(25 * BATCH), "--test-limit", "200", "--quiet"]
+OK_TRIAL = f"flax-b{BATCH}-d1-lr0.001-highest-s0"
+FAILING_TRIAL = f"flax-b{BATCH}-d{TOO_MANY}-lr0.001-highest-s0"
+
+
+def dry_run(capsys, *argv) -> list[str]:
+    assert main(["sweep", "--dry-run", *argv]) == 0
+    return capsys.readouterr().out.split()
+
+
+def test_grid_from_flags_and_from_toml_is_the_same(tmp_path, capsys):
+    grid_file = tmp_path / "sweep.toml"
+    grid_file.write_text(f'backends = ["flax"]\ndevices = [1, {TOO_MANY}]\nbatch_sizes = [{BATCH}]\n'
+                         f'[settings]\nepochs = 2\ntrain_limit = {25 * BATCH}\n', encoding="utf-8")
+    from_flags = dry_run(capsys, *GRID)
+    assert from_flags == [OK_TRIAL, FAILING_TRIAL]
+    assert dry_run(capsys, "--grid", str(grid_file)) == from_flags
+    # A flag overrides the file's axis; the product grows accordingly.
+    assert len(dry_run(capsys, "--grid", str(grid_file), "--seeds", "0-2", "--lr", "1e-3,3e-3")) == 12
+    dry_run(capsys, *GRID, "--out", str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--devices", "3"], "trial keras batch 32 devices 3 lr 0.001 highest seed 0: invalid config: devices=3; "
+                         "expected a divisor"),
+    (["--backend", "tf-fused", "--devices", "1,2"], "trial tf-fused-b32-d2-lr0.001-highest-s0: backend 'tf-fused' "
+                                                    "trains on one device only"),
+    (["--lr", "fast"], "--lr: 'fast' is not a comma list of floats"),
+    (["--precision", "highest,best"], "invalid config: precision='best'"),
+    (["--grid", "missing.toml"], "--grid: cannot read missing.toml"),
+    (["--trials-per-node", "0"], "--trials-per-node: 0; expected an integer >= 1"),
+])
+def test_bad_grids_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "sweep"
+    assert main(["sweep", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_grid_file_with_an_unknown_key_is_refused(tmp_path, capsys):
+    grid_file = tmp_path / "sweep.toml"
+    grid_file.write_text('backends = ["flax"]\nbatch_size = [32]\n', encoding="utf-8")
+    assert main(["sweep", "--grid", str(grid_file), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown keys batch_size; axes: backends, batch_sizes" in capsys.readouterr().err
+
+
+def test_ray_executor_without_ray_names_the_extra(tmp_path):
+    # Ray hidden from this one process, as on a machine without the extra.
+    code = ("import sys; sys.modules['ray'] = None; from benchmarks.cli import main; "
+            f"sys.exit(main(['sweep', '--executor', 'ray', '--backend', 'flax', '--out', {str(tmp_path / 'o')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ('mnist-bench: error: --executor ray needs Ray: pip install -e ".[cluster]" '
+                                   '(or pip install ray), or use --executor local')
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory, mnist_data_dir):
+    """The grid, trained by the local executor: (exit code, sweep folder)."""
+    out = tmp_path_factory.mktemp("sweeps") / "local"
+    return main(["sweep", *GRID, "--data-dir", str(mnist_data_dir), "--out", str(out)]), out
+
+
+def check_sweep(sweep_dir: Path, executor: str) -> dict:
+    """What both executors must leave: the index, one ok and one failed trial, their folders, the report."""
+    index = load_sweep(sweep_dir)
+    assert index.executor == executor
+    records = {record.id: record for record in index.trials}
+    assert list(records) == [OK_TRIAL, FAILING_TRIAL]
+    ok, failing = records[OK_TRIAL], records[FAILING_TRIAL]
+    assert (ok.status, ok.error, ok.attempts) == ("ok", None, 1)
+    assert failing.status == "failed" and failing.attempts == 1
+    assert f"--devices {TOO_MANY}: this machine has {usable_cores()} usable CPU cores" in failing.error
+    assert ok.node == failing.node == os.uname().nodename
+    results = json.loads((sweep_dir / TRIALS_DIR / OK_TRIAL / "results.json").read_text())
+    (run,) = results["runs"]
+    assert run["status"] == "ok" and len(run["history"]) == 2 and run["timing"]["epoch_s_median"] > 0
+    assert results["job"]["devices"] == 1 and results["job"]["config"]["batch_size"] == BATCH
+    assert (sweep_dir / "summary.md").read_text().count(OK_TRIAL) == 1
+    assert {path.name for path in (sweep_dir / "plots").iterdir()} >= {"sweep-throughput.png", "sweep-accuracy.png"}
+    return records
+
+
+def test_local_sweep_records_every_trial_and_goes_on_past_a_failure(local_sweep):
+    code, sweep_dir = local_sweep
+    assert code == 1  # one trial failed
+    check_sweep(sweep_dir, "local")
+
+
+def test_resume_runs_only_the_trials_that_did_not_finish(local_sweep, tmp_path):
+    sweep_dir = tmp_path / "resumed"
+    shutil.copytree(local_sweep[1], sweep_dir)
+    ok_results = (sweep_dir / TRIALS_DIR / OK_TRIAL / "results.json").read_bytes()
+    assert main(["sweep", "--resume", str(sweep_dir), "--quiet"]) == 1
+    records = {record.id: record for record in load_sweep(sweep_dir).trials}
+    assert records[OK_TRIAL].attempts == 1
+    assert (sweep_dir / TRIALS_DIR / OK_TRIAL / "results.json").read_bytes() == ok_results
+    assert records[FAILING_TRIAL].attempts == 2 and records[FAILING_TRIAL].status == "failed"
+
+
+def test_compare_accepts_a_sweep_folder(local_sweep, tmp_path, capsys):
+    assert main(["compare", str(local_sweep[1]), "--out", str(tmp_path / "cmp")]) == 0
+    table = capsys.readouterr().out
+    assert "flax · cpu" in table and (tmp_path / "cmp" / "summary.md").is_file()
+
+
+def ray_processes() -> set[int]:
+    """Pids of Ray's processes on this machine (its daemons and workers), from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(marker in command for marker in ("raylet", "gcs_server", "ray::", "ray/_private", "default_worker.py")):
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (zombies count as gone)."""
+    still = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            still.add(pid)
+    return still
+
+
+def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, tmp_path, mnist_data_dir):
+    import ray
+
+    assert not ray_processes(), "a Ray is already running on this machine"
+    # As many CPUs as the failing trial asks for: Ray schedules it, and it fails on the node, as locally.
+    ray.init(num_cpus=TOO_MANY, include_dashboard=False, log_to_driver=False)
+    try:
+        started = ray_processes()
+        assert started, "ray.init started no process"
+        sweep_dir = tmp_path / "ray"
+        assert main(["sweep", *GRID, "--executor", "ray", "--data-dir", str(mnist_data_dir),
+                     "--out", str(sweep_dir)]) == 1
+        check_sweep(sweep_dir, "ray")
+        local_rows, ray_rows = summary_rows(local_sweep[1]), summary_rows(sweep_dir)
+        assert [list(row) for row in ray_rows] == [list(row) for row in local_rows]
+        assert [(row["trial"], row["status"][:6]) for row in ray_rows] == [(r["trial"], r["status"][:6])
+                                                                           for r in local_rows]
+        assert main(["sweep", "--resume", str(sweep_dir), "--executor", "ray", "--quiet"]) == 1
+        records = {record.id: record for record in load_sweep(sweep_dir).trials}
+        assert (records[OK_TRIAL].attempts, records[FAILING_TRIAL].attempts) == (1, 2)
+        started |= ray_processes()
+    finally:
+        ray.shutdown()
+    deadline = time.monotonic() + 120
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the evidence (the processes gone), bounded
+    assert not alive(started), f"Ray processes left behind: {sorted(alive(started))}"
+    assert not (Path(sweep_dir) / SWEEP_FILE).read_text().count('"pending"')
