@@ -337,16 +337,21 @@ def cmd_suite(args) -> int:
 def cmd_roofline(args) -> int:
     """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
     from backends.devices import configure_process
-    from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure, measure_step_floor
+    from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure, measure_allreduce, measure_step_floor
 
     try:
         config = ExperimentConfig(batch_size=args.batch_size)
     except ConfigError as error:
         raise CliError(f"--batch-size: {error}") from None
-    configure_process(("jax",), args.device)  # this command measures in-process, with JAX
+    if args.devices < 1:
+        raise CliError(f"--devices: {args.devices}; expected an integer >= 1")
+    configure_process(("jax",), args.device, devices=args.devices)  # this command measures in-process, with JAX
     batch_sizes = dict.fromkeys((config.batch_size, *ROOFLINE_BATCH_SIZES))
     step_floors = [measure_step_floor(config.replace(batch_size=size)) for size in batch_sizes]
-    print(describe(measure(args.device), config, step_floors))
+    limits = measure(args.device)
+    if args.devices > 1:
+        limits["allreduce"] = measure_allreduce(config, args.device, args.devices)
+    print(describe(limits, config, step_floors))
     return EXIT_OK
 
 
@@ -475,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     roofline.add_argument("--device", choices=DEVICES, default="cpu", help="device to measure")
     roofline.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size,
                           help="batch size for the floors")
+    roofline.add_argument("--devices", type=int, default=1,
+                          help="also time the gradient all-reduce that data parallelism over N devices adds per step")
     roofline.set_defaults(handler=cmd_roofline)
 
     info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")

@@ -230,7 +230,10 @@ def text_report(results_list: Sequence[Results]) -> str:
                          + (f"; step floor at batch {step['batch_size']}: {step['step_floor_s'] * 1e3:.3f} ms "
                             f"(GEMMs {step['gemm_s_1_thread'] * 1e3:.3f} ms on 1 thread, "
                             f"{step['gemm_s_all_threads'] * 1e3:.3f} ms on {step['threads']}; {step['blas']})"
-                            if step else ""))
+                            if step else "")
+                         + (f"; gradient all-reduce over {reduce['devices']} devices: "
+                            f"{reduce['allreduce_s'] * 1e3:.3f} ms per step"
+                            if (reduce := roofline.get("allreduce")) else ""))
     lines += [f"! {line}" for line in failures(groups)]
     return "\n".join(lines)
 

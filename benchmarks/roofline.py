@@ -137,6 +137,32 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
     }
 
 
+def measure_allreduce(config: ExperimentConfig, device: str, devices: int, repeats: int = 7) -> dict:
+    """Seconds to sum one gradient per device over `devices` JAX devices: what data parallelism adds per step.
+
+    The payload is the model's parameter count in float32, reduced as the data-parallel backends reduce
+    it (XLA's all-reduce over a one-axis mesh). JAX must have been configured for `devices` devices.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from backends.devices import jax_devices
+
+    mesh = jax.sharding.Mesh(np.array(jax_devices(device, devices)), ("data",))
+    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    gradients = jax.device_put(jnp.ones((devices, parameters), jnp.float32),
+                               jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    reduce = jax.jit(lambda per_device: per_device.sum(axis=0),
+                     out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    seconds = _best_of(lambda: reduce(gradients).block_until_ready(), repeats, 50)
+    # One float: the fixed cost of a collective (the devices meeting), paid by every all-reduce in a step.
+    scalars = jax.device_put(jnp.ones((devices, 1), jnp.float32), gradients.sharding)
+    latency = _best_of(lambda: reduce(scalars).block_until_ready(), repeats, 50)
+    return {"devices": devices, "parameters": parameters, "bytes": 4 * parameters, "allreduce_s": seconds,
+            "allreduce_latency_s": latency}
+
+
 def training_floor_s(config: ExperimentConfig, train_samples: int, gemm_peak_gflops: float) -> float:
     """Seconds per epoch if every FLOP of training ran at the measured GEMM peak."""
     return training_flops_per_sample(config.layer_sizes) * train_samples / (gemm_peak_gflops * 1e9)
@@ -169,6 +195,12 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
         f"Adam traffic floor:  {adam:.3f} s per epoch at batch {config.batch_size} if the optimizer state "
         "streamed from DRAM (it fits in cache on most CPUs)",
     ]
+    if limits.get("allreduce"):
+        reduce = limits["allreduce"]
+        lines.append(f"gradient all-reduce: {reduce['allreduce_s'] * 1e3:.3f} ms per step to sum "
+                     f"{reduce['parameters']:,} float32 ({reduce['bytes'] / 2 ** 20:.2f} MiB) over "
+                     f"{reduce['devices']} devices; "
+                     f"{reduce['allreduce_latency_s'] * 1e3:.3f} ms for one float (the cost of any collective)")
     for step in step_floors or []:
         steps = steps_per_epoch(train_samples, step["batch_size"])
         lines.append(
@@ -185,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size)
+    parser.add_argument("--devices", type=int, default=1, help="also time the gradient all-reduce over N devices")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from backends.devices import configure_process
 
-    configure_process(("jax",), args.device)  # before JAX is imported
+    configure_process(("jax",), args.device, devices=args.devices)  # before JAX is imported
     config = ExperimentConfig(batch_size=args.batch_size)
     limits = {**measure(args.device), "step_floor": measure_step_floor(config)}
+    if args.devices > 1:
+        limits["allreduce"] = measure_allreduce(config, args.device, args.devices)
     print(json.dumps(limits) if args.json else describe(limits, config, [limits["step_floor"]]))
     return 0
 

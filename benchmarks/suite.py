@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -25,8 +26,8 @@ def pytest_command(target: str, json_path: Path, quick: bool, backend: str | Non
                    precision: str = "highest", baseline: Path | None = None,
                    fail_over_pct: float | None = None) -> list[str]:
     """The pytest invocation for one part of the suite; with a baseline, pytest-benchmark's own compare gate."""
-    command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-q",
-               "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds",
+    command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-p", "no:xdist",
+               "-q", "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds",
                "--bench-precision", precision]
     if backend:
         command += ["--bench-backend", backend]
@@ -76,7 +77,10 @@ def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet
 
 def _run_streaming(command: list[str], quiet: bool) -> tuple[int, str]:
     """Run `command`, echoing its output to stderr unless quiet; return its exit code and output."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # pytest-benchmark turns itself off inside a pytest-xdist worker (it reads PYTEST_XDIST_WORKER); a suite
+    # started from one, as the test suite does, is still a serial run of its own and must measure.
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST_")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     lines = []
     for line in process.stdout:
         lines.append(line)

@@ -334,15 +334,16 @@ OnFinished = Callable[[Trial, TrialOutcome], None]
 def run_local(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
               on_started: Callable[[Trial], None]) -> None:
     """The trials one after another on this machine, each as `run` would train it."""
-    floors: dict[tuple[str, int], dict | None] = {}
+    floors: dict[tuple[str, int, int], dict | None] = {}
     for trial in trials:
         on_started(trial)
-        key = (trial.job.device, trial.job.config.batch_size)
+        key = (trial.job.device, trial.job.config.batch_size, trial.job.devices)
         if key not in floors:
             # The machine does not change between trials: measure each floor once.
             from benchmarks.harness import measure_roofline
 
-            floors[key] = measure_roofline(*key, sweep_dir)
+            device, batch_size, devices = key
+            floors[key] = measure_roofline(device, batch_size, sweep_dir, devices)
         on_finished(trial, run_trial(trial.job, sweep_dir / TRIALS_DIR / trial.id, timeout_s, floors[key]))
 
 

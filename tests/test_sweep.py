@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -190,3 +191,49 @@ def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, t
         time.sleep(0.1)  # polling for the evidence (the processes gone), bounded
     assert not alive(started), f"Ray processes left behind: {sorted(alive(started))}"
     assert not (Path(sweep_dir) / SWEEP_FILE).read_text().count('"pending"')
+
+
+def test_table_labels_device_counts_and_shows_speed_vs_one_device():
+    from benchmarks.report import format_text_table, group_runs, table_rows
+    from common.job import Job
+    from common.results import Results, RunResult
+
+    def results(devices: int, epoch_s: float) -> Results:
+        job = Job(backends=("flax",), devices=devices)
+        run = RunResult("flax", 0, "cpu", devices=devices, timing={"epoch_s_median": epoch_s})
+        return Results(created="2026-11-25T00:00:00+00:00", environment={"hostname": "m"}, job=job, runs=[run])
+
+    rows = table_rows(group_runs([results(1, 3.0), results(2, 2.0)]))
+    assert [row["run"] for row in rows] == ["flax · cpu", "flax · cpu×2"]
+    assert [row["speed vs 1 device"] for row in rows] == ["—", "1.50x"]
+    assert "speed vs 1 device" in format_text_table(rows)
+    # Without a one-device twin there is nothing to compare with, and no column.
+    alone = table_rows(group_runs([results(2, 2.0)]))
+    assert "speed vs 1 device" not in alone[0] and "speed vs 1 device" not in format_text_table(alone)
+
+
+def test_ctrl_c_stops_the_running_trial_and_keeps_its_epochs(tmp_path, mnist_data_dir):
+    from test_harness import wait_for_text
+
+    out = tmp_path / "sweep"
+    first = "flax-b32-d1-lr0.001-highest-s0"
+    # 100,000 epochs: the first trial can only end by Ctrl-C, which comes once its log shows an epoch done.
+    argv = ["sweep", "--backend", "flax", "--seeds", "0,1", "--epochs", "100000", "--train-limit", "250",
+            "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
+                                f"sys.exit(main({argv!r}))"], start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_text(out / TRIALS_DIR / first / "logs" / "flax-seed0.log", "epoch 1/100000 seed 0:", process)
+        os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the sweep's process group
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr[-2000:]
+    assert f"mnist-bench sweep --resume {out}" in stderr
+    records = {record.id: record for record in load_sweep(out).trials}
+    assert [(r.status, r.attempts) for r in records.values()] == [("interrupted", 1), ("pending", 0)]
+    (run,) = json.loads((out / TRIALS_DIR / first / "results.json").read_text())["runs"]
+    assert run["status"] == "interrupted" and len(run["history"]) >= 1
