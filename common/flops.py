@@ -22,3 +22,36 @@ def training_flops_per_sample(layer_sizes: Sequence[int]) -> int:
 def gflops_per_s(flops: float, seconds: float) -> float:
     """Achieved GFLOP/s."""
     return flops / seconds / 1e9
+
+
+def cnn_layer_macs_per_sample() -> list[int]:
+    """Multiply-adds per sample of each layer of the convnet (common/convnet.py), in order: conv, conv, dense.
+
+    A 'valid' 3x3 conv producing an S x S x O map from C channels does S*S*O*9*C of them.
+    """
+    from common.convnet import CONV_FILTERS, IMAGE_SHAPE, KERNEL, NUM_CLASSES, POOL, flat_features
+
+    macs, size, channels = [], IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+    for filters in CONV_FILTERS:
+        size -= KERNEL - 1
+        macs.append(size * size * filters * KERNEL * KERNEL * channels)
+        size, channels = size // POOL, filters
+    macs.append(flat_features() * NUM_CLASSES)
+    return macs
+
+
+def cnn_forward_flops_per_sample() -> int:
+    """Convolutions and the dense layer at 2 FLOPs per multiply-add (biases, ReLU, pooling ignored).
+
+    26*26*32*9*1 + 11*11*64*9*32 + 1600*10 = 194,688 + 2,230,272 + 16,000 multiply-adds: 4,881,920 FLOPs.
+    """
+    return 2 * sum(cnn_layer_macs_per_sample())
+
+
+def cnn_training_flops_per_sample() -> int:
+    """Forward + weight gradients (the same again) + input gradients of every layer but the first.
+
+    4,881,920 + 4,881,920 + 2 * (2,230,272 + 16,000) = 14,256,384 FLOPs per training sample.
+    """
+    macs = cnn_layer_macs_per_sample()
+    return 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
