@@ -163,3 +163,17 @@ def padded_batch_matrix(batches: Sequence[np.ndarray], batch_size: int) -> tuple
         indices[row, : len(batch)] = batch
         mask[row, : len(batch)] = 1.0
     return indices, mask
+
+
+def padded_chunks(x: np.ndarray, y: np.ndarray, size: int = INFERENCE_BATCH):
+    """Yield (x, y, mask) chunks of exactly `size` rows, zero-padding the last, so a compiled evaluation
+    sees one shape; mask is 1 for real rows."""
+    for start in range(0, len(x), size):
+        x_chunk, y_chunk = x[start:start + size], y[start:start + size]
+        mask = np.ones(size, np.float32)
+        if len(x_chunk) < size:
+            pad = size - len(x_chunk)
+            mask[len(x_chunk):] = 0
+            x_chunk = np.concatenate([x_chunk, np.zeros((pad, x.shape[1]), x.dtype)])
+            y_chunk = np.concatenate([y_chunk, np.zeros((pad, y.shape[1]), y.dtype)])
+        yield x_chunk, y_chunk, mask

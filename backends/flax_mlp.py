@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
+from backends.base import EpochLog, SingleSeedTrainer, StepCallback, check_batches, padded_chunks, single_seed
 from backends.devices import jax_device_memory, jax_devices
 from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
@@ -130,7 +130,7 @@ class FlaxModelOps:
     def evaluate(self, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""
         total_loss = total_correct = 0.0
-        for x_chunk, y_chunk, mask in _padded_chunks(x, one_hot(y)):
+        for x_chunk, y_chunk, mask in padded_chunks(x, one_hot(y)):
             loss_sum, correct_sum = self._eval_chunk(params, x_chunk, y_chunk, mask)
             total_loss += float(loss_sum)
             total_correct += float(correct_sum)
@@ -140,7 +140,7 @@ class FlaxModelOps:
         """Softmax probabilities for every row of x."""
         dummy_labels = np.zeros((len(x), NUM_CLASSES), np.float32)
         parts = [np.asarray(self._predict_chunk(params, x_chunk))[mask.astype(bool)]
-                 for x_chunk, _, mask in _padded_chunks(x, dummy_labels)]
+                 for x_chunk, _, mask in padded_chunks(x, dummy_labels)]
         return np.concatenate(parts)
 
     def device_name(self) -> str:
@@ -237,16 +237,3 @@ def _eval_chunk(graphdef, params, x, y, mask):
 
 def _predict_chunk(graphdef, params, x):
     return jax.nn.softmax(nnx.merge(graphdef, params)(x))
-
-
-def _padded_chunks(x: np.ndarray, y: np.ndarray, size: int = INFERENCE_BATCH):
-    """Yield (x, y, mask) chunks of exactly `size` rows, zero-padding the last so shapes never change."""
-    for start in range(0, len(x), size):
-        x_chunk, y_chunk = x[start:start + size], y[start:start + size]
-        mask = np.ones(size, np.float32)
-        if len(x_chunk) < size:
-            pad = size - len(x_chunk)
-            mask[len(x_chunk):] = 0
-            x_chunk = np.concatenate([x_chunk, np.zeros((pad, x.shape[1]), x.dtype)])
-            y_chunk = np.concatenate([y_chunk, np.zeros((pad, y.shape[1]), y.dtype)])
-        yield x_chunk, y_chunk, mask

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from backends.base import (INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches,
-                           padded_batch_matrix, single_seed)
+from backends.base import (EpochLog, SingleSeedTrainer, StepCallback, check_batches, padded_batch_matrix,
+                           padded_chunks, single_seed)
 from backends.devices import configure_tensorflow, tensorflow_device_memory
 from backends.registry import check_data_parallel
 from common.config import ExperimentConfig
@@ -115,16 +115,10 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
 
     def _chunks(self, x: np.ndarray, y: np.ndarray):
         """(loss sum, correct sum, probabilities of the real rows) per padded chunk of INFERENCE_BATCH rows."""
-        for start in range(0, len(x), INFERENCE_BATCH):
-            x_chunk, y_chunk = x[start:start + INFERENCE_BATCH], y[start:start + INFERENCE_BATCH]
-            rows = len(x_chunk)
-            pad = INFERENCE_BATCH - rows
-            mask = np.concatenate([np.ones(rows, np.float32), np.zeros(pad, np.float32)])
-            x_chunk = np.concatenate([x_chunk, np.zeros((pad, x.shape[1]), np.float32)])
-            y_chunk = np.concatenate([y_chunk, np.zeros((pad, y.shape[1]), np.float32)])
+        for x_chunk, y_chunk, mask in padded_chunks(x, y):
             with tf.device(self._device):
                 loss_sum, correct_sum, probs = self._eval_chunk(x_chunk, y_chunk, mask)
-            yield float(loss_sum), float(correct_sum), probs.numpy()[:rows]
+            yield float(loss_sum), float(correct_sum), probs.numpy()[:int(mask.sum())]
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""

@@ -271,11 +271,15 @@ def load_runs(paths: list[str]) -> list:
 
 
 def cmd_show(args) -> int:
-    """Print a saved run's table."""
+    """Print a saved run's table, or a sweep's."""
     from benchmarks.report import text_report
+    from benchmarks.sweep import format_summary, is_sweep, summary_rows
     from common.results import load_results
 
-    print(text_report([load_results(args.run)]))
+    if is_sweep(args.run):
+        print(format_summary(summary_rows(Path(args.run))))
+    else:
+        print(text_report([load_results(args.run)]))
     return EXIT_OK
 
 
@@ -284,7 +288,6 @@ def cmd_compare(args) -> int:
     from benchmarks.harness import default_run_dir
     from benchmarks.report import text_report, write_report
     from common.atomic import prepare_output_directory
-    from common.results import load_results
 
     results_list = load_runs(args.runs)
     if not results_list:
@@ -422,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--quiet", action="store_true", help="no progress lines")
     verify.set_defaults(handler=cmd_verify)
 
-    show = commands.add_parser("show", help="print a saved run's table")
-    show.add_argument("run", help="run folder or results.json")
+    show = commands.add_parser("show", help="print a saved run's (or sweep's) table")
+    show.add_argument("run", help="run folder, results.json or sweep folder")
     show.set_defaults(handler=cmd_show)
 
     compare = commands.add_parser("compare", help="tables and plots from saved runs, e.g. CPU vs GPU machines",

@@ -129,6 +129,13 @@ def test_resume_runs_only_the_trials_that_did_not_finish(local_sweep, tmp_path):
     assert records[FAILING_TRIAL].attempts == 2 and records[FAILING_TRIAL].status == "failed"
 
 
+def test_show_prints_a_sweeps_table(local_sweep, capsys):
+    assert main(["show", str(local_sweep[1])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["backend", "batch", "devices", "lr"] and len(lines) == 4
+    assert "ok" in lines[2] and "failed" in lines[3]
+
+
 def test_compare_accepts_a_sweep_folder(local_sweep, tmp_path, capsys):
     assert main(["compare", str(local_sweep[1]), "--out", str(tmp_path / "cmp")]) == 0
     table = capsys.readouterr().out
