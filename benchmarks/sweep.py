@@ -275,7 +275,13 @@ def _outcome_of(out_dir: Path, returncode: int) -> tuple[str, str | None]:
 
 
 def _stop_with_parent() -> None:
-    """In the child, before exec: ask the kernel for a SIGINT when the parent dies (Linux only)."""
+    """In the child, before exec: SIGINT deliverable, and sent by the kernel when the parent dies (Linux only).
+
+    A Ray worker blocks SIGINT in the thread that runs tasks, and a blocked signal stays blocked across
+    fork and exec: unblocked here, or neither this nor a stop request would ever reach the trial.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import ctypes
 

@@ -175,7 +175,8 @@ def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, t
 
     assert not ray_processes(), "a Ray is already running on this machine"
     # As many CPUs as the failing trial asks for: Ray schedules it, and it fails on the node, as locally.
-    ray.init(num_cpus=TOO_MANY, include_dashboard=False, log_to_driver=False)
+    # On the loopback address: a test's servers talk to this machine only.
+    ray.init(num_cpus=TOO_MANY, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         started = ray_processes()
         assert started, "ray.init started no process"
@@ -191,6 +192,9 @@ def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, t
         records = {record.id: record for record in load_sweep(sweep_dir).trials}
         assert (records[OK_TRIAL].attempts, records[FAILING_TRIAL].attempts) == (1, 2)
         started |= ray_processes()
+        check_a_lost_task_is_recorded_as_failed(ray.get_runtime_context().gcs_address, tmp_path / "lost",
+                                                mnist_data_dir)
+        started |= ray_processes()
     finally:
         ray.shutdown()
     deadline = time.monotonic() + 120
@@ -198,6 +202,54 @@ def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, t
         time.sleep(0.1)  # polling for the evidence (the processes gone), bounded
     assert not alive(started), f"Ray processes left behind: {sorted(alive(started))}"
     assert not (Path(sweep_dir) / SWEEP_FILE).read_text().count('"pending"')
+
+
+def processes_with(text: str) -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of the processes whose command line contains `text`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if text in command:
+            found[int(entry.name)] = (parent, command)
+    return found
+
+
+def check_a_lost_task_is_recorded_as_failed(address: str, sweep_dir: Path, mnist_data_dir: Path) -> None:
+    """Kill the Ray worker running a trial, as a lost node would take it: the trial is recorded as failed, the
+    sweep ends, and the trial's own processes stop (their parent died: PR_SET_PDEATHSIG)."""
+    from test_harness import wait_for_text
+
+    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+            "--executor", "ray", "--ray-address", address, "--data-dir", str(mnist_data_dir), "--out", str(sweep_dir),
+            "--quiet"]
+    process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
+                                f"sys.exit(main({argv!r}))"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        trial = {}
+        while not trial and process.poll() is None:
+            trial = processes_with("mnist-bench-trial-")  # the trial process, in the task's scratch folder
+            time.sleep(0.05)
+        assert trial, f"the sweep ended before its trial started: {process.stderr.read()[-2000:]}"
+        (trial_pid, (ray_worker, command)), = trial.items()
+        scratch = Path(command.split()[-1])
+        wait_for_text(scratch / "logs" / "flax-seed0.log", "epoch 1/100000 seed 0:", process)
+        os.kill(ray_worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, stderr[-2000:]
+    (record,) = load_sweep(sweep_dir).trials
+    assert record.status == "failed" and record.error.startswith("Ray task failed on "), record.error
+    deadline = time.monotonic() + 120
+    while alive({trial_pid} | set(processes_with(str(scratch)))) and time.monotonic() < deadline:
+        time.sleep(0.1)  # waiting for the evidence (the trial's processes gone), bounded
+    assert not alive({trial_pid} | set(processes_with(str(scratch)))), "the lost task's trial kept running"
 
 
 def test_table_labels_device_counts_and_shows_speed_vs_one_device():
