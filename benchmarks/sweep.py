@@ -12,6 +12,7 @@ node, and ships the trial's files back to this machine.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import itertools
@@ -292,20 +293,14 @@ def _stop_with_parent() -> None:
 
 def _stop_group(child: subprocess.Popen) -> None:
     """SIGINT to the trial's process group, then SIGKILL if it outlives the grace period."""
-    with _suppress_lookup():
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGINT)
     try:
         child.wait(timeout=STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-
-
-def _suppress_lookup():
-    import contextlib
-
-    return contextlib.suppress(ProcessLookupError)
 
 
 def trial_main(job_file: str, out_dir: str) -> int:
