@@ -128,6 +128,11 @@ def jax_devices(device: str, count: int) -> list:
     return found[:count]
 
 
+def describe_jax_devices(devices) -> str:
+    """JAX devices in words, as results record them: 'cpu:0 (cpu), cpu:1 (cpu)'."""
+    return ", ".join(f"{device.platform}:{device.id} ({device.device_kind})" for device in devices)
+
+
 def jax_device_memory(device) -> dict | None:
     """Peak and current bytes of a JAX device's allocator; None on CPU, where JAX keeps no such counters."""
     stats = device.memory_stats() if device.platform != "cpu" else None

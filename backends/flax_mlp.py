@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from backends.base import EpochLog, SingleSeedTrainer, StepCallback, check_batches, padded_chunks, single_seed
-from backends.devices import jax_device_memory, jax_devices
+from backends.devices import describe_jax_devices, jax_device_memory, jax_devices
 from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
@@ -145,7 +145,7 @@ class FlaxModelOps:
 
     def device_name(self) -> str:
         """JAX's description of the device (all of them, on several)."""
-        return ", ".join(f"{device.platform}:{device.id} ({device.device_kind})" for device in self.devices)
+        return describe_jax_devices(self.devices)
 
     def device_memory(self) -> dict | None:
         """The first device allocator's peak and current bytes (None on CPU)."""

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
-from backends.devices import (check_keras_backend, configure_tensorflow, jax_device_memory, jax_devices,
-                              tensorflow_device_memory)
+from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
+                              jax_devices, tensorflow_device_memory)
 from backends.registry import check_data_parallel
 from common.config import ExperimentConfig
 from common.data import one_hot
@@ -114,7 +114,7 @@ class KerasTrainer(SingleSeedTrainer):
     def device_name(self) -> str:
         """The device Keras' backend computes on (all of them, on several)."""
         if self.keras_backend == "jax":
-            return ", ".join(f"{d.platform}:{d.id} ({d.device_kind})" for d in self._devices)
+            return describe_jax_devices(self._devices)
         return ", ".join(self._devices)
 
     def device_memory(self) -> dict | None:

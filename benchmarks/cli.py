@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
-from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S
+from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S, SHARED_SETTINGS
 from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
 from common.config import ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
@@ -210,8 +210,7 @@ def grid_from_args(args):
     if "backends" in axes:
         axes["backends"] = parse_backends(list(axes["backends"]))
     axes.setdefault("backends", DEFAULT_BACKENDS)
-    settings.update({name: value for name in ("epochs", "train_limit", "test_limit", "device", "target_accuracy",
-                                              "data_dir") if (value := getattr(args, name)) is not None})
+    settings.update({name: value for name in SHARED_SETTINGS if (value := getattr(args, name)) is not None})
     try:
         return Grid(**axes, base=base_job(settings))
     except ConfigError as error:
@@ -223,7 +222,7 @@ def grid_from_args(args):
 def cmd_sweep(args) -> int:
     """Run a grid of trials here or on a Ray cluster; write the sweep folder, print its table."""
     from benchmarks.harness import default_run_dir
-    from benchmarks.sweep import (SweepInterrupted, format_summary, load_sweep, run_sweep, summary_rows)
+    from benchmarks.sweep import SweepInterrupted, format_summary, load_sweep, run_sweep, write_sweep_report
 
     if args.trials_per_node < 1:
         raise CliError(f"--trials-per-node: {args.trials_per_node}; expected an integer >= 1")
@@ -246,17 +245,16 @@ def cmd_sweep(args) -> int:
                               ray_address=args.ray_address, trials_per_node=args.trials_per_node,
                               timeout_s=args.trial_timeout, quiet=args.quiet)
     except SweepInterrupted as interrupted:
-        print(format_summary(summary_rows(interrupted.sweep_dir)))
+        print(format_summary(write_sweep_report(interrupted.sweep_dir)))
         print(f"\ninterrupted: finished trials kept in {interrupted.sweep_dir}; run the rest with "
               f"`mnist-bench sweep --resume {interrupted.sweep_dir}`", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(format_summary(summary_rows(sweep_dir)))
+    print(format_summary(write_sweep_report(sweep_dir)))
     print(f"\nsweep:  {sweep_dir / 'sweep.json'}\nreport: {sweep_dir / 'summary.md'}\nplots:  {sweep_dir / 'plots'}")
     return EXIT_OK if all(record.status == "ok" for record in index.trials) else EXIT_FAILED
 
 
-SWEEP_AXIS_FLAGS = ("backend", "batch_size", "seeds", "devices", "lr", "precision", "epochs", "train_limit",
-                    "test_limit", "device", "target_accuracy", "data_dir")
+SWEEP_AXIS_FLAGS = ("backend", "batch_size", "seeds", "devices", "lr", "precision", *SHARED_SETTINGS)
 
 
 def load_runs(paths: list[str]) -> list:

@@ -82,11 +82,16 @@ def check_gpu_visible(backends, devices: int = 1) -> None:
                                f"use --devices {count} or fewer")
 
 
+def check_backends_can_run(job: Job) -> None:
+    """What no machine could do: an unknown backend name, or several devices for a single-device backend."""
+    for name in job.backends:
+        backend_spec(name)
+        check_data_parallel(name, job.devices)
+
+
 def check_job_can_start(job: Job) -> None:
     """Everything that can be checked before a run folder exists: backend names, the device, the data."""
-    for name in job.backends:
-        backend_spec(name)  # unknown names fail before anything starts
-        check_data_parallel(name, job.devices)
+    check_backends_can_run(job)
     if job.device == "gpu":
         check_gpu_visible(job.backends, job.devices)
     elif job.devices > usable_cores():

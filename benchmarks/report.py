@@ -188,9 +188,9 @@ def format_costs_table(groups: Sequence[RunGroup]) -> str:
     return "\n".join(lines)
 
 
-def format_text_table(rows: Sequence[dict[str, str]]) -> str:
-    """Aligned columns for the terminal."""
-    columns = [col for col in TERMINAL_COLUMNS if rows and col in rows[0]]
+def format_text_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = TERMINAL_COLUMNS) -> str:
+    """Aligned columns for the terminal (those of `columns` that the rows have)."""
+    columns = [col for col in columns if rows and col in rows[0]]
     widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in columns}
     lines = ["  ".join(col.ljust(widths[col]) for col in columns),
              "  ".join("-" * widths[col] for col in columns)]
@@ -198,9 +198,9 @@ def format_text_table(rows: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def format_markdown_table(rows: Sequence[dict[str, str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    columns = [col for col in COLUMNS if rows and col in rows[0]]
+def format_markdown_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMNS) -> str:
+    """A GitHub-flavoured Markdown table (of those of `columns` that the rows have)."""
+    columns = [col for col in columns if rows and col in rows[0]]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(row[col] for col in columns) + " |" for row in rows]
     return "\n".join(lines)

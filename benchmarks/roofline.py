@@ -42,7 +42,7 @@ def measure(device: str = "cpu", repeats: int = 7) -> dict:
 
     JAX's process settings must be in force already (`backends.devices.configure_process`).
     """
-    from backends.devices import jax_device
+    from backends.devices import describe_jax_devices, jax_device
 
     target = jax_device(device)
     import jax
@@ -56,7 +56,7 @@ def measure(device: str = "cpu", repeats: int = 7) -> dict:
     x = jax.device_put(jnp.ones((elements,), jnp.float32), target)
     copy_s = _best_seconds(jax.jit(lambda v: v * 2.0 + 1.0), x, repeats=repeats)
     return {
-        "device": f"{target.platform}:{target.id} ({target.device_kind})",
+        "device": describe_jax_devices([target]),
         "gemm_size": GEMM_SIZE,
         "gemm_peak_gflops": 2 * GEMM_SIZE ** 3 / gemm_s / 1e9,
         "bandwidth_gb_s": 2 * elements * 4 / copy_s / 1e9,  # one read and one write per element

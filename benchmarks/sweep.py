@@ -202,15 +202,17 @@ def load_sweep(sweep_dir: str | os.PathLike) -> SweepIndex:
             from None
 
 
+def load_trials(sweep_dir: str | os.PathLike) -> tuple[SweepIndex, dict[str, Results]]:
+    """The index and every trial's saved results by trial id (trials that never wrote one are left out)."""
+    index = load_sweep(sweep_dir)
+    folders = {record.id: Path(sweep_dir) / TRIALS_DIR / record.id for record in index.trials}
+    return index, {trial: load_results(folder) for trial, folder in folders.items()
+                   if (folder / RESULTS_FILE).is_file()}
+
+
 def sweep_results(sweep_dir: str | os.PathLike) -> list[Results]:
     """Every trial's saved results (trials that never wrote one are skipped)."""
-    index = load_sweep(sweep_dir)
-    found = []
-    for record in index.trials:
-        folder = Path(sweep_dir) / TRIALS_DIR / record.id
-        if (folder / RESULTS_FILE).is_file():
-            found.append(load_results(folder))
-    return found
+    return list(load_trials(sweep_dir)[1].values())
 
 
 # --- running one trial --------------------------------------------------------------------------------------
@@ -356,8 +358,7 @@ def ray_trial(job_dict: dict, timeout_s: float, previous: dict[str, str]) -> dic
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (out_dir / name).write_text(text, encoding="utf-8")
         outcome = run_trial(Job.from_dict(job_dict), out_dir, timeout_s)
-        files = {str(path.relative_to(out_dir)): path.read_text(encoding="utf-8", errors="replace")
-                 for path in sorted(out_dir.rglob("*")) if path.is_file() and path.stat().st_size < 64 * 2 ** 20}
+        files = _text_files(out_dir)
     return {"outcome": dataclasses.asdict(outcome), "files": files}
 
 
@@ -451,8 +452,11 @@ def _no_node_error(job: Job) -> str:
 
 def _trial_files(folder: Path) -> dict[str, str]:
     """An earlier attempt's results.json and logs, to send with a resumed trial."""
-    if not (folder / RESULTS_FILE).is_file():
-        return {}
+    return _text_files(folder) if (folder / RESULTS_FILE).is_file() else {}
+
+
+def _text_files(folder: Path) -> dict[str, str]:
+    """{relative path: text} of a trial folder's results and logs: what travels between node and driver."""
     return {str(path.relative_to(folder)): path.read_text(encoding="utf-8", errors="replace")
             for path in sorted(folder.rglob("*")) if path.is_file() and path.suffix in (".json", ".log")}
 
@@ -529,9 +533,7 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
             if record.status == "pending" and record.started:
                 record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
         index.save(sweep_dir)
-        write_sweep_report(sweep_dir)
         raise SweepInterrupted(sweep_dir) from None
-    write_sweep_report(sweep_dir)
     return index
 
 
@@ -542,12 +544,11 @@ def check_trials_can_start(trials: Sequence[Trial]) -> None:
     executor): such a trial fails with the harness' error and the others go on, with either executor.
     """
     from backends.base import BackendError
-    from backends.registry import backend_spec, check_data_parallel
+    from benchmarks.harness import check_backends_can_run
 
     for trial in trials:
         try:
-            backend_spec(trial.job.backend)
-            check_data_parallel(trial.job.backend, trial.job.devices)
+            check_backends_can_run(trial.job)
         except BackendError as error:
             raise SweepError(f"trial {trial.id}: {error}") from None
 
@@ -564,12 +565,11 @@ SUMMARY_COLUMNS = ("trial", "backend", "batch", "devices", "lr", "precision", "s
 
 def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
     """One row per trial, in grid order; a trial without results shows its status and error only."""
-    index = load_sweep(sweep_dir)
-    runs = {}
-    for record in index.trials:
-        folder = sweep_dir / TRIALS_DIR / record.id
-        if (folder / RESULTS_FILE).is_file():
-            runs[record.id] = load_results(folder).runs[0]
+    return _summary_rows(*load_trials(sweep_dir))
+
+
+def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[str, str]]:
+    runs = {trial: saved.runs[0] for trial, saved in results.items()}
     one_device = {}
     for record in index.trials:
         run = runs.get(record.id)
@@ -604,23 +604,21 @@ def _scaling_key(job: Job) -> tuple:
 
 
 def format_summary(rows: Sequence[dict[str, str]], markdown: bool = False) -> str:
-    """The summary table, aligned for the terminal or as Markdown."""
+    """The summary table, aligned for the terminal (the trial id left out: its columns say it) or as Markdown."""
+    from benchmarks.report import format_markdown_table, format_text_table
+
     if markdown:
-        lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "|".join("---" for _ in SUMMARY_COLUMNS) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(row[c] for c in SUMMARY_COLUMNS) + " |" for row in rows])
-    columns = [c for c in SUMMARY_COLUMNS if c != "trial"]
-    widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
-    return "\n".join(lines + ["  ".join(row[c].ljust(widths[c]) for c in columns) for row in rows])
+        return format_markdown_table(rows, SUMMARY_COLUMNS)
+    return format_text_table(rows, [column for column in SUMMARY_COLUMNS if column != "trial"])
 
 
-def write_sweep_report(sweep_dir: Path) -> Path:
-    """summary.md and the plots, from the saved trials only."""
+def write_sweep_report(sweep_dir: Path) -> list[dict[str, str]]:
+    """summary.md and the plots, from the saved trials only; returns the table's rows."""
     from common.plots import plot_sweep
 
-    rows = summary_rows(sweep_dir)
-    index = load_sweep(sweep_dir)
-    plots = plot_sweep(sweep_results(sweep_dir), sweep_dir / "plots", index.grid.base.target_accuracy)
+    index, results = load_trials(sweep_dir)
+    rows = _summary_rows(index, results)
+    plots = plot_sweep(list(results.values()), sweep_dir / "plots", index.grid.base.target_accuracy)
     counts = collections.Counter(record.status for record in index.trials)
     lines = [f"# mnist-bench sweep ({index.executor} executor)", "",
              f"Created {index.created}; {len(index.trials)} trials: "
@@ -630,9 +628,8 @@ def write_sweep_report(sweep_dir: Path) -> Path:
              "grid point's one-device epoch time over this one's; each trial's full report: "
              f"`mnist-bench show {TRIALS_DIR}/<trial>`.", ""]
     lines += [f"![{path.stem}](plots/{path.name})" for path in plots]
-    path = sweep_dir / "summary.md"
-    write_text_atomic(path, "\n".join(lines) + "\n")
-    return path
+    write_text_atomic(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ class Job:
     def to_dict(self) -> dict:
         """Plain-JSON form: for results.json and for the worker's job file."""
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
-                "device": self.device, "devices": self.devices, "target_accuracy": self.target_accuracy, "data_dir": self.data_dir,
+                "device": self.device, "devices": self.devices, "target_accuracy": self.target_accuracy,
+                "data_dir": self.data_dir,
                 "precision": self.precision, "profile": self.profile}
 
     @classmethod

@@ -22,9 +22,11 @@ def _pyplot():
     return plt
 
 
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
 def _colors(groups) -> dict[str, str]:
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-    return {group.label: palette[index % len(palette)] for index, group in enumerate(groups)}
+    return {group.label: PALETTE[index % len(PALETTE)] for index, group in enumerate(groups)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -340,7 +342,6 @@ def plot_verification(backends: dict, tolerances: dict, early_steps: int, out_di
     """verify's two figures: per-step relative |loss difference| and largest |weight difference| to float64,
     with the float64 tolerances (dashed: the early window's, then the whole run's)."""
     plt = _pyplot()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     paths = []
     for key, early, overall, title, ylabel, name in (
             ("loss_rel_per_step", "early_loss_rel", "loss_rel", "Per-step loss vs the float64 reference",
@@ -353,7 +354,7 @@ def plot_verification(backends: dict, tolerances: dict, early_steps: int, out_di
         for index, (backend, entry) in enumerate(backends.items()):
             values = np.maximum(np.asarray(entry[key], dtype=np.float64), ZERO_FLOOR)
             steps = len(values)
-            ax.plot(np.arange(1, steps + 1), values, color=palette[index % len(palette)],
+            ax.plot(np.arange(1, steps + 1), values, color=PALETTE[index % len(PALETTE)],
                     linewidth=max(2.5 - 0.3 * index, 1.0), marker="os^Dv<>p"[index % 8], markersize=3,
                     markevery=max(steps // 20, 1), label=f"{backend} ({'PASS' if entry['passed'] else 'FAIL'})")
         window = min(early_steps, steps)
@@ -383,8 +384,7 @@ def plot_sweep(results_list: Sequence, out_dir: Path, target_accuracy: float) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
     backends = list(dict.fromkeys(job.backend for job, _ in runs))
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-    color = {backend: palette[index % len(palette)] for index, backend in enumerate(backends)}
+    color = {backend: PALETTE[index % len(PALETTE)] for index, backend in enumerate(backends)}
     written = []
 
     def median_by(key, value, where=lambda job: True):
