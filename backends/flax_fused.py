@@ -45,10 +45,11 @@ def make_epoch(graphdef, optimizer):
     """scan(train_step) over the epoch's batches, gathering each batch from device-resident data (not jitted)."""
     train_step = make_train_step(graphdef, optimizer)
 
-    def epoch(params, opt_state, x, y, indices, mask):
+    def epoch(params, opt_state, dropout_key, x, y, indices, mask):
         def body(carry, step_inputs):
             batch_indices, batch_mask = step_inputs
-            params, opt_state, loss, accuracy = train_step(*carry, x[batch_indices], y[batch_indices], batch_mask)
+            params, opt_state, loss, accuracy = train_step(*carry, dropout_key, x[batch_indices], y[batch_indices],
+                                                           batch_mask)
             return (params, opt_state), (loss, accuracy)
 
         (params, opt_state), (losses, accuracies) = jax.lax.scan(body, (params, opt_state), (indices, mask))
@@ -88,7 +89,7 @@ class FusedFlaxTrainer(FlaxTrainer):
         indices, mask = padded_batch_matrix(batches, self.config.batch_size)
         # On several devices each one gathers its share of every batch from its copy of the data.
         self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, x_device, y_device, self.ops.split_batches(indices, 1),
+            self.params, self.opt_state, self.dropout_key, x_device, y_device, self.ops.split_batches(indices, 1),
             self.ops.split_batches(mask, 1))
         losses, accuracies = jax.device_get((losses, accuracies))  # the one synchronization
         log = scanned_epoch_log(losses, accuracies, mask)
@@ -116,8 +117,9 @@ class VmappedFlaxTrainer:
         self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)
         # Committed to the device like the parameters: an uncommitted input would compile the epoch twice.
         self.opt_state = jax.device_put(jax.vmap(self.optimizer.init)(self.params), self.ops.replicated)
+        self.dropout_keys = jax.numpy.stack([self.ops.dropout_key(seed) for seed in self.seeds])
         epoch = make_epoch(self.ops.graphdef, self.optimizer)
-        self._epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None, None, 0, 0)), donate_argnums=(0, 1))
+        self._epoch = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, None, 0, 0)), donate_argnums=(0, 1))
         self._data = ResidentData(self.ops.replicated)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
@@ -132,7 +134,7 @@ class VmappedFlaxTrainer:
         indices = np.stack([m[0] for m in matrices])
         mask = np.stack([m[1] for m in matrices])
         self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, x_device, y_device, self.ops.split_batches(indices, 2),
+            self.params, self.opt_state, self.dropout_keys, x_device, y_device, self.ops.split_batches(indices, 2),
             self.ops.split_batches(mask, 2))
         losses, accuracies = jax.device_get((losses, accuracies))
         logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k]) for k in range(len(self.seeds))]

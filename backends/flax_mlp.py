@@ -22,6 +22,8 @@ from backends.devices import describe_jax_devices, jax_device_memory, jax_device
 from backends.keras_adam import keras_adam
 from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
+from common import convnet
+from common.models import weight_shapes
 from common.weights import Weights, check_weights, dense_names
 
 DATA_AXIS = "data"  # the mesh axis batches are split over
@@ -34,20 +36,54 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
     return FlaxTrainer(config, weights, device, seed=seed, devices=devices)
 
 
-def build_model(layer_sizes: Sequence[int]):
-    """The MLP as an NNX module (its random init is overwritten by the shared weights)."""
+def build_model(config: ExperimentConfig):
+    """`config`'s model as an NNX module (its random init is overwritten by the shared weights).
 
-    class MLP(nnx.Module):
-        def __init__(self, rngs: nnx.Rngs):
-            self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs)
-                                    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:])])
+    Called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is off (evaluation).
+    """
+    return {"mlp": MLP, "cnn": ConvNet}[config.model](config, nnx.Rngs(0))
 
-        def __call__(self, x):
-            for layer in self.layers[:-1]:
-                x = nnx.relu(layer(x))
-            return self.layers[-1](x)  # logits; softmax lives in the loss and in predict
 
-    return MLP(nnx.Rngs(0))
+class MLP(nnx.Module):
+    """The dense ReLU stack; logits out (softmax lives in the loss and in predict)."""
+
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs):
+        sizes = config.layer_sizes
+        self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
+
+    def __call__(self, x, dropout_key=None):
+        for layer in self.layers[:-1]:
+            x = nnx.relu(layer(x))
+        return self.layers[-1](x)
+
+    def named_layers(self) -> dict:
+        """Layers by their portable weight names."""
+        return dict(zip(dense_names(len(self.layers)), self.layers))
+
+
+class ConvNet(nnx.Module):
+    """Keras' MNIST convnet (common/convnet.py): two valid 3x3 conv + 2x2 max-pool stages, dropout, dense."""
+
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs):
+        channels = convnet.IMAGE_SHAPE[-1]
+        self.convs = nnx.List()
+        for filters in convnet.CONV_FILTERS:
+            self.convs.append(nnx.Conv(channels, filters, (convnet.KERNEL, convnet.KERNEL), padding="VALID", rngs=rngs))
+            channels = filters
+        self.dropout = nnx.Dropout(config.dropout)
+        self.dense = nnx.Linear(convnet.flat_features(), convnet.NUM_CLASSES, rngs=rngs)
+
+    def __call__(self, x, dropout_key=None):
+        x = x.reshape(len(x), *convnet.IMAGE_SHAPE)
+        for conv in self.convs:
+            window = (convnet.POOL, convnet.POOL)
+            x = nnx.max_pool(nnx.relu(conv(x)), window, strides=window)
+        x = self.dropout(x.reshape(len(x), -1), deterministic=dropout_key is None, rngs=dropout_key)
+        return self.dense(x)
+
+    def named_layers(self) -> dict:
+        """Layers by their portable weight names."""
+        return {**dict(zip(convnet.CONV_NAMES, self.convs)), convnet.DENSE_NAME: self.dense}
 
 
 def cross_entropy_and_accuracy(logits, labels_one_hot):
@@ -58,22 +94,25 @@ def cross_entropy_and_accuracy(logits, labels_one_hot):
 
 
 def make_train_step(graphdef, optimizer):
-    """The pure train step: (params, opt_state, x, y[, mask]) -> (params, opt_state, loss, accuracy).
+    """The pure train step: (params, opt_state, dropout_key, x, y[, mask]) -> (params, opt_state, loss, accuracy).
 
     With a mask (1 for real rows, 0 for padding) the loss and accuracy are means over the real rows
-    only, so a padded final batch trains exactly like the short batch it stands for.
+    only, so a padded final batch trains exactly like the short batch it stands for. Step t's dropout
+    mask comes from fold_in(dropout_key, t), so the per-step and the fused epochs draw the same masks.
     """
 
-    def loss_fn(params, x, y, mask):
-        logits = nnx.merge(graphdef, params)(x)
+    def loss_fn(params, x, y, mask, dropout_key):
+        logits = nnx.merge(graphdef, params)(x, dropout_key)
         losses, correct = cross_entropy_and_accuracy(logits, y)
         if mask is None:
             return losses.mean(), correct.mean()
         count = mask.sum()
         return (losses * mask).sum() / count, (correct * mask).sum() / count
 
-    def train_step(params, opt_state, x, y, mask=None):
-        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, mask)
+    def train_step(params, opt_state, dropout_key, x, y, mask=None):
+        # The optimizer's own step count, whichever optimizer it is (Keras' rule, optax.adam, ...).
+        step_key = jax.random.fold_in(dropout_key, optax.tree_utils.tree_get(opt_state, "count"))
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, mask, step_key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, accuracy
 
@@ -97,16 +136,16 @@ class FlaxModelOps:
         else:
             self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
             self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.graphdef, self.template = nnx.split(build_model(config.layer_sizes))
+        self.graphdef, self.template = nnx.split(build_model(config))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
     def params_from_weights(self, weights: Weights):
         """Portable weights as this model's parameter pytree on the device (same (in, out) kernel layout as Keras)."""
-        check_weights(weights, self.config.layer_sizes)
+        check_weights(weights, weight_shapes(self.config))
         # A copy: the template must never share a buffer with parameters that a train step donates.
         model = nnx.merge(self.graphdef, self.template, copy=True)
-        for name, layer in zip(dense_names(len(model.layers)), model.layers):
+        for name, layer in model.named_layers().items():
             layer.kernel[...] = jnp.asarray(weights[f"{name}/kernel"])
             layer.bias[...] = jnp.asarray(weights[f"{name}/bias"])
         return jax.device_put(nnx.split(model)[1], self.replicated)
@@ -122,10 +161,14 @@ class FlaxModelOps:
         """Parameters as NumPy float32 weights, in the portable names."""
         model = nnx.merge(self.graphdef, params)
         weights = {}
-        for name, layer in zip(dense_names(len(model.layers)), model.layers):
+        for name, layer in model.named_layers().items():
             weights[f"{name}/kernel"] = np.array(layer.kernel[...], dtype=np.float32)
             weights[f"{name}/bias"] = np.array(layer.bias[...], dtype=np.float32)
-        return weights
+        return {name: weights[name] for name in weight_shapes(self.config)}
+
+    def dropout_key(self, seed: int):
+        """The base key of `seed`'s dropout masks, on the devices."""
+        return jax.device_put(jax.random.PRNGKey(seed), self.replicated)
 
     def evaluate(self, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy over every sample, in padded fixed-size chunks (one compile)."""
@@ -162,7 +205,7 @@ def jax_versions() -> dict[str, str]:
 
 
 class FlaxTrainer(SingleSeedTrainer):
-    """Flax MLP + Keras-rule Adam, one jitted step per batch."""
+    """A Flax model + Keras-rule Adam, one jitted step per batch."""
 
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  devices: int = 1):
@@ -172,6 +215,7 @@ class FlaxTrainer(SingleSeedTrainer):
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
+        self.dropout_key = self.ops.dropout_key(seed)
         # Donating params and optimizer state lets XLA update them in place.
         self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
 
@@ -184,7 +228,7 @@ class FlaxTrainer(SingleSeedTrainer):
         seen, loss_sum, correct_sum = 0, 0.0, 0.0
         for step, index in enumerate(batches):
             self.params, self.opt_state, loss, accuracy = self._train_step(
-                self.params, self.opt_state, *self._device_batch(x, y_one_hot, index))
+                self.params, self.opt_state, self.dropout_key, *self._device_batch(x, y_one_hot, index))
             # One transfer for both scalars; it blocks until the step is done.
             loss, accuracy = jax.device_get((loss, accuracy))
             losses.append(float(loss))

@@ -18,8 +18,10 @@ from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCall
 from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
                               jax_devices, tensorflow_device_memory)
 from backends.registry import check_data_parallel
+from common import convnet
 from common.config import ExperimentConfig
 from common.data import one_hot
+from common.models import weight_shapes
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 
 
@@ -33,13 +35,33 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
                         steps_per_execution=steps_per_execution, devices=devices)
 
 
+def reference_layers(config: ExperimentConfig, seed: int) -> list:
+    """Exactly the reference's Sequential layers: the MLP notebook's Dense-ReLU stack, or Keras' MNIST convnet
+    example (keras-io examples/vision/mnist_convnet.py) with the configured dropout rate, seeded by `seed`."""
+    layers = keras.layers
+    if config.model == "mlp":
+        return ([keras.Input((config.layer_sizes[0],))]
+                + [layers.Dense(units, activation="relu") for units in config.hidden_units]
+                + [layers.Dense(config.layer_sizes[-1], activation="softmax")])
+    return [keras.Input(convnet.IMAGE_SHAPE),
+            layers.Conv2D(convnet.CONV_FILTERS[0], kernel_size=(convnet.KERNEL, convnet.KERNEL), activation="relu"),
+            layers.MaxPooling2D(pool_size=(convnet.POOL, convnet.POOL)),
+            layers.Conv2D(convnet.CONV_FILTERS[1], kernel_size=(convnet.KERNEL, convnet.KERNEL), activation="relu"),
+            layers.MaxPooling2D(pool_size=(convnet.POOL, convnet.POOL)),
+            layers.Flatten(),
+            layers.Dropout(config.dropout, seed=seed),
+            layers.Dense(convnet.NUM_CLASSES, activation="softmax")]
+
+
+def model_inputs(config: ExperimentConfig, x: np.ndarray) -> np.ndarray:
+    """The shared flat rows in the shape the reference model takes: NHWC images for the convnet (a view)."""
+    return convnet.as_images(x) if config.model == "cnn" else x
+
+
 def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "auto",
-                          steps_per_execution: int = 1):
-    """Exactly the tutorial model: Sequential Dense-ReLU stack, softmax head, Adam, categorical CE."""
-    model = keras.Sequential(
-        [keras.Input((config.layer_sizes[0],))]
-        + [keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
-        + [keras.layers.Dense(config.layer_sizes[-1], activation="softmax")])
+                          steps_per_execution: int = 1, seed: int = 0):
+    """Exactly the tutorial model, compiled with Adam and categorical cross-entropy as the tutorial does."""
+    model = keras.Sequential(reference_layers(config, seed))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
                                         beta_2=config.beta_2, epsilon=config.epsilon),
@@ -60,7 +82,8 @@ class KerasTrainer(SingleSeedTrainer):
                  keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
                  steps_per_execution: int = 1, devices: int = 1):
         check_keras_backend(keras_backend)
-        check_weights(weights, config.layer_sizes)
+        self.shapes = weight_shapes(config)
+        check_weights(weights, self.shapes)
         self.seeds = (seed,)
         self.config = config
         self.keras_backend = keras_backend
@@ -78,8 +101,8 @@ class KerasTrainer(SingleSeedTrainer):
                     devices=[f"{d.platform}:{d.id}" for d in self._devices]))
         self._device = self._devices[0]
         with scope:
-            self.model = build_reference_model(config, jit_compile, steps_per_execution)
-            self.model.set_weights(as_layer_list(weights))
+            self.model = build_reference_model(config, jit_compile, steps_per_execution, seed)
+            self.model.set_weights(as_layer_list(weights, self.shapes))
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
                         on_step: StepCallback | None = None) -> EpochLog:
@@ -88,28 +111,28 @@ class KerasTrainer(SingleSeedTrainer):
         order = np.concatenate(batches)
         sizes = np.array([len(b) for b in batches])
         recorder = _make_recorder(sizes, on_step)
-        self.model.fit(x[order], one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
+        self.model.fit(model_inputs(self.config, x[order]), one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
                        shuffle=False, verbose=0, callbacks=[recorder])
         losses, accuracies, ends = recorder.per_step()
         return EpochLog(losses, accuracies, sizes, ends)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """`model.evaluate`: sample-mean loss and accuracy."""
-        result = self.model.evaluate(x, one_hot(y), batch_size=INFERENCE_BATCH, verbose=0, return_dict=True)
+        result = self.model.evaluate(model_inputs(self.config, x), one_hot(y), batch_size=INFERENCE_BATCH, verbose=0, return_dict=True)
         return float(result["loss"]), float(result["accuracy"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """`model.predict`: softmax probabilities."""
-        return np.asarray(self.model.predict(x, batch_size=INFERENCE_BATCH, verbose=0), dtype=np.float32)
+        return np.asarray(self.model.predict(model_inputs(self.config, x), batch_size=INFERENCE_BATCH, verbose=0), dtype=np.float32)
 
     def get_weights(self) -> Weights:
         """`model.get_weights()` in the portable names."""
-        return from_layer_list(self.model.get_weights())
+        return from_layer_list(self.model.get_weights(), self.shapes)
 
     def set_weights(self, weights: Weights) -> None:
         """`model.set_weights()` from the portable names."""
-        check_weights(weights, self.config.layer_sizes)
-        self.model.set_weights(as_layer_list(weights))
+        check_weights(weights, self.shapes)
+        self.model.set_weights(as_layer_list(weights, self.shapes))
 
     def device_name(self) -> str:
         """The device Keras' backend computes on (all of them, on several)."""

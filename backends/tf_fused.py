@@ -1,6 +1,7 @@
 """TensorFlow without Keras, fused like the fastest JAX row: the whole epoch as one XLA program.
 
-The MLP is a list of `tf.Variable`s loaded from the shared weights; Keras 3's Adam rule is written out
+The model (the MLP, or the convnet written with tf.nn) is a list of `tf.Variable`s loaded from the shared
+weights; Keras 3's Adam rule is written out
 in TensorFlow (the same formula as `backends/keras_adam.py`); the training set lives on the device and
 the epoch is one `tf.function(jit_compile=True)` whose `tf.range` loop gathers each batch of the shared
 order, so the host synchronizes once per epoch. A final partial batch is padded and masked, as in
@@ -19,8 +20,10 @@ from backends.base import (EpochLog, SingleSeedTrainer, StepCallback, check_batc
                            padded_chunks, single_seed)
 from backends.devices import configure_tensorflow, tensorflow_device_memory
 from backends.registry import check_data_parallel
-from common.config import ExperimentConfig
+from common import convnet
+from common.config import NUM_CLASSES, ExperimentConfig
 from common.data import one_hot
+from common.models import weight_shapes
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 
 
@@ -38,11 +41,12 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
 
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
         (self._device,) = configure_tensorflow(device)
-        check_weights(weights, config.layer_sizes)
+        self.shapes = weight_shapes(config)
+        check_weights(weights, self.shapes)
         self.seeds = (seed,)
         self.config = config
         with tf.device(self._device):
-            self.params = [tf.Variable(array, dtype=tf.float32) for array in as_layer_list(weights)]
+            self.params = [tf.Variable(array, dtype=tf.float32) for array in as_layer_list(weights, self.shapes)]
             self.mu = [tf.Variable(tf.zeros_like(param)) for param in self.params]
             self.nu = [tf.Variable(tf.zeros_like(param)) for param in self.params]
             self.iterations = tf.Variable(0, dtype=tf.int64)
@@ -50,10 +54,22 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
         self._eval_chunk = tf.function(self._eval_chunk_program, jit_compile=True)
         self._resident = None  # (host x, host y, device x, device one-hot y)
 
-    def _logits(self, x):
+    def _logits(self, x, training: bool = False):
         layers = list(zip(self.params[0::2], self.params[1::2]))
-        for kernel, bias in layers[:-1]:
-            x = tf.nn.relu(tf.matmul(x, kernel) + bias)
+        if self.config.model == "cnn":
+            # Keras' MNIST convnet (common/convnet.py), written with tf.nn: NHWC, HWIO kernels, 'VALID' padding.
+            x = tf.reshape(x, (-1, *convnet.IMAGE_SHAPE))
+            for kernel, bias in layers[:-1]:
+                x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + bias)
+                x = tf.nn.max_pool2d(x, convnet.POOL, strides=convnet.POOL, padding="VALID")
+            x = tf.reshape(x, (tf.shape(x)[0], -1))
+            if training and self.config.dropout > 0:
+                # Step t's mask from the stateless (seed, t) pair: reproducible, no RNG state to carry.
+                seed = tf.stack([tf.constant(self.seeds[0], tf.int64), self.iterations])
+                x = tf.nn.experimental.stateless_dropout(x, self.config.dropout, seed=seed)
+        else:
+            for kernel, bias in layers[:-1]:
+                x = tf.nn.relu(tf.matmul(x, kernel) + bias)
         kernel, bias = layers[-1]
         return tf.matmul(x, kernel) + bias
 
@@ -77,7 +93,7 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
             batch_mask = mask[step]
             count = tf.reduce_sum(batch_mask)
             with tf.GradientTape() as tape:
-                logits = self._logits(batch_x)
+                logits = self._logits(batch_x, training=True)
                 per_example = tf.nn.softmax_cross_entropy_with_logits(labels=batch_y, logits=logits)
                 loss = tf.reduce_sum(per_example * batch_mask) / count
             self._apply_keras_adam(tape.gradient(loss, self.params))
@@ -127,17 +143,17 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities for every row of x."""
-        dummy = np.zeros((len(x), self.config.layer_sizes[-1]), np.float32)
+        dummy = np.zeros((len(x), NUM_CLASSES), np.float32)
         return np.concatenate([probs for _, _, probs in self._chunks(x, dummy)]).astype(np.float32)
 
     def get_weights(self) -> Weights:
         """The variables, in the portable names."""
-        return from_layer_list([param.numpy() for param in self.params])
+        return from_layer_list([param.numpy() for param in self.params], self.shapes)
 
     def set_weights(self, weights: Weights) -> None:
         """Assign portable weights to the variables (the optimizer state is kept)."""
-        check_weights(weights, self.config.layer_sizes)
-        for param, array in zip(self.params, as_layer_list(weights)):
+        check_weights(weights, self.shapes)
+        for param, array in zip(self.params, as_layer_list(weights, self.shapes)):
             param.assign(array)
 
     def device_name(self) -> str:

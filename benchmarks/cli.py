@@ -12,7 +12,7 @@ from typing import Callable
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
 from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S, SHARED_SETTINGS
 from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
-from common.config import ConfigError, ExperimentConfig
+from common.config import MODELS, ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
 
 
@@ -102,7 +102,7 @@ def job_from_args(args) -> Job:
     if args.seeds is not None:
         job_settings["seeds"] = parse_seeds(args.seeds)
     try:
-        config = ExperimentConfig().replace(**given_settings(args, ExperimentConfig))
+        config = ExperimentConfig(**given_settings(args, ExperimentConfig))
         return Job(**{"backends": DEFAULT_BACKENDS, **job_settings, "config": config})
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
@@ -341,9 +341,9 @@ def cmd_roofline(args) -> int:
     from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure, measure_allreduce, measure_step_floor
 
     try:
-        config = ExperimentConfig(batch_size=args.batch_size)
+        config = ExperimentConfig(model=args.model, batch_size=args.batch_size)
     except ConfigError as error:
-        raise CliError(f"--batch-size: {error}") from None
+        raise CliError(f"{flag_for(error.field)}: {error}") from None
     if args.devices < 1:
         raise CliError(f"--devices: {args.devices}; expected an integer >= 1")
     configure_process(("jax",), args.device, devices=args.devices)  # this command measures in-process, with JAX
@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(default: 1)")
     sweep.add_argument("--lr", default=None, help="comma list of Adam learning rates (default: 0.001)")
     sweep.add_argument("--precision", default=None, help="comma list: highest, default (default: highest)")
-    add_setting_flags(sweep, ExperimentConfig, default_job.config, only=("epochs", "train_limit", "test_limit"))
+    add_setting_flags(sweep, ExperimentConfig, default_job.config, only=("model", "dropout", "epochs", "train_limit", "test_limit"))
     add_setting_flags(sweep, Job, default_job, only=("device", "target_accuracy", "data_dir"))
     sweep.add_argument("--executor", choices=("local", "ray"), default="local",
                        help="local: trials one after another here; ray: Ray tasks on a cluster (extra 'cluster')")
@@ -479,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
                                    formatter_class=fmt)
     roofline.add_argument("--device", choices=DEVICES, default="cpu", help="device to measure")
-    roofline.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size,
-                          help="batch size for the floors")
+    roofline.add_argument("--model", choices=MODELS, default="mlp", help="workload whose floors to measure")
+    roofline.add_argument("--batch-size", type=int, default=None,
+                          help="batch size for the floors (default: the model's, mlp 32, cnn 128)")
     roofline.add_argument("--devices", type=int, default=1,
                           help="also time the gradient all-reduce that data parallelism over N devices adds per step")
     roofline.set_defaults(handler=cmd_roofline)

@@ -68,7 +68,7 @@ def trainers(precision):
     from backends.base import BackendError
     from backends.registry import get_factory, prepare_process
     from common.config import ExperimentConfig
-    from common.weights import init_weights
+    from common.models import initial_weights
 
     cache = {}
 
@@ -78,7 +78,7 @@ def trainers(precision):
             try:
                 prepare_process(backend, "cpu", precision)
                 cache[backend, batch_size, seeds] = get_factory(backend)(
-                    config, {seed: init_weights(config.layer_sizes, seed) for seed in seeds})
+                    config, {seed: initial_weights(config, seed) for seed in seeds})
             except BackendError as error:
                 pytest.skip(f"{error}; `mnist-bench suite` runs each backend in its own process")
         return cache[backend, batch_size, seeds]

@@ -115,7 +115,7 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
                            f"{run_dir} (runs are never overwritten)")
     prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
-    environment["roofline"] = roofline or measure_roofline(job.device, job.config.batch_size, run_dir, job.devices)
+    environment["roofline"] = roofline or measure_roofline(job, run_dir)
     environment["framework_settings"] = {name: process_settings(name, job.device, job.precision, job.devices)
                                          for name in job.backends}
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
@@ -176,11 +176,12 @@ def child_jobs(job: Job) -> list[Job]:
     return children
 
 
-def measure_roofline(device: str, batch_size: int, run_dir: Path, devices: int = 1) -> dict | None:
-    """GEMM peak, bandwidth and the step floor at `batch_size` (and, on several devices, the gradient
-    all-reduce), measured in a child process before training."""
-    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--device", device,
-                            "--batch-size", str(batch_size), "--devices", str(devices)], capture_output=True, text=True)
+def measure_roofline(job: Job, run_dir: Path) -> dict | None:
+    """GEMM peak, bandwidth and the step floor of the job's model and batch size (and, on several devices, the
+    gradient all-reduce), measured in a child process before training."""
+    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--model", job.config.model,
+                            "--device", job.device, "--batch-size", str(job.config.batch_size),
+                            "--devices", str(job.devices)], capture_output=True, text=True)
     if probe.returncode:
         (run_dir / "logs").mkdir(exist_ok=True)
         (run_dir / "logs" / "roofline.log").write_text(probe.stderr)

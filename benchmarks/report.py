@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import write_text_atomic
-from common.flops import training_flops_per_sample
+from common.models import describe_model, training_flops_per_sample
 from common.job import Job
 from common.results import Results, RunResult
 
@@ -259,18 +259,17 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
     plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))
     job = results_list[0].job
     config = job.config
-    layers = "-".join(map(str, config.layer_sizes))
     lines = [f"# {title}", "",
              f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
-             f"Config: {config.epochs} epochs, batch {config.batch_size}, lr {config.learning_rate}, "
-             f"hidden {list(config.hidden_units)}, validation split {config.validation_split}, "
+             f"Model: {describe_model(config)}. Config: {config.epochs} epochs, batch {config.batch_size}, "
+             f"lr {config.learning_rate}, validation split {config.validation_split}, "
              f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
              "", "## Results", "", format_markdown_table(table_rows(groups)), "",
              "Steady state excludes the first epoch, whose first step traces and compiles (`compile s`). "
              "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
              "step times are wall-clock after the device finished the step. "
-             f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config.layer_sizes):,} "
-             f"per sample for {layers}); "
+             f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config):,} "
+             f"per sample for the {config.model}); "
              "`x GEMM floor` is the epoch time over the time those FLOPs take at this machine's measured "
              f"large-matrix fp32 GEMM peak (see Environment), a rate batch-32 shapes never reach; {NO_FLOOR_NOTE}. "
              f"Time to target: from the start of training to the end of the first epoch whose validation "

@@ -3,9 +3,12 @@
 The large-GEMM floor divides an epoch's FLOPs by the 2048^3 GEMM peak, a rate no batch-32 step reaches.
 The step floor times the configured batch size's own GEMM shapes (forward, weight and input gradients)
 with a framework-neutral BLAS, NumPy's, at 1 thread and at every usable thread, and adds the Adam
-update's memory traffic at the bandwidth of a working set that size: what one step needs at least.
+update's memory traffic at the bandwidth of a working set that size: what one step needs at least. The
+convnet's convolutions enter as the GEMMs of their im2col form (the kernel cuDNN, oneDNN and XLA's CPU
+backend lower a small convolution to), with the im2col copies, pooling and ReLU left out, so its floor
+is a lower bound too.
 
-Usage: python -m benchmarks.roofline [--device cpu|gpu] [--batch-size N] [--json]
+Usage: python -m benchmarks.roofline [--model mlp|cnn] [--device cpu|gpu] [--batch-size N] [--json]
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import os
 import sys
 import time
 
-from common.config import ExperimentConfig
+from common import convnet
+from common.config import MODELS, ExperimentConfig
 from common.data import steps_per_epoch, train_sample_count
-from common.flops import training_flops_per_sample
-from common.weights import weight_shapes
+from common.models import training_flops_per_sample, weight_shapes
 
 GEMM_SIZE = 2048  # large enough to reach the BLAS/XLA peak, small enough to take ~0.1 s a call on a CPU
 BANDWIDTH_MIB = 256  # far beyond any cache
@@ -63,16 +66,33 @@ def measure(device: str = "cpu", repeats: int = 7) -> dict:
     }
 
 
-def step_gemm_shapes(layer_sizes, batch_size: int) -> list[tuple[int, int, int]]:
+def step_gemm_shapes(config: ExperimentConfig) -> list[tuple[int, int, int]]:
     """(m, k, n) of every matrix product in one training step: forward, weight gradients, and the input
-    gradients of every layer but the first (784-256-128-10 at batch 32: eight products)."""
+    gradients of every layer but the first (the MLP at batch 32: eight products). A convolution is its
+    im2col GEMM: (batch x output pixels) rows, (kernel pixels x input channels) deep."""
+    batch = config.batch_size
+    if config.model == "cnn":
+        layers, size, channels = [], convnet.IMAGE_SHAPE[0], convnet.IMAGE_SHAPE[-1]
+        for filters in convnet.CONV_FILTERS:
+            size -= convnet.KERNEL - 1
+            layers.append((batch * size * size, convnet.KERNEL ** 2 * channels, filters))
+            size, channels = size // convnet.POOL, filters
+        layers.append((batch, convnet.flat_features(), convnet.NUM_CLASSES))
+    else:
+        sizes = config.layer_sizes
+        layers = [(batch, fan_in, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
     shapes = []
-    for index, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        shapes.append((batch_size, fan_in, fan_out))  # forward: x @ W
-        shapes.append((fan_in, batch_size, fan_out))  # weight gradient: x.T @ delta
+    for index, (rows, fan_in, fan_out) in enumerate(layers):
+        shapes.append((rows, fan_in, fan_out))  # forward: x @ W
+        shapes.append((fan_in, rows, fan_out))  # weight gradient: x.T @ delta
         if index:
-            shapes.append((batch_size, fan_out, fan_in))  # input gradient: delta @ W.T
+            shapes.append((rows, fan_out, fan_in))  # input gradient: delta @ W.T
     return shapes
+
+
+def parameter_count(config: ExperimentConfig) -> int:
+    """Scalars in the model's weights."""
+    return sum(math.prod(shape) for shape in weight_shapes(config).values())
 
 
 def _best_of(function, repeats: int, calls: int) -> float:
@@ -94,13 +114,13 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
 
     rng = np.random.default_rng(0)
     operands = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32), np.empty((m, n), np.float32))
-                for m, k, n in step_gemm_shapes(config.layer_sizes, config.batch_size)]
+                for m, k, n in step_gemm_shapes(config)]
 
     def gemms():
         for a, b, out in operands:
             np.matmul(a, b, out=out)
 
-    calls = max(1, 2000 // config.batch_size)
+    calls = max(1, 2000 * 1_000_000 // training_flops_per_sample(config) // config.batch_size)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gemm_s = {}
     for threads in sorted({1, usable}):
@@ -108,7 +128,7 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
             gemm_s[threads] = _best_of(gemms, repeats, calls)
     # Adam reads parameter, gradient and both moments and writes parameter and both moments: 7 float32 per
     # parameter, timed as a streaming update over a working set of the optimizer state's own size.
-    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    parameters = parameter_count(config)
     state = [rng.random(parameters, dtype=np.float32) for _ in range(4)]
 
     def adam_like():
@@ -122,7 +142,7 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
     adam_s = 7 * 4 * parameters / (bytes_streamed / stream_s)
     blas = [f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('architecture')})"
             for entry in threadpool_info() if entry.get("user_api") == "blas"]
-    flops = 2 * sum(m * k * n for m, k, n in step_gemm_shapes(config.layer_sizes, config.batch_size))
+    flops = 2 * sum(m * k * n for m, k, n in step_gemm_shapes(config))
     best_threads = min(gemm_s, key=gemm_s.get)
     return {
         "batch_size": config.batch_size,
@@ -150,7 +170,7 @@ def measure_allreduce(config: ExperimentConfig, device: str, devices: int, repea
     from backends.devices import jax_devices
 
     mesh = jax.sharding.Mesh(np.array(jax_devices(device, devices)), ("data",))
-    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    parameters = parameter_count(config)
     gradients = jax.device_put(jnp.ones((devices, parameters), jnp.float32),
                                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
     reduce = jax.jit(lambda per_device: per_device.sum(axis=0),
@@ -165,7 +185,7 @@ def measure_allreduce(config: ExperimentConfig, device: str, devices: int, repea
 
 def training_floor_s(config: ExperimentConfig, train_samples: int, gemm_peak_gflops: float) -> float:
     """Seconds per epoch if every FLOP of training ran at the measured GEMM peak."""
-    return training_flops_per_sample(config.layer_sizes) * train_samples / (gemm_peak_gflops * 1e9)
+    return training_flops_per_sample(config) * train_samples / (gemm_peak_gflops * 1e9)
 
 
 def adam_traffic_floor_s(config: ExperimentConfig, train_samples: int, bandwidth_gb_s: float) -> float:
@@ -174,7 +194,7 @@ def adam_traffic_floor_s(config: ExperimentConfig, train_samples: int, bandwidth
     Each step reads parameter, gradient and both moments and writes parameter and both moments:
     7 float32 per parameter, independent of the batch size.
     """
-    parameters = sum(math.prod(shape) for shape in weight_shapes(config.layer_sizes).values())
+    parameters = parameter_count(config)
     steps = steps_per_epoch(train_samples, config.batch_size)
     return steps * parameters * 7 * 4 / (bandwidth_gb_s * 1e9)
 
@@ -184,8 +204,9 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
     train_samples = train_sample_count(config)
     floor = training_floor_s(config, train_samples, limits["gemm_peak_gflops"])
     adam = adam_traffic_floor_s(config, train_samples, limits["bandwidth_gb_s"])
-    flops = training_flops_per_sample(config.layer_sizes)
+    flops = training_flops_per_sample(config)
     lines = [
+        f"model:               {config.model}",
         f"device:              {limits['device']}",
         f"fp32 GEMM peak:      {limits['gemm_peak_gflops']:.1f} GFLOP/s ({limits['gemm_size']}^3 matmul, best of runs)",
         f"memory bandwidth:    {limits['bandwidth_gb_s']:.1f} GB/s ({BANDWIDTH_MIB} MiB read + write)",
@@ -215,15 +236,16 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
 def main(argv: list[str] | None = None) -> int:
     """Print (or emit as JSON) the measured limits and the step floor for --batch-size."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__)
+    parser.add_argument("--model", choices=MODELS, default="mlp")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--batch-size", type=int, default=ExperimentConfig().batch_size)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's")
     parser.add_argument("--devices", type=int, default=1, help="also time the gradient all-reduce over N devices")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from backends.devices import configure_process
 
     configure_process(("jax",), args.device, devices=args.devices)  # before JAX is imported
-    config = ExperimentConfig(batch_size=args.batch_size)
+    config = ExperimentConfig(model=args.model, batch_size=args.batch_size)
     limits = {**measure(args.device), "step_floor": measure_step_floor(config)}
     if args.devices > 1:
         limits["allreduce"] = measure_allreduce(config, args.device, args.devices)

@@ -47,7 +47,7 @@ RAY_UNRESPONSIVE_S = 120.0
 AXES = (("backends", "backend"), ("batch_sizes", "batch_size"), ("seeds", "seed"), ("devices", "devices"),
         ("learning_rates", "learning_rate"), ("precisions", "precision"))
 # Settings shared by every trial that a TOML grid may set under [settings].
-SHARED_SETTINGS = ("epochs", "train_limit", "test_limit", "device", "target_accuracy", "data_dir")
+SHARED_SETTINGS = ("model", "dropout", "epochs", "train_limit", "test_limit", "device", "target_accuracy", "data_dir")
 
 
 class SweepError(RuntimeError):
@@ -67,7 +67,7 @@ class Grid:
     """Every combination of the axes is one trial; `base` holds the settings the trials share."""
 
     backends: tuple[str, ...]
-    batch_sizes: tuple[int, ...] = (ExperimentConfig().batch_size,)
+    batch_sizes: tuple[int, ...] | None = None  # None: the model's default batch size
     seeds: tuple[int, ...] = (0,)
     devices: tuple[int, ...] = (1,)
     learning_rates: tuple[float, ...] = (ExperimentConfig().learning_rate,)
@@ -75,6 +75,8 @@ class Grid:
     base: Job = dataclasses.field(default_factory=lambda: Job(backends=("flax",)))
 
     def __post_init__(self):
+        if self.batch_sizes is None:
+            object.__setattr__(self, "batch_sizes", (self.base.config.batch_size,))
         for axis, _ in AXES:
             values = tuple(getattr(self, axis))
             if not values or len(set(values)) != len(values):
@@ -116,7 +118,8 @@ class Trial:
 
 def trial_id(job: Job) -> str:
     """A readable, file-name-safe name that tells the trial's grid point."""
-    return (f"{job.backend}-b{job.config.batch_size}-d{job.devices}-lr{job.config.learning_rate:g}-"
+    model = "" if job.config.model == "mlp" else f"{job.config.model}-"  # MLP ids predate models
+    return (f"{model}{job.backend}-b{job.config.batch_size}-d{job.devices}-lr{job.config.learning_rate:g}-"
             f"{job.precision}-s{job.seeds[0]}")
 
 
@@ -142,7 +145,7 @@ def grid_from_toml(path: Path) -> dict:
 def base_job(settings: dict) -> Job:
     """The settings every trial shares, as a Job (the axes are filled in per trial)."""
     config_fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
-    config = ExperimentConfig().replace(**{k: v for k, v in settings.items() if k in config_fields})
+    config = ExperimentConfig(**{k: v for k, v in settings.items() if k in config_fields})
     return Job(backends=("flax",), config=config, **{k: v for k, v in settings.items() if k not in config_fields})
 
 
@@ -337,16 +340,15 @@ OnFinished = Callable[[Trial, TrialOutcome], None]
 def run_local(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
               on_started: Callable[[Trial], None]) -> None:
     """The trials one after another on this machine, each as `run` would train it."""
-    floors: dict[tuple[str, int, int], dict | None] = {}
+    floors: dict[tuple[str, str, int, int], dict | None] = {}
     for trial in trials:
         on_started(trial)
-        key = (trial.job.device, trial.job.config.batch_size, trial.job.devices)
+        key = (trial.job.config.model, trial.job.device, trial.job.config.batch_size, trial.job.devices)
         if key not in floors:
             # The machine does not change between trials: measure each floor once.
             from benchmarks.harness import measure_roofline
 
-            device, batch_size, devices = key
-            floors[key] = measure_roofline(device, batch_size, sweep_dir, devices)
+            floors[key] = measure_roofline(trial.job, sweep_dir)
         on_finished(trial, run_trial(trial.job, sweep_dir / TRIALS_DIR / trial.id, timeout_s, floors[key]))
 
 

@@ -23,11 +23,11 @@ from backends.profiling import start_trace, stop_trace
 from backends.registry import backend_spec, get_factory
 from common.config import NUM_CLASSES
 from common.data import epoch_batches, make_splits
-from common.flops import gflops_per_s, training_flops_per_sample
+from common.flops import gflops_per_s
+from common.models import initial_weights, training_flops_per_sample
 from common.job import Job
 from common.mnist import load_mnist
 from common.results import RunResult
-from common.weights import init_weights
 
 # Adam's normalized steps keep a blown-up model's loss finite (huge logits, not NaN), so a run also
 # counts as diverged when an epoch's loss is 100x that of guessing (ln 10 ~ 2.3): no sane run gets there.
@@ -104,7 +104,7 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     startup.lap("framework_import_s")
     splits = make_splits(load_mnist(job.data_dir, progress=False), config)
     startup.lap("data_load_s")
-    trainer = factory(config, {seed: init_weights(config.layer_sizes, seed) for seed in job.seeds}, job.device,
+    trainer = factory(config, {seed: initial_weights(config, seed) for seed in job.seeds}, job.device,
                       devices=job.devices)
     startup.lap("model_build_s")
     settings = current_settings()
@@ -120,7 +120,7 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
             if result.timing["epoch_s_median"]:
                 # With K seeds in one program the clock is shared: the epoch time is K seeds' worth of work.
                 result.timing["gflops_per_s"] = gflops_per_s(
-                    training_flops_per_sample(config.layer_sizes) * len(splits.x_train) * len(job.seeds),
+                    training_flops_per_sample(config) * len(splits.x_train) * len(job.seeds),
                     result.timing["epoch_s_median"])
             result.timing.update(seeds_in_program=len(job.seeds), train_samples=len(splits.x_train))
             result.step_ms = [round(ms, 4) for ms in steady_step_seconds(epochs[index]) * 1e3]

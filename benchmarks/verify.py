@@ -27,7 +27,8 @@ import numpy as np
 from common.atomic import write_text_atomic
 from common.data import epoch_batches, make_splits, one_hot
 from common.job import Job
-from common.weights import as_layer_list, init_weights
+from common.models import initial_weights, weight_shapes, workload
+from common.weights import as_layer_list
 
 VERIFY_FILE = "verify.json"
 SCHEMA_VERSION = 1
@@ -77,6 +78,11 @@ CHECKS = {
 }
 
 
+def flat_weights(weights, job: Job) -> np.ndarray:
+    """Every array of the model, flattened into one vector in its fixed order, for element-wise comparison."""
+    return np.concatenate([array.ravel() for array in as_layer_list(weights, weight_shapes(job.config))])
+
+
 def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
     """In a fresh process: the backend's forward pass, then one step per call, saving loss and weights each step."""
     from backends.registry import get_factory, prepare_process
@@ -92,7 +98,7 @@ def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
     for batch in batches:
         (log,) = trainer.train_epoch(x, y, [[batch]])
         losses.append(log.losses[0])
-        snapshots.append(np.concatenate([array.ravel() for array in as_layer_list(model.get_weights())]))
+        snapshots.append(flat_weights(model.get_weights(), job))
     np.savez(output_path, probs=probs, losses=np.array(losses), weights=np.stack(snapshots))
 
 
@@ -133,7 +139,7 @@ def prepare_inputs(job: Job, steps: int, path: Path) -> dict:
         raise ValueError(f"--steps {steps} needs {samples} training samples, the split has {len(splits.x_train)}")
     x, y = splits.x_train[:samples], splits.y_train[:samples]
     batches = np.stack(epoch_batches(samples, config.batch_size, job.seeds[0], epoch=0))
-    weights = init_weights(config.layer_sizes, job.seeds[0])
+    weights = initial_weights(config, job.seeds[0])
     scenario = dict(x=x, y=y, batches=batches, x_probe=splits.x_test[:PROBE_IMAGES])
     np.savez(path, **scenario, **{f"w/{name}": array for name, array in weights.items()})
     return {**scenario, "weights": weights}
@@ -141,15 +147,16 @@ def prepare_inputs(job: Job, steps: int, path: Path) -> dict:
 
 def reference_trajectory(scenario: dict, job: Job) -> dict:
     """The float64 reference: forward probabilities, then loss and flattened weights after every step."""
-    from common.reference import forward, softmax, train_reference
+    from common.reference import softmax, train_reference
 
+    model = workload(job.config)
     weights64 = {name: array.astype(np.float64) for name, array in scenario["weights"].items()}
-    probs = softmax(forward(weights64, scenario["x_probe"].astype(np.float64))[0])
+    probs = softmax(model.reference_logits(weights64, scenario["x_probe"].astype(np.float64)))
     losses, snapshots = [], []
     for loss, weights in train_reference(scenario["weights"], scenario["x"], one_hot(scenario["y"]),
-                                         scenario["batches"], job.config):
+                                         scenario["batches"], job.config, model.reference_loss_and_grads):
         losses.append(loss)
-        snapshots.append(np.concatenate([array.ravel() for array in as_layer_list(weights)]))
+        snapshots.append(flat_weights(weights, job))
     return dict(probs=probs, losses=np.array(losses), weights=np.stack(snapshots))
 
 

@@ -1,4 +1,4 @@
-"""The experiment, as one frozen dataclass with the reference notebook's defaults."""
+"""The experiment, as one frozen dataclass; each model's defaults (its reference's) live here, once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import math
 
 INPUT_DIM = 784
 NUM_CLASSES = 10
+
+# Each workload trains with its reference's settings unless a flag says otherwise: the MLP notebook's, and
+# Keras' "Simple MNIST convnet" example's (keras-io examples/vision/mnist_convnet.py).
+MODEL_DEFAULTS = {
+    "mlp": {"hidden_units": (256, 128), "epochs": 10, "batch_size": 32, "validation_split": 0.2, "dropout": 0.0},
+    "cnn": {"hidden_units": (), "epochs": 15, "batch_size": 128, "validation_split": 0.1, "dropout": 0.5},
+}
+MODELS = tuple(MODEL_DEFAULTS)
 
 
 class ConfigError(ValueError):
@@ -27,17 +35,30 @@ def flag(name: str, help: str, **argparse_options) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """One training experiment: model shape, optimizer, schedule and data split."""
+    """One training experiment: model, optimizer, schedule and data split.
 
-    hidden_units: tuple[int, ...] = (256, 128)
+    Settings left at None take the model's defaults (`MODEL_DEFAULTS`) when the config is built, so a
+    stored config always holds the values it trained with.
+    """
+
+    model: str = dataclasses.field(default="mlp", metadata=flag(
+        "--model", "workload: mlp (784-256-128-10) or cnn (Keras' MNIST convnet); sets the defaults of --epochs, "
+        "--batch-size and --dropout", choices=MODELS))
+    hidden_units: tuple[int, ...] | None = None
     activation: str = "relu"
     learning_rate: float = dataclasses.field(default=1e-3, metadata=flag("--lr", "Adam learning rate"))
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
-    epochs: int = dataclasses.field(default=10, metadata=flag("--epochs", "training epochs"))
-    batch_size: int = dataclasses.field(default=32, metadata=flag("--batch-size", "samples per step"))
-    validation_split: float = 0.2
+    epochs: int | None = dataclasses.field(default=None, metadata=flag(
+        "--epochs", "training epochs (default: mlp 10, cnn 15)", type=int))
+    batch_size: int | None = dataclasses.field(default=None, metadata=flag(
+        "--batch-size", "samples per step (default: mlp 32, cnn 128)", type=int))
+    validation_split: float | None = None
+    # Dropout draws different masks in every framework: only rate-0 runs can agree step for step.
+    dropout: float | None = dataclasses.field(default=None, metadata=flag(
+        "--dropout", "dropout rate before the convnet's classifier (default: cnn 0.5; the MLP has none); 0 makes "
+        "backends comparable step for step", type=float))
     # Quick runs and tests: use only the first N training / test images (None = all).
     train_limit: int | None = dataclasses.field(default=None, metadata=flag(
         "--train-limit", "quick runs: use only the first N training images (split 80/20 as usual)", type=int))
@@ -45,10 +66,20 @@ class ExperimentConfig:
         "--test-limit", "quick runs: use only the first N test images", type=int))
 
     def __post_init__(self):
+        check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
+        for name, default in MODEL_DEFAULTS[self.model].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
         # Accept lists (from JSON or argparse) but store a hashable tuple.
         object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
-        check(self.hidden_units and all(isinstance(u, int) and u >= 1 for u in self.hidden_units),
-              "hidden_units", self.hidden_units, "a non-empty tuple of positive integers")
+        if self.model == "mlp":
+            check(self.hidden_units and all(isinstance(u, int) and u >= 1 for u in self.hidden_units),
+                  "hidden_units", self.hidden_units, "a non-empty tuple of positive integers")
+            check(self.dropout == 0, "dropout", self.dropout, "0 for --model mlp (the MLP has no dropout layer)")
+        else:
+            check(self.hidden_units == (), "hidden_units", self.hidden_units,
+                  "() for --model cnn (the convnet's layers are fixed)")
+        check(is_finite_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
         check(self.activation == "relu", "activation", self.activation, "'relu' (the only one implemented)")
         check(is_finite_number(self.learning_rate) and self.learning_rate > 0,
               "learning_rate", self.learning_rate, "a finite number > 0")
@@ -66,8 +97,15 @@ class ExperimentConfig:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        """Widths of every layer, input to output: (784, 256, 128, 10) by default."""
+        """The MLP's widths, input to output: (784, 256, 128, 10) by default."""
+        if self.model != "mlp":
+            raise ConfigError(f"layer_sizes describes the MLP; this config trains the {self.model}", "model")
         return (INPUT_DIM, *self.hidden_units, NUM_CLASSES)
+
+    @classmethod
+    def for_model(cls, model: str, **settings) -> ExperimentConfig:
+        """`model` at its own defaults, with `settings` changed."""
+        return cls(model=model, **settings)
 
     def replace(self, **changes) -> ExperimentConfig:
         """A copy with some fields changed (validated like a new config)."""
@@ -81,7 +119,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentConfig:
-        """Inverse of `to_dict`; unknown keys are an error rather than silently dropped."""
+        """Inverse of `to_dict`; unknown keys are an error rather than silently dropped (files from before
+        models existed hold an MLP)."""
         return cls(**known_fields(cls, data, "config"))
 
 

@@ -1,4 +1,5 @@
-"""A float64 NumPy reference of the MLP: forward, backward and Keras' Adam step, written from the math.
+"""A float64 NumPy reference of the MLP: forward, backward and Keras' Adam step, written from the math
+(the convnet's forward and backward are in common/convnet.py; the Adam step and the loop are shared).
 
 What every backend is checked against (`mnist-bench verify` and the tests): no framework, double
 precision, the update rule of keras/src/optimizers/adam.py (`Adam.update_step`, Keras 3.x).
@@ -67,12 +68,15 @@ def keras_adam_step(weights: Weights, grads: Weights, state: dict, step: int, lr
 
 
 def train_reference(weights: Weights, x: np.ndarray, y_one_hot: np.ndarray, batches: Sequence[np.ndarray],
-                    config: ExperimentConfig):
-    """Train in float64 on each batch in turn; yield (loss before the step, weights after it) per step."""
+                    config: ExperimentConfig, loss_and_grads_fn=loss_and_grads):
+    """Train in float64 on each batch in turn; yield (loss before the step, weights after it) per step.
+
+    `loss_and_grads_fn(weights, x, y_one_hot)` is the model's (the MLP's by default).
+    """
     weights = {name: np.asarray(array, np.float64) for name, array in weights.items()}
     x, y_one_hot, state = np.asarray(x, np.float64), np.asarray(y_one_hot, np.float64), {}
     for step, index in enumerate(batches):
-        loss, grads = loss_and_grads(weights, x[index], y_one_hot[index])
+        loss, grads = loss_and_grads_fn(weights, x[index], y_one_hot[index])
         weights = keras_adam_step(weights, grads, state, step, config.learning_rate, config.beta_1, config.beta_2,
                                   config.epsilon)
         yield loss, weights

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -45,21 +45,20 @@ def parameter_count(weights: Weights) -> int:
     return int(sum(array.size for array in weights.values()))
 
 
-def as_layer_list(weights: Weights) -> list[np.ndarray]:
-    """[kernel_0, bias_0, kernel_1, ...]: the order of Keras' `get_weights()`."""
-    return [weights[f"{name}/{part}"] for name in dense_names(len(weights) // 2) for part in ("kernel", "bias")]
+def as_layer_list(weights: Weights, shapes: Mapping[str, tuple[int, ...]]) -> list[np.ndarray]:
+    """The arrays in the order of `shapes` (a model's `weight_shapes`): the order of Keras' `get_weights()`."""
+    return [weights[name] for name in shapes]
 
 
-def from_layer_list(arrays: Sequence[np.ndarray]) -> Weights:
+def from_layer_list(arrays: Sequence[np.ndarray], shapes: Mapping[str, tuple[int, ...]]) -> Weights:
     """Inverse of `as_layer_list`, copying into float32 NumPy arrays."""
-    names = dense_names(len(arrays) // 2)
-    parts = [f"{name}/{part}" for name in names for part in ("kernel", "bias")]
-    return {key: np.array(array, dtype=np.float32) for key, array in zip(parts, arrays)}
+    if len(arrays) != len(shapes):
+        raise ValueError(f"{len(arrays)} arrays for the {len(shapes)} of {list(shapes)}")
+    return {name: np.array(array, dtype=np.float32) for name, array in zip(shapes, arrays)}
 
 
-def check_weights(weights: Weights, layer_sizes: Sequence[int]) -> None:
-    """Raise ValueError naming the first array whose name, shape or dtype is not the expected one."""
-    expected = weight_shapes(layer_sizes)
+def check_weights(weights: Weights, expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise ValueError naming the first array whose name, shape or dtype is not in `expected` (name -> shape)."""
     if set(weights) != set(expected):
         raise ValueError(f"weights have arrays {sorted(weights)}, expected {sorted(expected)}")
     for name, shape in expected.items():

@@ -34,10 +34,10 @@ class BrokenFlaxTrainer(FlaxTrainer):
         if mistake == "flax-no-bias":
             inner = step
 
-            def step(params, opt_state, x, y, mask=None):
+            def step(params, opt_state, dropout_key, x, y, mask=None):
                 no_bias = jax.tree_util.tree_map_with_path(
                     lambda path, leaf: leaf * 0 if "bias" in jax.tree_util.keystr(path) else leaf, params)
-                new_params, opt_state, loss, accuracy = inner(no_bias, opt_state, x, y, mask)
+                new_params, opt_state, loss, accuracy = inner(no_bias, opt_state, dropout_key, x, y, mask)
                 return new_params, opt_state, loss, accuracy
         self._train_step = jax.jit(step)
 

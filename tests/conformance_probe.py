@@ -12,7 +12,8 @@ from backends.base import BackendError, EpochLog
 from backends.registry import backend_spec, get_factory, prepare_process
 from common.config import ExperimentConfig
 from common.data import epoch_batches
-from common.weights import check_weights, init_weights
+from common.models import initial_weights, weight_shapes
+from common.weights import check_weights
 
 CONFIG = ExperimentConfig()
 SAMPLES = 202  # six full batches of 32 and a partial one of 10
@@ -23,11 +24,11 @@ def check(backend: str) -> None:
     spec = backend_spec(backend)
     seeds = (3, 5) if (spec.seeds_per_process or 2) >= 2 else (3,)
     factory = get_factory(backend)
-    trainer = factory(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed) for seed in seeds})
+    trainer = factory(CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})
     assert tuple(trainer.seeds) == seeds, f"seeds {trainer.seeds} != {seeds}"
     if len(seeds) == 1:
         try:
-            factory(CONFIG, {0: init_weights(CONFIG.layer_sizes, 0), 1: init_weights(CONFIG.layer_sizes, 1)})
+            factory(CONFIG, {0: initial_weights(CONFIG, 0), 1: initial_weights(CONFIG, 1)})
         except BackendError as error:
             assert "one seed per process" in str(error), error
         else:
@@ -52,7 +53,7 @@ def check(backend: str) -> None:
     models = [trainer.seed_model(index) for index in range(len(seeds))]
     for model in models:
         weights = model.get_weights()
-        check_weights(weights, CONFIG.layer_sizes)
+        check_weights(weights, weight_shapes(CONFIG))
         probs = model.predict(x)
         assert probs.shape == (SAMPLES, 10) and probs.dtype == np.float32
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)

@@ -20,7 +20,7 @@ from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, check_da
 from common.config import ExperimentConfig
 from common.data import epoch_batches, make_splits, one_hot
 from common.mnist import load_mnist
-from common.weights import init_weights
+from common.models import initial_weights
 from backend_probe import unprefixed
 from benchmarks.verify import EARLY_STEPS, TOLERANCES
 from common.reference import forward, keras_adam_step, loss_and_grads, softmax
@@ -47,7 +47,7 @@ def scenario(tmp_path_factory, mnist_data_dir):
     data = make_splits(load_mnist(mnist_data_dir), CONFIG.replace(train_limit=4000, test_limit=256))
     x, y = data.x_train[:STEPS * CONFIG.batch_size], data.y_train[:STEPS * CONFIG.batch_size]
     batches = np.stack(epoch_batches(len(x), CONFIG.batch_size, seed=0, epoch=0))
-    weights = init_weights(CONFIG.layer_sizes, seed=0)
+    weights = initial_weights(CONFIG, seed=0)
     flax = get_factory("flax")(CONFIG, {0: weights})
     flax.train_epoch(x, y, [list(batches)])
     foreign = flax.seed_model(0).get_weights()
@@ -243,9 +243,9 @@ def test_unknown_backend_lists_the_valid_ones():
 
 def test_flax_backend_never_imports_tensorflow():
     code = ("import sys; from backends.registry import get_factory, prepare_process; "
-            "from common.config import ExperimentConfig; from common.weights import init_weights; "
+            "from common.config import ExperimentConfig; from common.models import initial_weights; "
             "c = ExperimentConfig(); prepare_process('flax', 'cpu'); "
-            "t = get_factory('flax')(c, {0: init_weights(c.layer_sizes, 0)}); "
+            "t = get_factory('flax')(c, {0: initial_weights(c, 0)}); "
             "t.seed_model(0).predict(__import__('numpy').zeros((2, 784), 'float32')); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
@@ -253,8 +253,8 @@ def test_flax_backend_never_imports_tensorflow():
 
 def test_two_keras_backends_cannot_share_a_process():
     code = ("from backends.registry import get_factory, prepare_process; from common.config import ExperimentConfig; "
-            "from common.weights import init_weights; from backends.base import BackendError; c = ExperimentConfig(); "
-            "w = {0: init_weights(c.layer_sizes, 0)}; prepare_process('keras-jax', 'cpu'); get_factory('keras-jax')(c, w)\n"
+            "from common.models import initial_weights; from backends.base import BackendError; c = ExperimentConfig(); "
+            "w = {0: initial_weights(c, 0)}; prepare_process('keras-jax', 'cpu'); get_factory('keras-jax')(c, w)\n"
             "for attempt in (lambda: prepare_process('keras', 'cpu'), lambda: get_factory('keras')(c, w)):\n"
             "    try:\n        attempt()\n    except BackendError as e:\n        print(e)\n"
             "    else:\n        raise SystemExit('no error')")
@@ -267,10 +267,10 @@ def test_vmapped_seeds_match_separate_runs(scenario):
     seeds = (0, 1, 2)
     x, y = scenario["x"], scenario["y"]
     batches = {seed: epoch_batches(len(x), CONFIG.batch_size, seed, epoch=0)[:20] for seed in seeds}
-    together = get_factory("flax-vmap")(CONFIG, {s: init_weights(CONFIG.layer_sizes, s) for s in seeds})
+    together = get_factory("flax-vmap")(CONFIG, {s: initial_weights(CONFIG, s) for s in seeds})
     logs = together.train_epoch(x, y, [batches[s] for s in seeds])
     for index, seed in enumerate(seeds):
-        alone = get_factory("flax-fused")(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed)})
+        alone = get_factory("flax-fused")(CONFIG, {seed: initial_weights(CONFIG, seed)})
         (alone_log,) = alone.train_epoch(x, y, [batches[seed]])
         np.testing.assert_allclose(logs[index].losses, alone_log.losses, rtol=1e-5)
         view, alone_model = together.seed_model(index), alone.seed_model(0)
@@ -299,7 +299,7 @@ def test_timing_summary_separates_compile_from_steady_state():
 @pytest.mark.parametrize("name, seeds", [("flax-fused", (0,)), ("flax-vmap", (0, 1))])
 def test_fused_epochs_compile_once(scenario, name, seeds):
     # A second compile would land in every run's second epoch and be timed as a steady one.
-    trainer = get_factory(name)(CONFIG, {seed: init_weights(CONFIG.layer_sizes, seed) for seed in seeds})
+    trainer = get_factory(name)(CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})
     for epoch in range(3):
         batches = [epoch_batches(len(scenario["x"]), CONFIG.batch_size, seed, epoch)[:10] for seed in seeds]
         trainer.train_epoch(scenario["x"], scenario["y"], batches)

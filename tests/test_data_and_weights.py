@@ -10,7 +10,7 @@ from common.job import Job
 from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
 from common.mnist import load_mnist
 from common.weights import (as_layer_list, check_weights, from_layer_list, init_weights, load_weights,
-                            parameter_count, save_weights)
+                            parameter_count, save_weights, weight_shapes)
 
 LAYERS = (784, 256, 128, 10)
 
@@ -26,10 +26,29 @@ def test_config_defaults_match_the_reference_notebook():
     assert Job.from_dict(job.to_dict()) == job
 
 
+def test_each_model_has_its_references_defaults_and_flags_override_them():
+    cnn = ExperimentConfig(model="cnn")
+    # Keras' "Simple MNIST convnet" example: batch 128, 15 epochs, validation split 0.1, dropout 0.5.
+    assert (cnn.epochs, cnn.batch_size, cnn.validation_split, cnn.dropout, cnn.hidden_units) == (15, 128, 0.1, 0.5, ())
+    assert (cnn.learning_rate, cnn.beta_1, cnn.beta_2, cnn.epsilon) == (1e-3, 0.9, 0.999, 1e-7)
+    assert ExperimentConfig.for_model("cnn", batch_size=64, dropout=0.0).batch_size == 64
+    assert ExperimentConfig.for_model("cnn", dropout=0.0).epochs == 15
+    assert ExperimentConfig.from_dict(cnn.to_dict()) == cnn and cnn.to_dict()["model"] == "cnn"
+    old = {key: value for key, value in ExperimentConfig().to_dict().items() if key not in ("model", "dropout")}
+    assert ExperimentConfig.from_dict(old) == ExperimentConfig()  # results.json from before models existed
+    for field, value in (("hidden_units", (64,)), ("dropout", 1.0), ("dropout", -0.1)):
+        with pytest.raises(ConfigError, match=rf"invalid config: {field}=") as raised:
+            ExperimentConfig(model="cnn", **{field: value})
+        assert raised.value.field == field
+    with pytest.raises(ConfigError, match="layer_sizes describes the MLP"):
+        cnn.layer_sizes
+
+
 @pytest.mark.parametrize("field, value", [
     ("batch_size", 0), ("epochs", 0), ("validation_split", 1.0), ("validation_split", -0.1),
     ("learning_rate", -1e-3), ("learning_rate", float("nan")), ("beta_1", 1.0), ("epsilon", 0.0),
-    ("hidden_units", ()), ("train_limit", 0), ("batch_size", 2.5),
+    ("hidden_units", ()), ("train_limit", 0), ("batch_size", 2.5), ("model", "rnn"),
+    ("dropout", 0.5),  # the MLP has no dropout layer
 ])
 def test_invalid_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=rf"invalid config: {field}=") as raised:
@@ -98,7 +117,7 @@ def test_final_partial_batch_is_kept():
 
 def test_initial_weights_shapes_bounds_and_count():
     weights = init_weights(LAYERS, seed=0)
-    check_weights(weights, LAYERS)
+    check_weights(weights, weight_shapes(LAYERS))
     assert parameter_count(weights) == 235_146
     for index, (fan_in, fan_out) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
         kernel, bias = weights[f"dense_{index}/kernel"], weights[f"dense_{index}/bias"]
@@ -119,7 +138,7 @@ def test_weights_round_trip_exactly(tmp_path):
         assert loaded[name].dtype == np.float32
         np.testing.assert_array_equal(loaded[name], weights[name])
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary left behind
-    relisted = from_layer_list(as_layer_list(weights))
+    relisted = from_layer_list(as_layer_list(weights, weight_shapes(LAYERS)), weight_shapes(LAYERS))
     assert all(np.array_equal(relisted[k], weights[k]) for k in weights)
 
 
@@ -127,4 +146,4 @@ def test_check_weights_rejects_a_wrong_shape():
     weights = init_weights(LAYERS, seed=0)
     weights["dense_2/bias"] = np.zeros(11, np.float32)
     with pytest.raises(ValueError, match=r"weights\['dense_2/bias'\] is float32\(11,\), expected float32\(10,\)"):
-        check_weights(weights, LAYERS)
+        check_weights(weights, weight_shapes(LAYERS))
