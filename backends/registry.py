@@ -8,6 +8,7 @@ import importlib
 
 from backends.base import BackendError, TrainerFactory
 from backends.devices import configure_process, framework_environment
+from common.config import MODELS
 
 # Steps per compiled call for keras-tuned; README "Performance" shows how it was chosen.
 KERAS_TUNED_STEPS = 50
@@ -31,6 +32,8 @@ class BackendSpec:
     seeds_per_process: int | None = 1
     # Why `--devices N` > 1 is refused; None: batches split over N devices (data parallel).
     single_device_reason: str | None = None
+    # The workloads (common.config.MODELS) this backend can build.
+    models: tuple[str, ...] = MODELS
 
     @property
     def data_parallel(self) -> bool:
@@ -82,6 +85,15 @@ def check_data_parallel(name: str, devices: int) -> None:
         able = ", ".join(spec.name for spec in BACKENDS.values() if spec.data_parallel)
         raise BackendError(f"backend {name!r} trains on one device only ({backend_spec(name).single_device_reason}); "
                            f"drop --devices {devices}, or use a data-parallel backend: {able}")
+
+
+def check_model(name: str, model: str) -> None:
+    """Refuse a model the backend cannot build, listing the models it has and the backends that have `model`."""
+    spec = backend_spec(name)
+    if model not in spec.models:
+        able = ", ".join(other.name for other in BACKENDS.values() if model in other.models)
+        raise BackendError(f"backend {name!r} does not implement --model {model}; it has {', '.join(spec.models)}. "
+                           f"Backends with {model}: {able or 'none'}")
 
 
 def prepare_process(name: str, device: str, precision: str = "highest", devices: int = 1) -> None:

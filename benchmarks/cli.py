@@ -161,7 +161,9 @@ def cmd_verify(args) -> int:
     if args.steps < 1:
         raise CliError(f"--steps: {args.steps}; expected an integer >= 1")
     try:
-        job = Job(backends=parse_backends(args.backend or ["all"]), **given_settings(args, Job))
+        # Dropout off: every framework draws its own masks, so only rate-0 trajectories can agree step for step.
+        config = ExperimentConfig(**given_settings(args, ExperimentConfig), dropout=0.0)
+        job = Job(backends=parse_backends(args.backend or ["all"]), config=config, **given_settings(args, Job))
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
     check_job_can_start(job)
@@ -417,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="prove that the backends compute the same thing, on this machine",
                                  formatter_class=fmt)
     verify.add_argument("--backend", action="append", metavar="NAME", help=backend_help("all"))
+    add_setting_flags(verify, ExperimentConfig, default_job.config, only=("model", "batch_size"))
     add_setting_flags(verify, Job, Job(backends=DEFAULT_BACKENDS), only=("device", "precision", "data_dir"))
     verify.add_argument("--steps", type=int, default=100, help="training steps compared, one per call")
     verify.add_argument("--out", default=None, help="folder for verify.json and plots (default: runs/verify-<UTC timestamp>)")

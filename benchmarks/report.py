@@ -213,8 +213,27 @@ def failures(groups: Sequence[RunGroup]) -> list[str]:
             for group in groups for run in group.runs if run.status != "ok"]
 
 
+def split_by_model(results_list: Sequence[Results]) -> dict[str, list[Results]]:
+    """The results of each model, in order of first appearance: runs of different models are never ranked together."""
+    by_model: dict[str, list[Results]] = {}
+    for results in results_list:
+        by_model.setdefault(results.job.config.model, []).append(results)
+    return by_model
+
+
+def model_heading(results_list: Sequence[Results]) -> str:
+    """'model cnn: convnet ...' for the heading of one model's table."""
+    config = results_list[0].job.config
+    return f"model {config.model}: {describe_model(config)}"
+
+
 def text_report(results_list: Sequence[Results]) -> str:
-    """The table `run`, `show` and `compare` print."""
+    """The table `run`, `show` and `compare` print; one table per model, each with its own speed ratios."""
+    by_model = split_by_model(results_list)
+    if len(by_model) > 1:
+        blocks = [f"== {model_heading(part)} ==\n{text_report(part)}" for part in by_model.values()]
+        return ("\n\n".join(blocks) + "\n\nruns of different models are ranked separately: each table's 'speed vs "
+                "keras' compares runs of its own model only")
     groups = group_runs(results_list)
     target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),
@@ -252,7 +271,20 @@ def saved_test_set(results: Results):
 
 
 def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "mnist-bench run") -> Path:
-    """Render plots into out_dir/plots and write out_dir/summary.md; returns the summary's path."""
+    """Render plots into out_dir/plots and write out_dir/summary.md; returns the summary's path.
+
+    Runs of several models get one report each, in out_dir/<model>/, and a summary.md that links them.
+    """
+    by_model = split_by_model(results_list)
+    if len(by_model) > 1:
+        lines = [f"# {title}", "", "Runs of different models are reported and ranked separately:", ""]
+        for model, part in by_model.items():
+            (out_dir / model).mkdir(parents=True, exist_ok=True)
+            write_report(part, out_dir / model, title=f"{title} — {model_heading(part)}")
+            lines.append(f"- [{model_heading(part)}]({model}/summary.md): {sum(len(r.runs) for r in part)} runs")
+        path = out_dir / "summary.md"
+        write_text_atomic(path, "\n".join(lines) + "\n")
+        return path
     from common.plots import plot_all
 
     groups = group_runs(results_list)

@@ -27,7 +27,7 @@ import numpy as np
 from common.atomic import write_text_atomic
 from common.data import epoch_batches, make_splits, one_hot
 from common.job import Job
-from common.models import initial_weights, weight_shapes, workload
+from common.models import describe_model, initial_weights, weight_shapes, workload
 from common.weights import as_layer_list
 
 VERIFY_FILE = "verify.json"
@@ -68,6 +68,31 @@ TOLERANCES = {
     "weights_final": Tolerance(1e-2, 5e-6, "after the last step: pairwise measured <= 1.4e-6; against float64 the "
                                            "few lr-sized steps where the trajectories part (measured 3.9e-3)"),
 }
+# The convnet, measured the same way (`mnist-bench verify --model cnn --batch-size 32`, dropout off). Its
+# float32 backends agree with each other as closely as the MLP's for the first steps, but 2x2 max pooling
+# adds a discrete choice that ReLU alone did not have: where two values of a window are equal in one
+# precision and not in the other (or one conv algorithm rounds them equal and another does not), the
+# gradient goes to a different pixel, and Adam turns that into lr-sized steps of a few conv weights. Against
+# float64 that happens from the first steps (measured 1.2e-4 by step 5, identical for all eight backends);
+# between float32 backends later (measured after 100 steps: loss 3.3e-3 relative, weights 2.9e-3).
+CNN_TOLERANCES = {
+    **TOLERANCES,
+    "early_weights": Tolerance(5e-4, 3e-6, f"the first {EARLY_STEPS} steps: against float64, max-pool ties broken "
+                                           "differently in float32 and float64 (measured 1.2e-4); pairwise "
+                                           "measured <= 4.5e-7"),
+    "loss_rel": Tolerance(3e-2, 1e-2, "all steps, relative: ReLU flips as for the MLP, and max-pool ties broken "
+                                      "differently by different conv algorithms (measured 7.7e-3 against float64, "
+                                      "3.3e-3 pairwise after 100 steps)"),
+    "weights_final": Tolerance(3e-2, 1e-2, "after the last step: the few conv weights whose gradient a flipped "
+                                           "max-pool choice moved (measured 1.1e-2 against float64, 2.9e-3 pairwise)"),
+}
+
+
+def tolerances_for(config) -> dict[str, Tolerance]:
+    """The tolerance table of `config`'s model."""
+    return CNN_TOLERANCES if config.model == "cnn" else TOLERANCES
+
+
 CHECKS = {
     "forward": "forward max |Δp|",
     "step1_weights": "1 step max |Δw|",
@@ -170,11 +195,11 @@ def compare(a: dict, b: dict) -> dict:
                 weights_final=float(weight_diff[-1]), loss_rel_per_step=loss_rel, weight_diff_per_step=weight_diff)
 
 
-def judge(figures: dict, against: str) -> tuple[dict, bool]:
+def judge(figures: dict, against: str, tolerances: dict[str, Tolerance] = TOLERANCES) -> tuple[dict, bool]:
     """Each figure beside its tolerance ('float64' or 'pairwise'), with a verdict; and whether all passed."""
     checks = {}
     for name in CHECKS:
-        bound = getattr(TOLERANCES[name], against)
+        bound = getattr(tolerances[name], against)
         checks[name] = {"value": figures[name], "tolerance": bound, "passed": bool(figures[name] <= bound)}
     return checks, all(check["passed"] for check in checks.values())
 
@@ -212,22 +237,23 @@ def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
         scenario = prepare_inputs(job, steps, inputs_path)
         trajectories = run_probes(job, inputs_path, Path(scratch), quiet)
     reference = reference_trajectory(scenario, job)
+    tolerances = tolerances_for(job.config)
     backends = {}
     for name, trajectory in trajectories.items():
         figures = compare(trajectory, reference)
-        checks, passed = judge(figures, "float64")
+        checks, passed = judge(figures, "float64", tolerances)
         backends[name] = {"checks": checks, "passed": passed,
                           "loss_rel_per_step": figures["loss_rel_per_step"].tolist(),
                           "weight_diff_per_step": figures["weight_diff_per_step"].tolist(),
                           "losses": trajectory["losses"].tolist()}
     pairs = []
     for a, b in itertools.combinations(trajectories, 2):
-        checks, passed = judge(compare(trajectories[a], trajectories[b]), "pairwise")
+        checks, passed = judge(compare(trajectories[a], trajectories[b]), "pairwise", tolerances)
         pairs.append({"pair": [a, b], "checks": checks, "passed": passed})
     return Verification(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         environment=collect_environment(), job=job, steps=steps,
-        tolerances={name: dataclasses.asdict(tolerance) for name, tolerance in TOLERANCES.items()},
+        tolerances={name: dataclasses.asdict(tolerance) for name, tolerance in tolerances.items()},
         backends=backends, pairs=pairs, reference={"losses": reference["losses"].tolist()})
 
 
@@ -255,7 +281,7 @@ def text_table(verification: Verification) -> str:
     for check, label in CHECKS.items():
         row = [label.replace("over the steps", f"over {verification.steps} steps")
                .replace("after the last step", f"after {verification.steps} steps"),
-               f"{TOLERANCES[check].float64:.0e}; {TOLERANCES[check].pairwise:.0e}"]
+               f"{verification.tolerances[check]['float64']:.0e}; {verification.tolerances[check]['pairwise']:.0e}"]
         for name in names:
             own = verification.backends[name]["checks"][check]
             paired = [p["checks"][check]["value"] for p in verification.pairs if name in p["pair"]]
@@ -269,8 +295,10 @@ def text_table(verification: Verification) -> str:
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     job = verification.job
-    lines.append(f"{verification.steps} steps of batch {job.config.batch_size} from seed {job.seeds[0]}'s weights "
-                 f"and order; device {job.device}; precision {job.precision}; float64 reference: common/reference.py")
+    reference = "common/convnet.py" if job.config.model == "cnn" else "common/reference.py"
+    lines.append(f"{describe_model(job.config)}: {verification.steps} steps of batch {job.config.batch_size} from seed "
+                 f"{job.seeds[0]}'s weights and order, dropout off; device {job.device}; precision {job.precision}; "
+                 f"float64 reference: {reference}")
     return "\n".join([*lines, *failures(verification)])
 
 

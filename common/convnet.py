@@ -78,18 +78,19 @@ def as_images(x: np.ndarray) -> np.ndarray:
 def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """'valid' 2-D convolution (cross-correlation, as every framework computes it), NHWC x HWIO."""
     windows = sliding_window_view(x, (KERNEL, KERNEL), axis=(1, 2))  # N, H', W', C, kh, kw
-    return np.einsum("nhwcij,ijco->nhwo", windows, kernel) + bias
+    # optimize=True contracts through BLAS (tensordot) rather than a Python-level loop over the windows.
+    return np.einsum("nhwcij,ijco->nhwo", windows, kernel, optimize=True) + bias
 
 
 def conv2d_backward(x: np.ndarray, kernel: np.ndarray, d_out: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                                      np.ndarray]:
     """Gradients of `conv2d` for its input, kernel and bias, given the output's gradient."""
     windows = sliding_window_view(x, (KERNEL, KERNEL), axis=(1, 2))
-    d_kernel = np.einsum("nhwcij,nhwo->ijco", windows, d_out)
+    d_kernel = np.einsum("nhwcij,nhwo->ijco", windows, d_out, optimize=True)
     pad = KERNEL - 1
     padded = np.pad(d_out, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     d_windows = sliding_window_view(padded, (KERNEL, KERNEL), axis=(1, 2))  # N, H, W, O, kh, kw
-    d_x = np.einsum("nhwoij,ijco->nhwc", d_windows, kernel[::-1, ::-1])
+    d_x = np.einsum("nhwoij,ijco->nhwc", d_windows, kernel[::-1, ::-1], optimize=True)
     return d_x, d_kernel, d_out.sum(axis=(0, 1, 2))
 
 

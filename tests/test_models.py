@@ -1,0 +1,112 @@
+"""The second workload end to end: `--model cnn` through run, compare and verify, on small subsets.
+
+Full-length convnet runs are `-m slow` (tests/test_accuracy.py); here the convnet trains a few hundred
+images for one epoch, and `verify` proves 100 steps of it equivalent across the backend families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from backends import registry
+from benchmarks import verify
+from benchmarks.cli import main
+from common.flops import cnn_training_flops_per_sample
+from common.results import load_results
+
+SMALL = ["--epochs", "1", "--train-limit", "640", "--test-limit", "200", "--quiet"]
+# One backend per way of writing the convnet: Keras fit on TF and on JAX, Flax per step and fused, and
+# TensorFlow without Keras. The other three reuse one of these models (keras-xla and keras-tuned: the Keras
+# model under XLA; flax-vmap: flax-fused's program vmapped); `mnist-bench verify --model cnn` covers all
+# eight (README "Models"), in CI this subset keeps the suite within its time budget.
+VERIFIED = ("keras", "flax", "keras-jax", "flax-fused", "tf-fused")
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory, mnist_data_dir):
+    """A small convnet run of three backends through the real CLI, at the convnet's own defaults."""
+    out = tmp_path_factory.mktemp("runs") / "cnn"
+    code = main(["run", "--model", "cnn", "--backend", "keras,flax", *SMALL, "--data-dir", str(mnist_data_dir),
+                 "--out", str(out)])
+    return code, out
+
+
+def test_cnn_run_trains_every_backend_and_names_the_model(cnn_run):
+    code, out = cnn_run
+    assert code == 0
+    results = load_results(out)
+    config = results.job.config
+    # The Keras example's defaults, with only the flags given changed.
+    assert (config.model, config.batch_size, config.validation_split, config.dropout) == ("cnn", 128, 0.1, 0.5)
+    assert json.loads((out / "results.json").read_text())["job"]["config"]["model"] == "cnn"
+    assert [run.backend for run in results.runs] == ["keras", "flax"]
+    for run in results.runs:
+        assert run.status == "ok" and run.test["accuracy"] > 0.2, (run.backend, run.test)  # chance is 0.1
+    floor = results.environment["roofline"]["step_floor"]
+    assert floor["batch_size"] == 128 and floor["gemm_flops_per_step"] == 128 * cnn_training_flops_per_sample()
+    summary = (out / "summary.md").read_text()
+    assert "Model: convnet conv32-pool-conv64-pool-dropout 0.5-dense10" in summary
+    assert f"{cnn_training_flops_per_sample():,} per sample for the cnn" in summary
+
+
+def test_compare_ranks_each_model_separately(cnn_run, tmp_path, capsys):
+    # The same saved runs relabelled as MLP runs with flax 10x faster: were the two models ranked together,
+    # the cnn's flax row would be compared with the MLP's keras row.
+    data = json.loads((cnn_run[1] / "results.json").read_text())
+    data["job"]["config"] = {"model": "mlp"}
+    for run in data["runs"]:
+        if run["backend"] == "flax":
+            run["timing"]["epoch_s_median"] /= 10
+    (tmp_path / "mlp").mkdir()
+    (tmp_path / "mlp" / "results.json").write_text(json.dumps(data))
+    cnn = load_results(cnn_run[1])
+    flax_over_keras = cnn.runs[0].timing["epoch_s_median"] / cnn.runs[1].timing["epoch_s_median"]
+    assert main(["compare", str(tmp_path / "mlp"), str(cnn_run[1]), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    mlp_block, cnn_block = out.split("== model cnn: ")
+    assert mlp_block.startswith("== model mlp: MLP 784-256-128-10 ==")
+    # Each table's speed ratios are against its own model's keras row.
+    assert f"{10 * flax_over_keras:.2f}x" in mlp_block and f"{flax_over_keras:.2f}x" in cnn_block
+    assert "ranked separately" in out
+    summary = (tmp_path / "cmp" / "summary.md").read_text()
+    assert "(mlp/summary.md)" in summary and "(cnn/summary.md)" in summary
+    for model in ("mlp", "cnn"):
+        assert (tmp_path / "cmp" / model / "plots" / "loss.png").exists()
+
+
+def test_a_backend_without_the_model_refuses_it_in_one_line(monkeypatch, capsys, tmp_path):
+    spec = dataclasses.replace(registry.BACKENDS["flax"], name="flax-mlp-only", models=("mlp",))
+    monkeypatch.setitem(registry.BACKENDS, spec.name, spec)
+    assert main(["run", "--model", "cnn", "--backend", spec.name, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "backend 'flax-mlp-only' does not implement --model cnn; it has mlp. Backends with cnn: keras" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_mlp_refuses_dropout_and_cnn_takes_it(capsys):
+    assert main(["run", "--dropout", "0.3"]) == 2
+    assert "--dropout: invalid config: dropout=0.3; expected 0 for --model mlp" in capsys.readouterr().err
+
+
+def test_verify_cnn_proves_every_backend_family_equivalent(tmp_path, mnist_data_dir, capsys):
+    out = tmp_path / "verify"
+    code = main(["verify", "--model", "cnn", "--batch-size", "32", "--backend", ",".join(VERIFIED),
+                 "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    report = json.loads((out / verify.VERIFY_FILE).read_text())
+    assert code == 0, printed
+    assert report["passed"] and list(report["backends"]) == list(VERIFIED) and report["steps"] == 100
+    config = report["job"]["config"]
+    assert (config["model"], config["dropout"], config["batch_size"]) == ("cnn", 0.0, 32)
+    for name, entry in report["backends"].items():
+        for check, result in entry["checks"].items():
+            assert result["tolerance"] == verify.CNN_TOLERANCES[check].float64
+            assert 0 <= result["value"] <= result["tolerance"], (name, check)
+    # The tight checks stay tight for the convnet: forward and the first step agree to float32 rounding.
+    for pair in report["pairs"]:
+        assert pair["checks"]["forward"]["value"] <= 1e-6 and pair["checks"]["step1_weights"]["value"] <= 3e-6
+    assert "convnet conv32-pool-conv64-pool-dropout 0-dense10: 100 steps of batch 32" in printed
