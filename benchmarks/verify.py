@@ -68,23 +68,25 @@ TOLERANCES = {
     "weights_final": Tolerance(1e-2, 5e-6, "after the last step: pairwise measured <= 1.4e-6; against float64 the "
                                            "few lr-sized steps where the trajectories part (measured 3.9e-3)"),
 }
-# The convnet, measured the same way (`mnist-bench verify --model cnn --batch-size 32`, dropout off). Its
-# float32 backends agree with each other as closely as the MLP's for the first steps, but 2x2 max pooling
-# adds a discrete choice that ReLU alone did not have: where two values of a window are equal in one
-# precision and not in the other (or one conv algorithm rounds them equal and another does not), the
-# gradient goes to a different pixel, and Adam turns that into lr-sized steps of a few conv weights. Against
-# float64 that happens from the first steps (measured 1.2e-4 by step 5, identical for all eight backends);
-# between float32 backends later (measured after 100 steps: loss 3.3e-3 relative, weights 2.9e-3).
+# The convnet, measured the same way (`mnist-bench verify --model cnn`, dropout off, at batch 32 and at its
+# default 128). Forward passes and the first step agree to float32 rounding, as for the MLP. But 2x2 max
+# pooling adds a discrete choice that ReLU alone did not have: where two values of a window are equal in one
+# computation and not in another (float64 against float32, or two conv algorithms rounding differently), the
+# gradient goes to a different pixel, and Adam turns that into lr-sized (1e-3) steps of a few conv weights.
+# That can happen from the second step, against float64 and between backends alike: at batch 128 keras-jax
+# broke one tie as float64 did and the seven others the other way (4.2e-4 by step 5, both ways); at batch
+# 32 all eight broke it alike (1.2e-4 against float64, pairwise 4.5e-7). After 100 steps: loss 7.7e-3
+# relative against float64 and 3.3e-3 pairwise, weights 1.1e-2 and 4.4e-3. Wrong math is still caught by
+# the forward and first-step checks, which stay at the MLP's bounds.
 CNN_TOLERANCES = {
     **TOLERANCES,
-    "early_weights": Tolerance(5e-4, 3e-6, f"the first {EARLY_STEPS} steps: against float64, max-pool ties broken "
-                                           "differently in float32 and float64 (measured 1.2e-4); pairwise "
-                                           "measured <= 4.5e-7"),
-    "loss_rel": Tolerance(3e-2, 1e-2, "all steps, relative: ReLU flips as for the MLP, and max-pool ties broken "
-                                      "differently by different conv algorithms (measured 7.7e-3 against float64, "
-                                      "3.3e-3 pairwise after 100 steps)"),
-    "weights_final": Tolerance(3e-2, 1e-2, "after the last step: the few conv weights whose gradient a flipped "
-                                           "max-pool choice moved (measured 1.1e-2 against float64, 2.9e-3 pairwise)"),
+    "early_weights": Tolerance(2e-3, 2e-3, f"the first {EARLY_STEPS} steps: a max-pool tie broken differently moves a "
+                                           "few conv weights by Adam steps of ~lr (measured 4.2e-4 both ways at "
+                                           "batch 128; pairwise 4.5e-7 where no tie split the backends)"),
+    "loss_rel": Tolerance(3e-2, 2e-2, "all steps, relative: ReLU flips as for the MLP, and max-pool ties broken "
+                                      "differently (measured 7.7e-3 against float64, 3.3e-3 pairwise)"),
+    "weights_final": Tolerance(3e-2, 2e-2, "after the last step: the conv weights that flipped max-pool choices "
+                                           "moved (measured 1.1e-2 against float64, 4.4e-3 pairwise)"),
 }
 
 
