@@ -75,6 +75,9 @@ class ResidentData:
 class FusedFlaxTrainer(FlaxTrainer):
     """FlaxTrainer whose epoch is a single compiled call."""
 
+    # Inside the scanned epoch XLA leaves autodiff's conv gradients in a form its CPU runtime runs slowly.
+    canonical_conv_grads = True
+
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  devices: int = 1):
         super().__init__(config, weights, device, seed=seed, devices=devices)
@@ -111,7 +114,7 @@ class VmappedFlaxTrainer:
         self.config = config
         # Several devices split every seed's batches (data parallel, like flax-fused), not the seeds:
         # any seed count runs on any device count, and each model computes what it would on one device.
-        self.ops = FlaxModelOps(config, jax_devices(device, devices))
+        self.ops = FlaxModelOps(config, jax_devices(device, devices), canonical_conv_grads=True)
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         per_seed = [self.ops.params_from_weights(weights) for weights in initial_weights.values()]
         self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)

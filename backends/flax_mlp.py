@@ -36,12 +36,63 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
     return FlaxTrainer(config, weights, device, seed=seed, devices=devices)
 
 
-def build_model(config: ExperimentConfig):
+def build_model(config: ExperimentConfig, canonical_conv_grads: bool = False):
     """`config`'s model as an NNX module (its random init is overwritten by the shared weights).
 
     Called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is off (evaluation).
+    `canonical_conv_grads`: the convnet's convolutions use `conv_with_canonical_grads` (the fused variants).
     """
-    return {"mlp": MLP, "cnn": ConvNet}[config.model](config, nnx.Rngs(0))
+    if config.model == "cnn":
+        return ConvNet(config, nnx.Rngs(0), canonical_conv_grads)
+    return MLP(config, nnx.Rngs(0))
+
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@jax.custom_vjp
+def _valid_conv(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=NHWC)
+
+
+def _valid_conv_forward(x, kernel):
+    return _valid_conv(x, kernel), (x, kernel)
+
+
+def _valid_conv_backward(residuals, d_out):
+    # Both gradients written as convolutions already in the (batch, spatial, feature) x (spatial, in, out)
+    # form XLA's CPU runtime hands to Eigen. Left to autodiff, inside a lax.scan body XLA keeps them in a
+    # transposed form (dim_labels f01b_i01o->01bf, b01f_01oi->b01f) that runs as a generic loop nest, 5x
+    # slower than the same step outside the loop (README "Models").
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    # Weight gradient: correlate the inputs with the output gradients, input channels as the batch and
+    # images as the contracted features.
+    d_kernel = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_out.transpose(1, 2, 0, 3), (1, 1), "VALID",
+                                            dimension_numbers=NHWC).transpose(1, 2, 0, 3)
+    # Input gradient: the 'full' convolution of the output gradients with the flipped kernel.
+    d_x = jax.lax.conv_general_dilated(d_out, kernel[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
+                                       ((kh - 1, kh - 1), (kw - 1, kw - 1)), dimension_numbers=NHWC)
+    return d_x, d_kernel
+
+
+_valid_conv.defvjp(_valid_conv_forward, _valid_conv_backward)
+
+
+def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None, out_sharding=None,
+                              **options):
+    """`lax.conv_general_dilated` for nnx.Conv, with hand-written gradients for the plain case (stride 1, 'VALID',
+    NHWC x HWIO, no dilation or groups); any other convolution goes to lax unchanged."""
+    plain = (tuple(window_strides) == (1, 1) and padding == "VALID" and feature_group_count == 1
+             and precision is None and out_sharding is None and not options
+             and all(dilation is None or tuple(dilation) == (1, 1) for dilation in (lhs_dilation, rhs_dilation))
+             and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC))
+    if plain:
+        return _valid_conv(lhs, rhs)
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision,
+                                        out_sharding=out_sharding, **options)
 
 
 class MLP(nnx.Module):
@@ -64,11 +115,13 @@ class MLP(nnx.Module):
 class ConvNet(nnx.Module):
     """Keras' MNIST convnet (common/convnet.py): two valid 3x3 conv + 2x2 max-pool stages, dropout, dense."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs):
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, canonical_conv_grads: bool = False):
         channels = convnet.IMAGE_SHAPE[-1]
         self.convs = nnx.List()
+        conv = conv_with_canonical_grads if canonical_conv_grads else jax.lax.conv_general_dilated
         for filters in convnet.CONV_FILTERS:
-            self.convs.append(nnx.Conv(channels, filters, (convnet.KERNEL, convnet.KERNEL), padding="VALID", rngs=rngs))
+            self.convs.append(nnx.Conv(channels, filters, (convnet.KERNEL, convnet.KERNEL), padding="VALID",
+                                       conv_general_dilated=conv, rngs=rngs))
             channels = filters
         self.dropout = nnx.Dropout(config.dropout)
         self.dense = nnx.Linear(convnet.flat_features(), convnet.NUM_CLASSES, rngs=rngs)
@@ -128,7 +181,7 @@ class FlaxModelOps:
     step is unchanged and XLA's SPMD partitioner inserts the gradient all-reduce.
     """
 
-    def __init__(self, config: ExperimentConfig, devices: Sequence):
+    def __init__(self, config: ExperimentConfig, devices: Sequence, canonical_conv_grads: bool = False):
         self.config, self.devices, self.device = config, list(devices), devices[0]
         if len(self.devices) == 1:
             self.replicated = jax.sharding.SingleDeviceSharding(self.device)
@@ -136,7 +189,7 @@ class FlaxModelOps:
         else:
             self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
             self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.graphdef, self.template = nnx.split(build_model(config))
+        self.graphdef, self.template = nnx.split(build_model(config, canonical_conv_grads))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
@@ -207,11 +260,14 @@ def jax_versions() -> dict[str, str]:
 class FlaxTrainer(SingleSeedTrainer):
     """A Flax model + Keras-rule Adam, one jitted step per batch."""
 
+    # The idiomatic reference path: nnx.Conv as it comes, gradients by autodiff.
+    canonical_conv_grads = False
+
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  devices: int = 1):
         self.seeds = (seed,)
         self.config = config
-        self.ops = FlaxModelOps(config, jax_devices(device, devices))
+        self.ops = FlaxModelOps(config, jax_devices(device, devices), self.canonical_conv_grads)
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)

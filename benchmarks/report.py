@@ -231,9 +231,14 @@ def text_report(results_list: Sequence[Results]) -> str:
     """The table `run`, `show` and `compare` print; one table per model, each with its own speed ratios."""
     by_model = split_by_model(results_list)
     if len(by_model) > 1:
-        blocks = [f"== {model_heading(part)} ==\n{text_report(part)}" for part in by_model.values()]
+        blocks = [f"== {model_heading(part)} ==\n{_model_text_report(part)}" for part in by_model.values()]
         return ("\n\n".join(blocks) + "\n\nruns of different models are ranked separately: each table's 'speed vs "
                 "keras' compares runs of its own model only")
+    return f"{model_heading(results_list)}\n{_model_text_report(results_list)}"
+
+
+def _model_text_report(results_list: Sequence[Results]) -> str:
+    """One model's table and its notes."""
     groups = group_runs(results_list)
     target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),

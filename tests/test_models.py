@@ -34,8 +34,9 @@ def cnn_run(tmp_path_factory, mnist_data_dir):
     return code, out
 
 
-def test_cnn_run_trains_every_backend_and_names_the_model(cnn_run):
+def test_cnn_run_trains_every_backend_and_names_the_model(cnn_run, capsys):
     code, out = cnn_run
+    assert main(["show", str(out)]) == 0
     assert code == 0
     results = load_results(out)
     config = results.job.config
@@ -47,6 +48,7 @@ def test_cnn_run_trains_every_backend_and_names_the_model(cnn_run):
         assert run.status == "ok" and run.test["accuracy"] > 0.2, (run.backend, run.test)  # chance is 0.1
     floor = results.environment["roofline"]["step_floor"]
     assert floor["batch_size"] == 128 and floor["gemm_flops_per_step"] == 128 * cnn_training_flops_per_sample()
+    assert capsys.readouterr().out.startswith("model cnn: convnet conv32-pool-conv64-pool-dropout 0.5-dense10\nrun ")
     summary = (out / "summary.md").read_text()
     assert "Model: convnet conv32-pool-conv64-pool-dropout 0.5-dense10" in summary
     assert f"{cnn_training_flops_per_sample():,} per sample for the cnn" in summary
