@@ -222,6 +222,9 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
         job_path.write_text(json.dumps(job.to_dict()))
         progress = _Progress(job, quiet)
+        # Every finished epoch as the worker announced it: a worker that dies or is stopped before writing its
+        # result still leaves its completed epochs in results.json.
+        announced: dict[int, list[dict]] = {seed: [] for seed in job.seeds}
         with open(log_dir / log_name, "w", encoding="utf-8") as log:
             spawned_at = time.monotonic()
             profile = [str(run_dir / "profiles" / log_name.removesuffix(".log"))] if job.profile else []
@@ -234,6 +237,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
                         event = json.loads(line[len(EVENT_PREFIX):])
                         progress.update(event)
                         if event["event"] == "epoch":
+                            announced[event["seed"]].append(
+                                {key: value for key, value in event.items() if key not in ("event", "seed", "epochs")})
                             # The log tells how far a run got, even one that later crashed.
                             log.write(format_epoch_line(event) + "\n")
                             log.flush()
@@ -244,7 +249,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
             except KeyboardInterrupt:
                 _stop(child)
                 progress.close()
-                runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device, devices=job.devices)
+                runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device, devices=job.devices,
+                                                                           history=announced[seed])
                                                                  for seed in job.seeds]
                 for run in runs:
                     run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
@@ -258,8 +264,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         if returncode == -signal.SIGKILL:
             cause += " (out of memory?)"
         error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
-        runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error)
-                for seed in job.seeds]
+        runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error,
+                          history=announced[seed]) for seed in job.seeds]
     for run in runs:
         run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
         if not quiet and run.status != "ok":

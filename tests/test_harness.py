@@ -230,6 +230,20 @@ def test_crashing_backend_is_recorded_and_others_go_on(tmp_path, monkeypatch, mn
     assert (survivor.backend, survivor.status) == ("flax", "ok") and survivor.test["accuracy"] > 0.2  # chance is 0.1
 
 
+def test_a_worker_killed_after_an_epoch_keeps_that_epoch(tmp_path, monkeypatch, mnist_data_dir, capsys):
+    # The worker dies before it can write its result; the epochs it announced are kept by the parent.
+    monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
+    monkeypatch.setenv("CRASH_BACKEND", "flax")
+    monkeypatch.setenv("CRASH_MODE", "kill-after-epoch")
+    code = main(["run", "--backend", "flax", "--epochs", "3", "--train-limit", "1000", "--test-limit", "100",
+                 "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 1
+    (run,) = load_results(tmp_path / "r").runs
+    assert run.status == "failed" and "killed by signal SIGKILL" in run.error
+    assert [entry["epoch"] for entry in run.history] == [1] and run.history[0]["val_accuracy"] > 0.2
+    assert "failed after 1/3 epochs" in capsys.readouterr().out
+
+
 def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
     code = main(["run", "--backend", "flax", "--lr", "1e4", "--epochs", "3", "--train-limit", "1000",
                  "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])

@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from backends import registry
 from benchmarks import verify
 from benchmarks.cli import main
+from common.config import ExperimentConfig
+from common.data import epoch_batches
 from common.flops import cnn_training_flops_per_sample
+from common.models import initial_weights
 from common.results import load_results
 
 SMALL = ["--epochs", "1", "--train-limit", "640", "--test-limit", "200", "--quiet"]
@@ -112,3 +116,25 @@ def test_verify_cnn_proves_every_backend_family_equivalent(tmp_path, mnist_data_
     for pair in report["pairs"]:
         assert pair["checks"]["forward"]["value"] <= 1e-6 and pair["checks"]["step1_weights"]["value"] <= 3e-6
     assert "convnet conv32-pool-conv64-pool-dropout 0-dense10: 100 steps of batch 32" in printed
+
+
+def test_flax_convnets_draw_the_same_dropout_masks():
+    # Dropout on (0.5): the masks come from (seed, optimizer step), so flax's per-step path, the fused epoch
+    # and the vmapped seeds train the same models. With different masks the losses would part at once.
+    from backends.registry import get_factory, prepare_process
+
+    prepare_process("flax-vmap", "cpu")
+    config = ExperimentConfig(model="cnn", batch_size=32)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((320, 784), dtype=np.float32), rng.integers(0, 10, 320).astype(np.int32)
+    batches = {seed: epoch_batches(320, 32, seed, 0) for seed in (0, 1)}
+    together = get_factory("flax-vmap")(config, {seed: initial_weights(config, seed) for seed in (0, 1)})
+    logs = together.train_epoch(x, y, [batches[0], batches[1]])
+    for index, seed in enumerate((0, 1)):
+        for name in ("flax-fused", "flax"):
+            alone = get_factory(name)(config, {seed: initial_weights(config, seed)})
+            (log,) = alone.train_epoch(x, y, [batches[seed]])
+            np.testing.assert_allclose(log.losses, logs[index].losses, rtol=1e-5, err_msg=name)
+            weights, vmapped = alone.seed_model(0).get_weights(), together.seed_model(index).get_weights()
+            assert max(float(np.abs(weights[k] - vmapped[k]).max()) for k in weights) < 1e-5, name
+    assert not np.allclose(logs[0].losses, logs[1].losses)
