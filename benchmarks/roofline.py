@@ -72,11 +72,8 @@ def step_gemm_shapes(config: ExperimentConfig) -> list[tuple[int, int, int]]:
     im2col GEMM: (batch x output pixels) rows, (kernel pixels x input channels) deep."""
     batch = config.batch_size
     if config.model == "cnn":
-        layers, size, channels = [], convnet.IMAGE_SHAPE[0], convnet.IMAGE_SHAPE[-1]
-        for filters in convnet.CONV_FILTERS:
-            size -= convnet.KERNEL - 1
-            layers.append((batch * size * size, convnet.KERNEL ** 2 * channels, filters))
-            size, channels = size // convnet.POOL, filters
+        layers = [(batch * size * size, convnet.KERNEL ** 2 * channels, filters)
+                  for size, channels, filters in convnet.conv_stages()]
         layers.append((batch, convnet.flat_features(), convnet.NUM_CLASSES))
     else:
         sizes = config.layer_sizes

@@ -29,11 +29,17 @@ DENSE_NAME = "dense_0"
 
 def feature_map_sizes() -> list[int]:
     """Spatial size after each conv + pool stage: 28 -> 26 -> 13 -> 11 -> 5 ('valid' convs, floor pooling)."""
-    size, sizes = IMAGE_SHAPE[0], []
-    for _ in CONV_FILTERS:
-        size = (size - KERNEL + 1) // POOL
-        sizes.append(size)
-    return sizes
+    return [size // POOL for size, _, _ in conv_stages()]
+
+
+def conv_stages() -> list[tuple[int, int, int]]:
+    """(output size, input channels, filters) of each 'valid' conv: (26, 1, 32), (11, 32, 64)."""
+    stages, size, channels = [], IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+    for filters in CONV_FILTERS:
+        size -= KERNEL - 1
+        stages.append((size, channels, filters))
+        size, channels = size // POOL, filters
+    return stages
 
 
 def flat_features() -> int:

@@ -29,15 +29,10 @@ def cnn_layer_macs_per_sample() -> list[int]:
 
     A 'valid' 3x3 conv producing an S x S x O map from C channels does S*S*O*9*C of them.
     """
-    from common.convnet import CONV_FILTERS, IMAGE_SHAPE, KERNEL, NUM_CLASSES, POOL, flat_features
+    from common.convnet import KERNEL, NUM_CLASSES, conv_stages, flat_features
 
-    macs, size, channels = [], IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
-    for filters in CONV_FILTERS:
-        size -= KERNEL - 1
-        macs.append(size * size * filters * KERNEL * KERNEL * channels)
-        size, channels = size // POOL, filters
-    macs.append(flat_features() * NUM_CLASSES)
-    return macs
+    macs = [size * size * filters * KERNEL * KERNEL * channels for size, channels, filters in conv_stages()]
+    return macs + [flat_features() * NUM_CLASSES]
 
 
 def cnn_forward_flops_per_sample() -> int:
