@@ -18,6 +18,7 @@ from backends.base import EpochLog, StepCallback, check_batches, padded_batch_ma
 from backends.devices import jax_devices
 from backends.flax_mlp import FlaxModelOps, FlaxTrainer, jax_versions, make_train_step
 from backends.keras_adam import keras_adam
+from backends.registry import check_data_parallel, check_device, check_model
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights
@@ -28,6 +29,16 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
     """A fused-epoch Flax trainer on `devices` x `device` for one seed, starting from its initial weights."""
     seed, weights = single_seed(initial_weights, backend)
     return FusedFlaxTrainer(config, weights, device, seed=seed, devices=devices)
+
+
+def create_ffi_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
+                       backend: str = "flax-ffi", devices: int = 1) -> FfiFlaxTrainer:
+    """flax-fused with its products and Adam update as XLA FFI kernels: the MLP, on one CPU device."""
+    check_model(backend, config.model)
+    check_device(backend, device)
+    check_data_parallel(backend, devices)
+    seed, weights = single_seed(initial_weights, backend)
+    return FfiFlaxTrainer(config, weights, device, seed=seed)
 
 
 def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
@@ -41,9 +52,9 @@ def scanned_epoch_log(losses, accuracies, mask: np.ndarray) -> EpochLog:
     return EpochLog(np.asarray(losses, np.float64), np.asarray(accuracies, np.float64), mask.sum(axis=1).astype(int))
 
 
-def make_epoch(graphdef, optimizer):
+def make_epoch(graphdef, optimizer, apply_gradients=None):
     """scan(train_step) over the epoch's batches, gathering each batch from device-resident data (not jitted)."""
-    train_step = make_train_step(graphdef, optimizer)
+    train_step = make_train_step(graphdef, optimizer, apply_gradients)
 
     def epoch(params, opt_state, dropout_key, x, y, indices, mask):
         def body(carry, step_inputs):
@@ -99,6 +110,25 @@ class FusedFlaxTrainer(FlaxTrainer):
         if on_step is not None:
             on_step(len(batches) - 1, log.loss, log.accuracy)
         return log
+
+
+class FfiFlaxTrainer(FusedFlaxTrainer):
+    """FusedFlaxTrainer whose matrix products and Adam update are XLA FFI kernels (backends/ffi_kernels.py)."""
+
+    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
+        from backends import ffi_kernels
+
+        ffi_kernels.load()
+        super().__init__(config, weights, device, seed=seed)
+        apply_gradients = ffi_kernels.keras_adam_apply(config.learning_rate, config.beta_1, config.beta_2,
+                                                       config.epsilon)
+        self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer, apply_gradients), donate_argnums=(0, 1))
+
+    def dense_dot_general(self):
+        """The FFI product for every dense layer."""
+        from backends import ffi_kernels
+
+        return ffi_kernels.ffi_dot_general
 
 
 class VmappedFlaxTrainer:

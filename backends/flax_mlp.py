@@ -36,15 +36,16 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
     return FlaxTrainer(config, weights, device, seed=seed, devices=devices)
 
 
-def build_model(config: ExperimentConfig, canonical_conv_grads: bool = False):
+def build_model(config: ExperimentConfig, canonical_conv_grads: bool = False, dot_general=None):
     """`config`'s model as an NNX module (its random init is overwritten by the shared weights).
 
     Called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is off (evaluation).
     `canonical_conv_grads`: the convnet's convolutions use `conv_with_canonical_grads` (the fused variants).
+    `dot_general`: the MLP's dense layers' product (default `lax.dot_general`; flax-ffi's FFI kernel).
     """
     if config.model == "cnn":
         return ConvNet(config, nnx.Rngs(0), canonical_conv_grads)
-    return MLP(config, nnx.Rngs(0))
+    return MLP(config, nnx.Rngs(0), dot_general)
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -98,9 +99,11 @@ def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=No
 class MLP(nnx.Module):
     """The dense ReLU stack; logits out (softmax lives in the loss and in predict)."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs):
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, dot_general=None):
         sizes = config.layer_sizes
-        self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
+        options = {} if dot_general is None else {"dot_general": dot_general}
+        self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs, **options)
+                                for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
 
     def __call__(self, x, dropout_key=None):
         for layer in self.layers[:-1]:
@@ -146,12 +149,14 @@ def cross_entropy_and_accuracy(logits, labels_one_hot):
     return losses, correct
 
 
-def make_train_step(graphdef, optimizer):
+def make_train_step(graphdef, optimizer, apply_gradients=None):
     """The pure train step: (params, opt_state, dropout_key, x, y[, mask]) -> (params, opt_state, loss, accuracy).
 
     With a mask (1 for real rows, 0 for padding) the loss and accuracy are means over the real rows
     only, so a padded final batch trains exactly like the short batch it stands for. Step t's dropout
     mask comes from fold_in(dropout_key, t), so the per-step and the fused epochs draw the same masks.
+    `apply_gradients(params, grads, opt_state) -> (params, opt_state)` replaces the optimizer's update
+    and `optax.apply_updates` when given (flax-ffi's one-pass Adam).
     """
 
     def loss_fn(params, x, y, mask, dropout_key):
@@ -166,6 +171,8 @@ def make_train_step(graphdef, optimizer):
         # The optimizer's own step count, whichever optimizer it is (Keras' rule, optax.adam, ...).
         step_key = jax.random.fold_in(dropout_key, optax.tree_utils.tree_get(opt_state, "count"))
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, mask, step_key)
+        if apply_gradients is not None:
+            return *apply_gradients(params, grads, opt_state), loss, accuracy
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, accuracy
 
@@ -181,7 +188,8 @@ class FlaxModelOps:
     step is unchanged and XLA's SPMD partitioner inserts the gradient all-reduce.
     """
 
-    def __init__(self, config: ExperimentConfig, devices: Sequence, canonical_conv_grads: bool = False):
+    def __init__(self, config: ExperimentConfig, devices: Sequence, canonical_conv_grads: bool = False,
+                 dot_general=None):
         self.config, self.devices, self.device = config, list(devices), devices[0]
         if len(self.devices) == 1:
             self.replicated = jax.sharding.SingleDeviceSharding(self.device)
@@ -189,7 +197,7 @@ class FlaxModelOps:
         else:
             self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
             self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.graphdef, self.template = nnx.split(build_model(config, canonical_conv_grads))
+        self.graphdef, self.template = nnx.split(build_model(config, canonical_conv_grads, dot_general))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
@@ -267,13 +275,18 @@ class FlaxTrainer(SingleSeedTrainer):
                  devices: int = 1):
         self.seeds = (seed,)
         self.config = config
-        self.ops = FlaxModelOps(config, jax_devices(device, devices), self.canonical_conv_grads)
+        self.ops = FlaxModelOps(config, jax_devices(device, devices), self.canonical_conv_grads,
+                                self.dense_dot_general())
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
         self.dropout_key = self.ops.dropout_key(seed)
         # Donating params and optimizer state lets XLA update them in place.
         self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
+
+    def dense_dot_general(self):
+        """The dense layers' product: None for `lax.dot_general` (overridden by flax-ffi)."""
+        return None
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
                         on_step: StepCallback | None = None) -> EpochLog:

@@ -32,6 +32,12 @@ class KerasAdamState(NamedTuple):
     nu: optax.Updates
 
 
+def keras_step_size(count, learning_rate: float, beta_1: float, beta_2: float):
+    """alpha of step count + 1: the learning rate with both bias corrections folded in, as Keras computes it."""
+    step = (count + 1).astype(jnp.float32)
+    return learning_rate * jnp.sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
+
+
 def keras_adam(learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
                epsilon: float = 1e-7) -> optax.GradientTransformation:
     """Adam exactly as Keras 3 applies it; `updates` are to be added to the parameters."""
@@ -42,8 +48,7 @@ def keras_adam(learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
 
     def update(grads, state, params=None):
         del params
-        step = (state.count + 1).astype(jnp.float32)
-        alpha = learning_rate * jnp.sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
+        alpha = keras_step_size(state.count, learning_rate, beta_1, beta_2)
         mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - beta_1), state.mu, grads)
         nu = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * (1 - beta_2), state.nu, grads)
         updates = jax.tree.map(lambda m, v: -(m * alpha) / (jnp.sqrt(v) + epsilon), mu, nu)

@@ -34,6 +34,8 @@ class BackendSpec:
     single_device_reason: str | None = None
     # The workloads (common.config.MODELS) this backend can build.
     models: tuple[str, ...] = MODELS
+    # Why `--device gpu` is refused; None: it runs on CPU and GPU.
+    cpu_only_reason: str | None = None
 
     @property
     def data_parallel(self) -> bool:
@@ -67,6 +69,11 @@ BACKENDS = {spec.name: spec for spec in (
                 "data", ("tensorflow",),
                 single_device_reason="its whole epoch is one XLA program, with no step boundary for tf.distribute "
                 "to all-reduce at"),
+    BackendSpec("flax-ffi", "backends.flax_fused", "create_ffi_trainer",
+                "flax-fused with its matrix products (NumPy's BLAS) and Adam update (one pass) as XLA FFI kernels "
+                "on XLA's thread pool", ("jax", "flax", "optax"), models=("mlp",),
+                single_device_reason="its FFI kernels are opaque to XLA's SPMD partitioner",
+                cpu_only_reason="its FFI kernels are CPU code"),
 )}
 DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 
@@ -85,6 +92,20 @@ def check_data_parallel(name: str, devices: int) -> None:
         able = ", ".join(spec.name for spec in BACKENDS.values() if spec.data_parallel)
         raise BackendError(f"backend {name!r} trains on one device only ({backend_spec(name).single_device_reason}); "
                            f"drop --devices {devices}, or use a data-parallel backend: {able}")
+
+
+def check_device(name: str, device: str) -> None:
+    """Refuse `--device gpu` for a CPU-only backend, naming those that run on a GPU."""
+    spec = backend_spec(name)
+    if device != "cpu" and spec.cpu_only_reason is not None:
+        able = ", ".join(other.name for other in BACKENDS.values() if other.cpu_only_reason is None)
+        raise BackendError(f"backend {name!r} runs on the CPU only ({spec.cpu_only_reason}); use --device cpu, "
+                           f"or a backend that runs on a GPU: {able}")
+
+
+def runs(spec: BackendSpec, model: str, device: str) -> bool:
+    """Whether `spec` can train `model` on `device` (what `--backend all` keeps)."""
+    return model in spec.models and (device == "cpu" or spec.cpu_only_reason is None)
 
 
 def check_model(name: str, model: str) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from backends.registry import BACKENDS, DEFAULT_BACKENDS
+from backends.registry import BACKENDS, DEFAULT_BACKENDS, runs
 from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S, SHARED_SETTINGS
 from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
 from common.config import MODELS, ConfigError, ExperimentConfig
@@ -19,7 +19,7 @@ from common.job import DEVICES, Job
 def backend_help(default: str) -> str:
     """--backend's help, naming the groups, the backends and this command's default."""
     return (f"backend(s), repeatable or comma-separated: reference (= {', '.join(DEFAULT_BACKENDS)}), all (every "
-            f"registered backend), or names: {', '.join(BACKENDS)} (default: {default})")
+            f"registered backend that can train the model on the device), or names: {', '.join(BACKENDS)} (default: {default})")
 
 
 class CliError(Exception):
@@ -29,10 +29,15 @@ class CliError(Exception):
 BACKEND_GROUPS = {"reference": DEFAULT_BACKENDS, "all": tuple(BACKENDS)}
 
 
-def parse_backends(values: list[str] | None) -> tuple[str, ...]:
-    """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups."""
+def parse_backends(values: list[str] | None, model: str = "mlp", device: str = "cpu") -> tuple[str, ...]:
+    """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups.
+
+    'all' keeps the backends that can train `model` on `device`; a backend named outright is kept, so that
+    the job's checks can refuse it with their reason.
+    """
     names = [name.strip() for value in (values or ["reference"]) for name in value.split(",") if name.strip()]
-    names = [expanded for name in names for expanded in BACKEND_GROUPS.get(name, (name,))]
+    groups = {**BACKEND_GROUPS, "all": tuple(name for name, spec in BACKENDS.items() if runs(spec, model, device))}
+    names = [expanded for name in names for expanded in groups.get(name, (name,))]
     unknown = [name for name in names if name not in BACKENDS]
     if unknown or not names:
         raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
@@ -97,12 +102,12 @@ def flag_for(field_name: str | None) -> str:
 def job_from_args(args) -> Job:
     """The Job that the flags describe, every unspecified setting at its one default."""
     job_settings = given_settings(args, Job)
-    if args.backend:
-        job_settings["backends"] = parse_backends(args.backend)
     if args.seeds is not None:
         job_settings["seeds"] = parse_seeds(args.seeds)
     try:
         config = ExperimentConfig(**given_settings(args, ExperimentConfig))
+        if args.backend:
+            job_settings["backends"] = parse_backends(args.backend, config.model, job_settings.get("device", "cpu"))
         return Job(**{"backends": DEFAULT_BACKENDS, **job_settings, "config": config})
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
@@ -115,7 +120,7 @@ def check_resume_flags(args, saved: Job) -> None:
     given = {**given_settings(args, Job), **{f"config.{name}": value
                                              for name, value in given_settings(args, ExperimentConfig).items()}}
     if args.backend:
-        given["backends"] = parse_backends(args.backend)
+        given["backends"] = parse_backends(args.backend, saved.config.model, saved.device)
     if args.seeds is not None:
         given["seeds"] = parse_seeds(args.seeds)
     for name, value in given.items():
@@ -163,7 +168,9 @@ def cmd_verify(args) -> int:
     try:
         # Dropout off: every framework draws its own masks, so only rate-0 trajectories can agree step for step.
         config = ExperimentConfig(**given_settings(args, ExperimentConfig), dropout=0.0)
-        job = Job(backends=parse_backends(args.backend or ["all"]), config=config, **given_settings(args, Job))
+        job_settings = given_settings(args, Job)
+        backends = parse_backends(args.backend or ["all"], config.model, job_settings.get("device", "cpu"))
+        job = Job(backends=backends, config=config, **job_settings)
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
     check_job_can_start(job)
@@ -201,8 +208,10 @@ def grid_from_args(args):
 
     from_file = grid_from_toml(Path(args.grid)) if args.grid else {"settings": {}}
     settings = from_file.pop("settings")
+    settings.update({name: value for name in SHARED_SETTINGS if (value := getattr(args, name)) is not None})
+    model, device = settings.get("model") or "mlp", settings.get("device") or "cpu"
     axes = {**from_file}
-    flags = {"backends": parse_backends(args.backend) if args.backend else None,
+    flags = {"backends": parse_backends(args.backend, model, device) if args.backend else None,
              "batch_sizes": parse_list("--batch-size", args.batch_size, int),
              "seeds": parse_seeds(args.seeds) if args.seeds is not None else None,
              "devices": parse_list("--devices", args.devices, int),
@@ -210,9 +219,8 @@ def grid_from_args(args):
              "precisions": parse_list("--precision", args.precision, str)}
     axes.update({axis: values for axis, values in flags.items() if values is not None})
     if "backends" in axes:
-        axes["backends"] = parse_backends(list(axes["backends"]))
+        axes["backends"] = parse_backends(list(axes["backends"]), model, device)
     axes.setdefault("backends", DEFAULT_BACKENDS)
-    settings.update({name: value for name in SHARED_SETTINGS if (value := getattr(args, name)) is not None})
     try:
         return Grid(**axes, base=base_job(settings))
     except ConfigError as error:
@@ -308,7 +316,7 @@ def cmd_suite(args) -> int:
     from common.atomic import prepare_output_directory
     from common.plots import plot_suite
 
-    backends = parse_backends(args.backend or ["all"])
+    backends = parse_backends(args.backend or ["all"])  # the suite trains the MLP on the CPU
     if args.fail_over is not None and args.baseline is None:
         raise CliError("--fail-over: needs --baseline OLD.json, the suite to compare with")
     if args.fail_over is not None and not args.fail_over > 0:

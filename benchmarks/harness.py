@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends.registry import backend_spec, check_data_parallel, check_model, process_settings
+from backends.registry import backend_spec, check_data_parallel, check_device, check_model, process_settings
 from benchmarks.costs import SPAWNED_AT_ENV
 from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit, usable_cores
 from benchmarks.roofline import training_floor_s
@@ -83,11 +83,12 @@ def check_gpu_visible(backends, devices: int = 1) -> None:
 
 
 def check_backends_can_run(job: Job) -> None:
-    """What no machine could do: an unknown backend name, a model it lacks, or several devices for a single-device
-    backend."""
+    """What no machine could do: an unknown backend name, a model it lacks, a GPU for a CPU-only backend, or several
+    devices for a single-device backend."""
     for name in job.backends:
         backend_spec(name)
         check_model(name, job.config.model)
+        check_device(name, job.device)
         check_data_parallel(name, job.devices)
 
 

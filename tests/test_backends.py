@@ -59,7 +59,7 @@ def scenario(tmp_path_factory, mnist_data_dir):
 
 
 # Each fast variant and the reference path it must reproduce.
-VARIANTS = {"flax-fused": "flax", "keras-xla": "keras", "keras-tuned": "keras", "tf-fused": "keras"}
+VARIANTS = {"flax-fused": "flax", "flax-ffi": "flax", "keras-xla": "keras", "keras-tuned": "keras", "tf-fused": "keras"}
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +184,16 @@ def test_fast_variants_reproduce_their_reference(probes, variant):
 def test_fused_epoch_pads_and_masks_a_partial_batch(scenario):
     batches = [np.arange(0, 32), np.arange(32, 64), np.arange(64, 74)]  # 32, 32 and a short 10
     logs = {}
-    for name in ("flax", "flax-fused"):
+    for name in ("flax", "flax-fused", "flax-ffi"):
         trainer = get_factory(name)(CONFIG, {0: scenario["weights"]})
         (log,) = trainer.train_epoch(scenario["x"], scenario["y"], [batches])
         logs[name] = (log, trainer.seed_model(0).get_weights())
-    (plain, plain_weights), (fused, fused_weights) = logs["flax"], logs["flax-fused"]
-    np.testing.assert_array_equal(fused.batch_sizes, [32, 32, 10])
-    np.testing.assert_allclose(fused.losses, plain.losses, rtol=1e-5)
-    assert fused.loss == pytest.approx(plain.loss, rel=1e-5)
-    assert max_weight_diff(fused_weights, plain_weights) <= 1e-6
+    plain, plain_weights = logs["flax"]
+    for fused, fused_weights in (logs["flax-fused"], logs["flax-ffi"]):
+        np.testing.assert_array_equal(fused.batch_sizes, [32, 32, 10])
+        np.testing.assert_allclose(fused.losses, plain.losses, rtol=1e-5)
+        assert fused.loss == pytest.approx(plain.loss, rel=1e-5)
+        assert max_weight_diff(fused_weights, plain_weights) <= 1e-6
 
 
 def test_evaluate_agrees(probes):
@@ -296,7 +297,7 @@ def test_timing_summary_separates_compile_from_steady_state():
     assert timing["step_ms_p90"] == pytest.approx(np.percentile([200.0] * 4 + [250.0] * 4 + [300.0] * 4, 90))
 
 
-@pytest.mark.parametrize("name, seeds", [("flax-fused", (0,)), ("flax-vmap", (0, 1))])
+@pytest.mark.parametrize("name, seeds", [("flax-fused", (0,)), ("flax-ffi", (0,)), ("flax-vmap", (0, 1))])
 def test_fused_epochs_compile_once(scenario, name, seeds):
     # A second compile would land in every run's second epoch and be timed as a steady one.
     trainer = get_factory(name)(CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})

@@ -61,6 +61,8 @@ def quick_run(tmp_path_factory, mnist_data_dir):
       "--train-limit", str(200 * (usable_cores() + 1))],
      f"--devices {usable_cores() + 1}: this machine has {usable_cores()} usable CPU cores"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run", "--backend", "flax-ffi", "--device", "gpu"],
+     "backend 'flax-ffi' runs on the CPU only (its FFI kernels are CPU code); use --device cpu"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert main([*argv, "--out", str(tmp_path / "out")] if argv[0] == "run" else argv) == 2
@@ -71,7 +73,8 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
 
 def test_backend_groups():
     assert parse_backends(None) == parse_backends(["reference"]) == DEFAULT_BACKENDS
-    assert parse_backends(["all"]) == tuple(BACKENDS) and len(BACKENDS) == 8
+    assert parse_backends(["all"]) == tuple(BACKENDS) and len(BACKENDS) == 9
+    assert "flax-ffi" not in parse_backends(["all"], device="gpu")  # CPU-only
     assert parse_backends(["flax", "reference,flax-fused"]) == ("flax", "keras", "keras-jax", "flax-fused")
     assert parse_seeds("0-2,5") == (0, 1, 2, 5)
 
