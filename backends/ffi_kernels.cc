@@ -10,7 +10,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <thread>
+#include <utility>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -42,19 +44,31 @@ void Sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, 
   }
 }
 
-// Runs part(0..parts-1): parts 1.. on the pool, part 0 on this thread, and returns when all are done.
+// Runs part(0..parts-1) on this thread and on up to parts-1 helpers from XLA's pool, and returns when all
+// are done. Parts are claimed from a shared counter, so a helper that starts late (a pool thread asleep,
+// or a task queued behind this very thread's work) costs nothing: this thread takes the unclaimed parts
+// itself instead of waiting for one to wake.
 template <typename Part>
 void RunParts(ffi::ThreadPool& pool, int64_t parts, const Part& part) {
-  std::atomic<int64_t> pending(parts - 1);
-  for (int64_t index = 1; index < parts; ++index) {
-    pool.Schedule([&, index] {
+  struct Progress {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  // Shared with the helpers: one may start after this call returned, find nothing to claim, and leave.
+  auto progress = std::make_shared<Progress>();
+  auto work = [progress, parts, &part] {
+    for (int64_t index; (index = progress->next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
       part(index);
-      pending.fetch_sub(1, std::memory_order_release);
-    });
+      progress->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int64_t helper = 1; helper < parts; ++helper) {
+    auto task = work;  // Schedule takes its task by value
+    pool.Schedule(std::move(task));
   }
-  part(0);
-  // The parts take tens of microseconds: a yielding spin costs less than a condition variable's wake-up.
-  while (pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  work();
+  // Only parts a running helper has claimed remain: tens of microseconds at most.
+  while (progress->done.load(std::memory_order_acquire) != parts) std::this_thread::yield();
 }
 
 // out = op(a) @ op(b), op = transpose or not; the output's longer side split into one block per thread,

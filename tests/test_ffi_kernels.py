@@ -13,6 +13,9 @@ import pytest
 from backends import ffi_kernels
 from backends.base import BackendError
 from backends.keras_adam import keras_adam
+from benchmarks import step_ablation
+from common.config import ExperimentConfig
+from common.data import epoch_batches
 
 ffi_kernels.load()
 
@@ -91,3 +94,24 @@ def test_the_library_is_built_once_per_machine(tmp_path):
     built_at = first.stat().st_mtime_ns
     assert ffi_kernels.library_path(tmp_path) == first and first.stat().st_mtime_ns == built_at
     assert [path.name for path in (tmp_path / "ffi").iterdir()] == [first.name]
+
+
+def test_step_ablation_variants_train_the_same_model():
+    # The ablation compares speed only if the four variants compute the same steps.
+    config = ExperimentConfig()
+    rng = np.random.default_rng(3)
+    x, y = rng.random((320, 784), dtype=np.float32), rng.integers(0, 10, 320)
+    batches = epoch_batches(len(x), config.batch_size, seed=0, epoch=0)
+    trainers = step_ablation.build_trainers(config)
+    assert tuple(trainers) == step_ablation.VARIANTS
+    losses = {name: trainer.train_one_epoch(x, y, batches).losses for name, trainer in trainers.items()}
+    for name in step_ablation.VARIANTS[1:]:
+        np.testing.assert_allclose(losses[name], losses["flax-fused"], rtol=1e-5)
+
+
+def test_step_ablation_table_compares_within_rounds():
+    seconds = {name: [4e-4, 6e-4] for name in step_ablation.VARIANTS}
+    seconds["step floor"] = [2e-4, 5e-4]
+    rows = {line.split()[0]: line.split() for line in step_ablation.table(seconds).splitlines()[1:]}
+    assert rows["flax-ffi"][1:5] == ["400", "500", "2.00", "1.60"]  # best/best floor 4/2; median of 2.0 and 1.2
+    assert rows["step"][1:6] == ["floor", "200", "350", "1.00", "1.00"]
