@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Callable
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS, runs
 from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S, SHARED_SETTINGS
-from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, first_interrupt_only
+from benchmarks.exit_codes import (EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                   first_interrupt_only)
 from common.config import MODELS, ConfigError, ExperimentConfig
 from common.job import DEVICES, Job
 
@@ -524,7 +526,9 @@ def guarded(action: Callable[[], int]) -> int:
     from common.results import ResultsError
 
     try:
-        return action()
+        code = action()
+        sys.stdout.flush()  # a reader that left raises here, inside the handlers, not at interpreter exit
+        return code
     except UnusableOutputError as error:
         print(f"mnist-bench: error: --out: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -534,6 +538,11 @@ def guarded(action: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("mnist-bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `mnist-bench show RUN | head`: the reader has all it wanted. Stop quietly, as Unix tools do; stdout
+        # goes to /dev/null so that the interpreter's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a run failed or diverged (results are still written)
 EXIT_USAGE = 2  # bad flags or input: nothing was started or written
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_BROKEN_PIPE = 141  # the reader of our output left (`| head`), as shells report SIGPIPE (128 + 13)
 
 
 def interrupt_once(signum, frame):

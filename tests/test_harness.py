@@ -184,6 +184,18 @@ def test_show_prints_the_table(quick_run, capsys):
     assert "flax · cpu" in out and "keras-jax · cpu" in out and "speed vs keras" in out
 
 
+def test_show_into_a_closed_pipe_stops_quietly(quick_run):
+    # `mnist-bench show RUN | head -1`: the reader is gone before anything is written (its end closed first).
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        shown = subprocess.run([sys.executable, "-m", "benchmarks.cli", "show", str(quick_run[1])], stdout=writer,
+                               stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert shown.returncode == 141 and shown.stderr == ""
+
+
 def test_compare_two_runs_labels_machines(quick_run, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
