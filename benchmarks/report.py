@@ -249,7 +249,10 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
         roofline = results.environment.get("roofline")
         if roofline:
             step = roofline.get("step_floor")
-            lines.append(f"measured limits ({_machine(results)}, {roofline['device']}): fp32 GEMM "
+            measured = roofline.get("measurements", 1)
+            lines.append(f"measured limits ({_machine(results)}, {roofline['device']}"
+                         + (f"; best of {measured} measurements, before and after training" if measured > 1 else "")
+                         + f"): fp32 GEMM "
                          f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s"
                          + (f"; step floor at batch {step['batch_size']}: {step['step_floor_s'] * 1e3:.3f} ms "
                             f"(GEMMs {step['gemm_s_1_thread'] * 1e3:.3f} ms on 1 thread, "

@@ -148,6 +148,21 @@ def test_quick_run_writes_valid_results_for_every_backend(quick_run):
     env = results.environment
     assert env["packages"]["jax"] and env["python"] and env["cpu"]
     assert results.job.config.train_limit == 2000 and results.job.seeds == (0,)
+    # The limits were measured before and after training; the floor ratios use the best of the two.
+    assert env["roofline"]["measurements"] == 2
+    step_floor = env["roofline"]["step_floor"]["step_floor_s"]
+    assert all(run.timing["step_floor_epoch_s"] == pytest.approx(1600 // 32 * step_floor) for run in results.runs)
+
+
+def test_best_roofline_keeps_the_most_demanding_limits():
+    def limits(peak, bandwidth, floor_s):
+        return {"device": "cpu", "gemm_peak_gflops": peak, "bandwidth_gb_s": bandwidth,
+                "step_floor": {"batch_size": 32, "step_floor_s": floor_s}}
+
+    best = harness.best_roofline(limits(150.0, 6.0, 4e-4), limits(170.0, 5.0, 3e-4))
+    assert (best["gemm_peak_gflops"], best["bandwidth_gb_s"], best["step_floor"]["step_floor_s"]) == (170.0, 6.0, 3e-4)
+    assert best["measurements"] == 2
+    assert harness.best_roofline(limits(1.0, 1.0, 1.0), None)["gemm_peak_gflops"] == 1.0
 
 
 def test_backends_agree_in_the_quick_run(quick_run):
