@@ -92,7 +92,8 @@ class FusedFlaxTrainer(FlaxTrainer):
     def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
                  devices: int = 1):
         super().__init__(config, weights, device, seed=seed, devices=devices)
-        self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
+        self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer, self.apply_gradients()),
+                              donate_argnums=(0, 1))
         self._data = ResidentData(self.ops.replicated)
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
@@ -115,20 +116,20 @@ class FusedFlaxTrainer(FlaxTrainer):
 class FfiFlaxTrainer(FusedFlaxTrainer):
     """FusedFlaxTrainer whose matrix products and Adam update are XLA FFI kernels (backends/ffi_kernels.py)."""
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
-        from backends import ffi_kernels
-
-        ffi_kernels.load()
-        super().__init__(config, weights, device, seed=seed)
-        apply_gradients = ffi_kernels.keras_adam_apply(config.learning_rate, config.beta_1, config.beta_2,
-                                                       config.epsilon)
-        self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer, apply_gradients), donate_argnums=(0, 1))
-
     def dense_dot_general(self):
         """The FFI product for every dense layer."""
         from backends import ffi_kernels
 
+        ffi_kernels.load()
         return ffi_kernels.ffi_dot_general
+
+    def apply_gradients(self):
+        """Keras' Adam in one FFI pass per parameter, replacing the Optax transformation and apply_updates."""
+        from backends import ffi_kernels
+
+        ffi_kernels.load()
+        return ffi_kernels.keras_adam_apply(self.config.learning_rate, self.config.beta_1, self.config.beta_2,
+                                            self.config.epsilon)
 
 
 class VmappedFlaxTrainer:

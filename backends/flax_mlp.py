@@ -282,10 +282,15 @@ class FlaxTrainer(SingleSeedTrainer):
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
         self.dropout_key = self.ops.dropout_key(seed)
         # Donating params and optimizer state lets XLA update them in place.
-        self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer), donate_argnums=(0, 1))
+        self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer, self.apply_gradients()),
+                                   donate_argnums=(0, 1))
 
     def dense_dot_general(self):
         """The dense layers' product: None for `lax.dot_general` (overridden by flax-ffi)."""
+        return None
+
+    def apply_gradients(self):
+        """The update as one function (see `make_train_step`): None for the Optax transformation (flax-ffi's differs)."""
         return None
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],

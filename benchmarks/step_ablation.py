@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 
-import jax
 import numpy as np
 
 from common.config import ExperimentConfig
@@ -33,20 +32,18 @@ DESCRIPTIONS = {
 
 def build_trainers(config: ExperimentConfig) -> dict:
     """The four variants, each a fused-epoch trainer at seed 0's weights."""
-    from backends import ffi_kernels
-    from backends.flax_fused import FfiFlaxTrainer, FusedFlaxTrainer, make_epoch
+    from backends.flax_fused import FfiFlaxTrainer, FusedFlaxTrainer
+
+    class FfiProductsOnly(FfiFlaxTrainer):
+        apply_gradients = FusedFlaxTrainer.apply_gradients
+
+    class FfiAdamOnly(FfiFlaxTrainer):
+        dense_dot_general = FusedFlaxTrainer.dense_dot_general
 
     weights = initial_weights(config, 0)
-    ffi_adam = ffi_kernels.keras_adam_apply(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
-    trainers = {"flax-fused": FusedFlaxTrainer(config, weights), "flax-ffi": FfiFlaxTrainer(config, weights)}
-    products_only = FfiFlaxTrainer(config, weights)
-    products_only._epoch = jax.jit(make_epoch(products_only.ops.graphdef, products_only.optimizer),
-                                   donate_argnums=(0, 1))
-    adam_only = FusedFlaxTrainer(config, weights)
-    adam_only._epoch = jax.jit(make_epoch(adam_only.ops.graphdef, adam_only.optimizer, ffi_adam),
-                               donate_argnums=(0, 1))
-    trainers.update({"FFI products": products_only, "FFI Adam": adam_only})
-    return {name: trainers[name] for name in VARIANTS}
+    kinds = {"flax-fused": FusedFlaxTrainer, "FFI products": FfiProductsOnly, "FFI Adam": FfiAdamOnly,
+             "flax-ffi": FfiFlaxTrainer}
+    return {name: kinds[name](config, weights) for name in VARIANTS}
 
 
 def measure(rounds: int, samples: int, config: ExperimentConfig | None = None) -> dict:

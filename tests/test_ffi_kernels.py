@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backends import ffi_kernels
-from backends.base import BackendError
+from backends.base import BackendError, padded_batch_matrix
 from backends.keras_adam import keras_adam
 from benchmarks import step_ablation
 from common.config import ExperimentConfig
@@ -108,6 +108,13 @@ def test_step_ablation_variants_train_the_same_model():
     losses = {name: trainer.train_one_epoch(x, y, batches).losses for name, trainer in trainers.items()}
     for name in step_ablation.VARIANTS[1:]:
         np.testing.assert_allclose(losses[name], losses["flax-fused"], rtol=1e-5)
+    # ... and each runs the kernels its name says, and only those.
+    indices, mask = padded_batch_matrix(batches, config.batch_size)
+    for name, trainer in trainers.items():
+        program = trainer._epoch.lower(trainer.params, trainer.opt_state, trainer.dropout_key, *trainer._data.get(x, y),
+                                       indices, mask).as_text()
+        assert (ffi_kernels.GEMM_TARGET in program) == (name in ("FFI products", "flax-ffi")), name
+        assert (ffi_kernels.ADAM_TARGET in program) == (name in ("FFI Adam", "flax-ffi")), name
 
 
 def test_step_ablation_table_compares_within_rounds():
