@@ -31,7 +31,8 @@ class CliError(Exception):
 BACKEND_GROUPS = {"reference": DEFAULT_BACKENDS, "all": tuple(BACKENDS)}
 
 
-def parse_backends(values: list[str] | None, model: str = "mlp", device: str = "cpu") -> tuple[str, ...]:
+def parse_backends(values: list[str] | None, model: str = ExperimentConfig.model,
+                   device: str = Job.device) -> tuple[str, ...]:
     """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups.
 
     'all' keeps the backends that can train `model` on `device`; a backend named outright is kept, so that
@@ -109,7 +110,7 @@ def job_from_args(args) -> Job:
     try:
         config = ExperimentConfig(**given_settings(args, ExperimentConfig))
         if args.backend:
-            job_settings["backends"] = parse_backends(args.backend, config.model, job_settings.get("device", "cpu"))
+            job_settings["backends"] = parse_backends(args.backend, config.model, job_settings.get("device", Job.device))
         return Job(**{"backends": DEFAULT_BACKENDS, **job_settings, "config": config})
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
@@ -171,7 +172,7 @@ def cmd_verify(args) -> int:
         # Dropout off: every framework draws its own masks, so only rate-0 trajectories can agree step for step.
         config = ExperimentConfig(**given_settings(args, ExperimentConfig), dropout=0.0)
         job_settings = given_settings(args, Job)
-        backends = parse_backends(args.backend or ["all"], config.model, job_settings.get("device", "cpu"))
+        backends = parse_backends(args.backend or ["all"], config.model, job_settings.get("device", Job.device))
         job = Job(backends=backends, config=config, **job_settings)
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
@@ -211,7 +212,7 @@ def grid_from_args(args):
     from_file = grid_from_toml(Path(args.grid)) if args.grid else {"settings": {}}
     settings = from_file.pop("settings")
     settings.update({name: value for name in SHARED_SETTINGS if (value := getattr(args, name)) is not None})
-    model, device = settings.get("model") or "mlp", settings.get("device") or "cpu"
+    model, device = settings.get("model") or ExperimentConfig.model, settings.get("device") or Job.device
     axes = {**from_file}
     flags = {"backends": parse_backends(args.backend, model, device) if args.backend else None,
              "batch_sizes": parse_list("--batch-size", args.batch_size, int),
