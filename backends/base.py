@@ -15,15 +15,19 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from common.errors import MnistBenchError
 from common.config import ExperimentConfig
 from common.weights import Weights
 
 StepCallback = Callable[[int, float, float], None]
+# A framework family's way to build one model (backends/registry.py names one per model and family); what it
+# takes and returns is the family's own: an NNX module class, a list of Keras layers, a TensorFlow function.
+ModelBuilder = Callable[..., object]
 # Rows per evaluation / prediction call in every backend, so inference is compared like for like.
 INFERENCE_BATCH = 1000
 
 
-class BackendError(RuntimeError):
+class BackendError(MnistBenchError, RuntimeError):
     """A backend cannot be created as asked (unknown name, device missing, wrong process)."""
 
 
@@ -105,11 +109,23 @@ class Trainer(Protocol):
         ...
 
 
-class TrainerFactory(Protocol):
-    """What a registry entry resolves to: a trainer for these seeds, each from its initial weights."""
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a trainer's models live: `devices` devices of kind `device` ("cpu" or "gpu"), data parallel when > 1.
 
-    def __call__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights],
-                 device: str = "cpu") -> Trainer:
+    The registry hands it over once it has checked that the backend can run there, so backends never check.
+    """
+
+    device: str
+    devices: int
+
+
+class TrainerFactory(Protocol):
+    """What a registry entry resolves to: a trainer for these seeds, each from its initial weights, built by
+    `build` (the family's builder of `config.model`) on `placement`; `backend` names the entry, for messages."""
+
+    def __call__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                 build: ModelBuilder, backend: str, **options) -> Trainer:
         ...
 
 

@@ -1,101 +1,20 @@
-"""A process' framework settings, applied once where the process starts, before any framework loads.
+"""The devices each framework trains on: finding them, naming them, their allocators' memory figures.
 
-Two frameworks never share a process here, but a framework left to its defaults would still grab a
-whole GPU: TensorFlow maps all GPU memory at start-up and JAX preallocates 75% of it. Most of these
-settings are environment variables that a framework reads once, at its first import, so they are
-set by `configure_process`, called first thing by every entry point that trains or measures (the
-worker, the roofline probe, the test and benchmark probes; `registry.prepare_process` picks the
-frameworks of a backend). After that, backend modules import their framework at the top like any
-other module.
+The process-wide settings that must come before a framework's import are in backends/frameworks.py.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable
 
 from backends.base import BackendError
-from common.job import DEVICES, PRECISIONS
-
-KERAS_BACKENDS = ("tensorflow", "jax")
-# Every variable framework_environment may set: what a worker records as the settings it ran with.
-SETTING_VARIABLES = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
-                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "KERAS_BACKEND")
-PRECISION_VARIABLES = ("JAX_DEFAULT_MATMUL_PRECISION", "NVIDIA_TF32_OVERRIDE")
-# XLA's host platform shows this many CPU devices: how JAX gets N "devices" on one CPU.
-HOST_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+from common.job import DEVICES
 
 
 def check_device(device: str) -> None:
     """Reject anything but the known device kinds, listing them."""
     if device not in DEVICES:
         raise BackendError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
-
-
-def framework_environment(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
-                          precision: str = "highest", devices: int = 1) -> dict:
-    """The environment variables a process running `frameworks` on `devices` x `device` needs, before their import."""
-    check_device(device)
-    frameworks = set(frameworks)
-    environment = {}
-    if "jax" in frameworks:
-        # Allocate GPU memory on demand instead of grabbing 75% of the card at start-up.
-        environment["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-        if device == "cpu":
-            # Skip probing for CUDA/TPU plugins: faster start-up, and no GPU memory touched.
-            environment["JAX_PLATFORMS"] = "cpu"
-            if devices > 1:
-                environment["XLA_FLAGS"] = with_host_device_count(os.environ.get("XLA_FLAGS", ""), devices)
-        if precision == "highest":
-            # jax_default_matmul_precision, read at import: full float32 dots instead of TF32 on GPUs.
-            environment["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
-    if "tensorflow" in frameworks:
-        # Keep TensorFlow's C++ start-up chatter out of the progress display.
-        environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        if precision == "highest":
-            # Read by NVIDIA's libraries under TensorFlow; configure_tensorflow also turns TF32 off by API.
-            environment["NVIDIA_TF32_OVERRIDE"] = "0"
-    if "keras" in frameworks:
-        if keras_backend not in KERAS_BACKENDS:
-            raise BackendError(f"unknown Keras backend {keras_backend!r}; valid: {', '.join(KERAS_BACKENDS)}")
-        environment["KERAS_BACKEND"] = keras_backend
-    return environment
-
-
-def with_host_device_count(xla_flags: str, count: int) -> str:
-    """`xla_flags` with XLA's host device count set to `count` (any earlier value of that flag dropped)."""
-    kept = [flag for flag in xla_flags.split() if not flag.startswith(HOST_DEVICE_COUNT_FLAG)]
-    return " ".join([*kept, f"{HOST_DEVICE_COUNT_FLAG}={count}"])
-
-
-def configure_process(frameworks: Iterable[str], device: str, keras_backend: str | None = None,
-                      precision: str = "highest", devices: int = 1) -> None:
-    """Set this process' framework environment; refuse if Keras already runs on another backend here."""
-    check_precision(precision)
-    environment = framework_environment(frameworks, device, keras_backend, precision, devices)
-    if "KERAS_BACKEND" in environment and "keras" in sys.modules:
-        check_keras_backend(environment["KERAS_BACKEND"])
-    if "JAX_PLATFORMS" in environment and "jax" in sys.modules and os.environ.get("JAX_PLATFORMS") != "cpu":
-        # Too late to pin: JAX has read its platforms. Not wrong (devices are chosen explicitly),
-        # only slower to start; keep the environment truthful about what was in force.
-        environment.pop("JAX_PLATFORMS")
-    if precision == "default":
-        # Each framework's own default, even where the caller's environment pinned one.
-        for name in PRECISION_VARIABLES:
-            os.environ.pop(name, None)
-    os.environ.update(environment)
-
-
-def current_settings() -> dict[str, str]:
-    """The framework settings in force in this process, as the frameworks will read them."""
-    return {name: os.environ[name] for name in SETTING_VARIABLES if name in os.environ}
-
-
-def check_precision(precision: str) -> None:
-    """Reject anything but the known precision settings, listing them."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
 
 
 def check_keras_backend(keras_backend: str) -> None:

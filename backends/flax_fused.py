@@ -1,6 +1,6 @@
 """The fast Flax variants: a whole epoch as one compiled program, for one seed or for several at once.
 
-Same model, loss and Keras-rule Adam as `backends.flax_mlp`, but the training set lives on the device,
+Same model, loss and Keras-rule Adam as `backends.flax_models`, but the training set lives on the device,
 the epoch is one `jax.lax.scan` over the shared batch order (a final partial batch is padded and
 masked, so every epoch has one shape and compiles once), parameters and optimizer state are donated,
 and the host synchronizes once per epoch instead of once per step. `flax-vmap` runs that epoch for
@@ -14,37 +14,33 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from backends.base import EpochLog, StepCallback, check_batches, padded_batch_matrix, single_seed
+from backends.base import EpochLog, ModelBuilder, Placement, StepCallback, check_batches, padded_batch_matrix, single_seed
 from backends.devices import jax_devices
-from backends.flax_mlp import FlaxModelOps, FlaxTrainer, jax_versions, make_train_step
+from backends.flax_models import FlaxModelOps, FlaxTrainer, conv_with_canonical_grads, jax_versions, make_train_step
 from backends.keras_adam import keras_adam
-from backends.registry import check_data_parallel, check_device, check_model
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.weights import Weights
 
 
-def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "flax-fused", devices: int = 1) -> FusedFlaxTrainer:
-    """A fused-epoch Flax trainer on `devices` x `device` for one seed, starting from its initial weights."""
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                   build: ModelBuilder, backend: str) -> FusedFlaxTrainer:
+    """A fused-epoch Flax trainer on the placement's devices for one seed, starting from its initial weights."""
     seed, weights = single_seed(initial_weights, backend)
-    return FusedFlaxTrainer(config, weights, device, seed=seed, devices=devices)
+    return FusedFlaxTrainer(config, weights, placement, build, seed=seed)
 
 
-def create_ffi_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                       backend: str = "flax-ffi", devices: int = 1) -> FfiFlaxTrainer:
-    """flax-fused with its products and Adam update as XLA FFI kernels: the MLP, on one CPU device."""
-    check_model(backend, config.model)
-    check_device(backend, device)
-    check_data_parallel(backend, devices)
+def create_ffi_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                       build: ModelBuilder, backend: str) -> FfiFlaxTrainer:
+    """flax-fused with its products and Adam update as XLA FFI kernels (the registry admits the MLP on one CPU)."""
     seed, weights = single_seed(initial_weights, backend)
-    return FfiFlaxTrainer(config, weights, device, seed=seed)
+    return FfiFlaxTrainer(config, weights, placement, build, seed=seed)
 
 
-def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                           backend: str = "flax-vmap", devices: int = 1) -> VmappedFlaxTrainer:
+def create_vmapped_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                           build: ModelBuilder, backend: str) -> VmappedFlaxTrainer:
     """All seeds of `initial_weights` trained together by one `jax.vmap`-ed fused epoch."""
-    return VmappedFlaxTrainer(config, initial_weights, device, devices=devices)
+    return VmappedFlaxTrainer(config, initial_weights, placement, build)
 
 
 def scanned_epoch_log(losses, accuracies, mask: np.ndarray) -> EpochLog:
@@ -86,12 +82,9 @@ class ResidentData:
 class FusedFlaxTrainer(FlaxTrainer):
     """FlaxTrainer whose epoch is a single compiled call."""
 
-    # Inside the scanned epoch XLA leaves autodiff's conv gradients in a form its CPU runtime runs slowly.
-    canonical_conv_grads = True
-
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
-                 devices: int = 1):
-        super().__init__(config, weights, device, seed=seed, devices=devices)
+    def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
+                 seed: int):
+        super().__init__(config, weights, placement, build, seed=seed)
         self._epoch = jax.jit(make_epoch(self.ops.graphdef, self.optimizer, self.apply_gradients()),
                               donate_argnums=(0, 1))
         self._data = ResidentData(self.ops.replicated)
@@ -111,6 +104,10 @@ class FusedFlaxTrainer(FlaxTrainer):
         if on_step is not None:
             on_step(len(batches) - 1, log.loss, log.accuracy)
         return log
+
+    def conv_general_dilated(self):
+        """Inside the scanned epoch XLA leaves autodiff's conv gradients in a form its CPU runtime runs slowly."""
+        return conv_with_canonical_grads
 
 
 class FfiFlaxTrainer(FusedFlaxTrainer):
@@ -139,13 +136,14 @@ class VmappedFlaxTrainer:
     carry the seed axis, so each model computes exactly what a separate FusedFlaxTrainer would.
     """
 
-    def __init__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                 devices: int = 1):
+    def __init__(self, config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement,
+                 build: ModelBuilder):
         self.seeds = tuple(initial_weights)
         self.config = config
         # Several devices split every seed's batches (data parallel, like flax-fused), not the seeds:
         # any seed count runs on any device count, and each model computes what it would on one device.
-        self.ops = FlaxModelOps(config, jax_devices(device, devices), canonical_conv_grads=True)
+        self.ops = FlaxModelOps(config, jax_devices(placement.device, placement.devices), build,
+                                conv_general_dilated=conv_with_canonical_grads)
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         per_seed = [self.ops.params_from_weights(weights) for weights in initial_weights.values()]
         self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)

@@ -14,54 +14,60 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from backends.base import INFERENCE_BATCH, EpochLog, SingleSeedTrainer, StepCallback, check_batches, single_seed
+from backends.base import (INFERENCE_BATCH, EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback,
+                           check_batches, single_seed)
 from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
                               jax_devices, tensorflow_device_memory)
-from backends.registry import check_data_parallel
-from common import convnet
+from backends.frameworks import framework_versions
 from common.config import ExperimentConfig
 from common.data import one_hot
-from common.models import weight_shapes
+from common.mnist import NUM_CLASSES
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
+from common.workloads import cnn, mlp, model_inputs, weight_shapes
 
 
-def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "keras", keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
-                   steps_per_execution: int = 1, devices: int = 1) -> KerasTrainer:
-    """A Keras trainer on `keras_backend` and `devices` x `device` for one seed, from its initial weights."""
-    check_data_parallel(backend, devices)
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                   build: ModelBuilder, backend: str, keras_backend: str, jit_compile: bool | str = "auto",
+                   steps_per_execution: int = 1) -> KerasTrainer:
+    """A Keras trainer on `keras_backend` and the placement's devices for one seed, from its initial weights.
+
+    `jit_compile` and `steps_per_execution` are `compile`'s own options at `compile`'s own defaults, which the
+    reference row keeps and the tuned variants (registry options) change.
+    """
     seed, weights = single_seed(initial_weights, backend)
-    return KerasTrainer(config, weights, device, seed=seed, keras_backend=keras_backend, jit_compile=jit_compile,
-                        steps_per_execution=steps_per_execution, devices=devices)
+    return KerasTrainer(config, weights, placement, build, seed=seed, keras_backend=keras_backend,
+                        jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
-def reference_layers(config: ExperimentConfig, seed: int) -> list:
-    """Exactly the reference's Sequential layers: the MLP notebook's Dense-ReLU stack, or Keras' MNIST convnet
-    example (keras-io examples/vision/mnist_convnet.py) with the configured dropout rate, seeded by `seed`."""
-    layers = keras.layers
-    if config.model == "mlp":
-        return ([keras.Input((config.layer_sizes[0],))]
-                + [layers.Dense(units, activation="relu") for units in config.hidden_units]
-                + [layers.Dense(config.layer_sizes[-1], activation="softmax")])
-    return [keras.Input(convnet.IMAGE_SHAPE),
-            layers.Conv2D(convnet.CONV_FILTERS[0], kernel_size=(convnet.KERNEL, convnet.KERNEL), activation="relu"),
-            layers.MaxPooling2D(pool_size=(convnet.POOL, convnet.POOL)),
-            layers.Conv2D(convnet.CONV_FILTERS[1], kernel_size=(convnet.KERNEL, convnet.KERNEL), activation="relu"),
-            layers.MaxPooling2D(pool_size=(convnet.POOL, convnet.POOL)),
+# The model builders (backends/registry.py names them per model): exactly the reference's Sequential layers,
+# called as `layers(config, seed)`; `seed` seeds the layers that draw (Dropout).
+
+
+def mlp_layers(config: ExperimentConfig, seed: int) -> list:
+    """The MLP notebook's Dense-ReLU stack with a softmax output."""
+    sizes = mlp.layer_sizes(config)
+    return ([keras.Input((sizes[0],))]
+            + [keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
+            + [keras.layers.Dense(sizes[-1], activation="softmax")])
+
+
+def cnn_layers(config: ExperimentConfig, seed: int) -> list:
+    """Keras' MNIST convnet example (keras-io examples/vision/mnist_convnet.py) at the configured dropout rate."""
+    layers, kernel, pool = keras.layers, (cnn.KERNEL, cnn.KERNEL), (cnn.POOL, cnn.POOL)
+    return [keras.Input(cnn.IMAGE_SHAPE),
+            layers.Conv2D(cnn.CONV_FILTERS[0], kernel_size=kernel, activation="relu"),
+            layers.MaxPooling2D(pool_size=pool),
+            layers.Conv2D(cnn.CONV_FILTERS[1], kernel_size=kernel, activation="relu"),
+            layers.MaxPooling2D(pool_size=pool),
             layers.Flatten(),
             layers.Dropout(config.dropout, seed=seed),
-            layers.Dense(convnet.NUM_CLASSES, activation="softmax")]
+            layers.Dense(NUM_CLASSES, activation="softmax")]
 
 
-def model_inputs(config: ExperimentConfig, x: np.ndarray) -> np.ndarray:
-    """The shared flat rows in the shape the reference model takes: NHWC images for the convnet (a view)."""
-    return convnet.as_images(x) if config.model == "cnn" else x
-
-
-def build_reference_model(config: ExperimentConfig, jit_compile: bool | str = "auto",
-                          steps_per_execution: int = 1, seed: int = 0):
+def build_reference_model(config: ExperimentConfig, build: ModelBuilder, jit_compile: bool | str,
+                          steps_per_execution: int, seed: int):
     """Exactly the tutorial model, compiled with Adam and categorical cross-entropy as the tutorial does."""
-    model = keras.Sequential(reference_layers(config, seed))
+    model = keras.Sequential(build(config, seed))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
                                         beta_2=config.beta_2, epsilon=config.epsilon),
@@ -78,9 +84,9 @@ class KerasTrainer(SingleSeedTrainer):
     `keras.distribution.DataParallel`; `fit` is called exactly as on one device.
     """
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
-                 keras_backend: str = "tensorflow", jit_compile: bool | str = "auto",
-                 steps_per_execution: int = 1, devices: int = 1):
+    def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
+                 seed: int, keras_backend: str, jit_compile: bool | str, steps_per_execution: int):
+        device, devices = placement.device, placement.devices
         check_keras_backend(keras_backend)
         self.shapes = weight_shapes(config)
         check_weights(weights, self.shapes)
@@ -101,7 +107,7 @@ class KerasTrainer(SingleSeedTrainer):
                     devices=[f"{d.platform}:{d.id}" for d in self._devices]))
         self._device = self._devices[0]
         with scope:
-            self.model = build_reference_model(config, jit_compile, steps_per_execution, seed)
+            self.model = build_reference_model(config, build, jit_compile, steps_per_execution, seed)
             self.model.set_weights(as_layer_list(weights, self.shapes))
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
@@ -148,17 +154,7 @@ class KerasTrainer(SingleSeedTrainer):
 
     def versions(self) -> dict[str, str]:
         """keras and the backend framework's version."""
-        versions = {"keras": keras.__version__}
-        if self.keras_backend == "tensorflow":
-            import tensorflow as tf
-
-            versions["tensorflow"] = tf.__version__
-        else:
-            import jax
-            import jaxlib
-
-            versions.update(jax=jax.__version__, jaxlib=jaxlib.__version__)
-        return versions
+        return framework_versions(("keras", self.keras_backend))
 
 
 def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):

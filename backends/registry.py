@@ -1,14 +1,22 @@
-"""Backends by name, imported only when asked for (the JAX path never imports TensorFlow)."""
+"""Backends by name, imported only when asked for (the JAX path never imports TensorFlow).
+
+The registry is the one checked factory: `create_trainer(job, ...)` checks once that the backend can train
+the job's model on its device and device count, then hands the backend's factory a `Placement` and the
+builder of the model in the backend's framework family. Backend modules never import this module and
+never repeat those checks.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
+from collections.abc import Mapping
 
-from backends.base import BackendError, TrainerFactory
-from backends.devices import configure_process, framework_environment
-from common.config import MODELS
+from backends.base import BackendError, ModelBuilder, Placement, Trainer
+from backends.frameworks import configure_process, framework_environment
+from common.job import Job
+from common.weights import Weights
+from common.workloads import get_workload
 
 # Steps per compiled call for keras-tuned; README "Performance" shows how it was chosen.
 KERAS_TUNED_STEPS = 50
@@ -17,25 +25,37 @@ KERAS_TUNED_STEPS = 50
 XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy fails in XLA (variables on another device)"
 
 
+# Each framework family's builder of each model, as "module:name" (imported only when a trainer is made). A
+# backend can train exactly the models its family has a builder for; a new model adds one line per family.
+FLAX_BUILDERS = {"mlp": "backends.flax_models:MLP", "cnn": "backends.flax_models:ConvNet"}
+KERAS_BUILDERS = {"mlp": "backends.keras_models:mlp_layers", "cnn": "backends.keras_models:cnn_layers"}
+TENSORFLOW_BUILDERS = {"mlp": "backends.tf_fused:mlp_logits", "cnn": "backends.tf_fused:cnn_logits"}
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendSpec:
     """Where a backend lives and what it is."""
 
     name: str
-    module: str
+    # Its trainer factory (backends.base.TrainerFactory), as "module:name".
     factory: str
     description: str
     frameworks: tuple[str, ...]
+    # Its family's builders, by model: the models it can train.
+    builders: Mapping[str, str]
     options: tuple[tuple[str, object], ...] = ()
     keras_backend: str | None = None
     # How many seeds one worker process trains (None: all of a run's seeds, in one program).
     seeds_per_process: int | None = 1
     # Why `--devices N` > 1 is refused; None: batches split over N devices (data parallel).
     single_device_reason: str | None = None
-    # The workloads (common.config.MODELS) this backend can build.
-    models: tuple[str, ...] = MODELS
     # Why `--device gpu` is refused; None: it runs on CPU and GPU.
     cpu_only_reason: str | None = None
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The workloads this backend can train: those its family has builders for."""
+        return tuple(self.builders)
 
     @property
     def data_parallel(self) -> bool:
@@ -44,34 +64,38 @@ class BackendSpec:
 
 
 BACKENDS = {spec.name: spec for spec in (
-    BackendSpec("keras", "backends.keras_models", "create_trainer",
-                "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"),
+    BackendSpec("keras", "backends.keras_models:create_trainer",
+                "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"), KERAS_BUILDERS,
                 keras_backend="tensorflow"),
-    BackendSpec("flax", "backends.flax_mlp", "create_trainer",
-                "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax")),
-    BackendSpec("keras-jax", "backends.keras_models", "create_trainer",
-                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), keras_backend="jax"),
+    BackendSpec("flax", "backends.flax_models:create_trainer",
+                "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax"), FLAX_BUILDERS),
+    BackendSpec("keras-jax", "backends.keras_models:create_trainer",
+                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), KERAS_BUILDERS, keras_backend="jax"),
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
-    BackendSpec("flax-fused", "backends.flax_fused", "create_trainer",
-                "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax")),
-    BackendSpec("flax-vmap", "backends.flax_fused", "create_vmapped_trainer",
-                "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"),
+    BackendSpec("flax-fused", "backends.flax_fused:create_trainer",
+                "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax"),
+                FLAX_BUILDERS),
+    BackendSpec("flax-vmap", "backends.flax_fused:create_vmapped_trainer",
+                "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"), FLAX_BUILDERS,
                 seeds_per_process=None),
-    BackendSpec("keras-xla", "backends.keras_models", "create_trainer",
+    BackendSpec("keras-xla", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
-                (("jit_compile", True),), keras_backend="tensorflow", single_device_reason=XLA_MIRRORED),
-    BackendSpec("keras-tuned", "backends.keras_models", "create_trainer",
+                KERAS_BUILDERS, (("jit_compile", True),), keras_backend="tensorflow",
+                single_device_reason=XLA_MIRRORED),
+    BackendSpec("keras-tuned", "backends.keras_models:create_trainer",
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",
-                ("tensorflow", "keras"), (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
+                ("tensorflow", "keras"), KERAS_BUILDERS,
+                (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
                 keras_backend="tensorflow", single_device_reason=XLA_MIRRORED),
-    BackendSpec("tf-fused", "backends.tf_fused", "create_trainer",
+    BackendSpec("tf-fused", "backends.tf_fused:create_trainer",
                 "TensorFlow 2 without Keras, whole epoch as one tf.function(jit_compile=True) over device-resident "
-                "data", ("tensorflow",),
+                "data", ("tensorflow",), TENSORFLOW_BUILDERS,
                 single_device_reason="its whole epoch is one XLA program, with no step boundary for tf.distribute "
                 "to all-reduce at"),
-    BackendSpec("flax-ffi", "backends.flax_fused", "create_ffi_trainer",
+    # Its FFI product replaces nnx.Linear's: the dense layers of the MLP only.
+    BackendSpec("flax-ffi", "backends.flax_fused:create_ffi_trainer",
                 "flax-fused with its matrix products (NumPy's BLAS) and Adam update (one pass) as XLA FFI kernels "
-                "on XLA's thread pool", ("jax", "flax", "optax"), models=("mlp",),
+                "on XLA's thread pool", ("jax", "flax", "optax"), {"mlp": FLAX_BUILDERS["mlp"]},
                 single_device_reason="its FFI kernels are opaque to XLA's SPMD partitioner",
                 cpu_only_reason="its FFI kernels are CPU code"),
 )}
@@ -110,6 +134,7 @@ def runs(spec: BackendSpec, model: str, device: str) -> bool:
 
 def check_model(name: str, model: str) -> None:
     """Refuse a model the backend cannot build, listing the models it has and the backends that have `model`."""
+    get_workload(model)  # an unknown model: the same one-line error everywhere
     spec = backend_spec(name)
     if model not in spec.models:
         able = ", ".join(other.name for other in BACKENDS.values() if model in other.models)
@@ -117,23 +142,51 @@ def check_model(name: str, model: str) -> None:
                            f"Backends with {model}: {able or 'none'}")
 
 
-def prepare_process(name: str, device: str, precision: str = "highest", devices: int = 1) -> None:
-    """Set this process' framework environment for backend `name` on `device`; call it before `get_factory`."""
-    spec = backend_spec(name)
-    configure_process(spec.frameworks, device, spec.keras_backend, precision, devices)
+def check_can_run(job: Job) -> None:
+    """What no machine could do, for every backend of `job`: an unknown name, a model it lacks, a GPU for a
+    CPU-only backend, or several devices for a single-device backend."""
+    for name in job.backends:
+        check_model(name, job.config.model)
+        check_device(name, job.device)
+        check_data_parallel(name, job.devices)
 
 
-def process_settings(name: str, device: str, precision: str = "highest", devices: int = 1) -> dict[str, str]:
-    """The environment `prepare_process` gives backend `name`'s processes: recorded with every run."""
-    spec = backend_spec(name)
-    return framework_environment(spec.frameworks, device, spec.keras_backend, precision, devices)
+def prepare_process(job: Job) -> None:
+    """Set this process' framework environment for the job's one backend; call it before `create_trainer`."""
+    spec = backend_spec(job.backend)
+    configure_process(spec.frameworks, job, spec.keras_backend)
 
 
-def get_factory(name: str) -> TrainerFactory:
-    """Import the backend's module now and return its trainer factory, bound to its options."""
-    spec = backend_spec(name)
-    factory = getattr(importlib.import_module(spec.module), spec.factory)
-    options = dict(spec.options, backend=name)
+def process_settings(job: Job) -> dict[str, dict[str, str]]:
+    """The environment `prepare_process` gives each backend of `job`: recorded with every run."""
+    return {name: framework_environment(backend_spec(name).frameworks, job, backend_spec(name).keras_backend)
+            for name in job.backends}
+
+
+def resolve(reference: str):
+    """The object a "module:name" reference names, importing its module now."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def model_builder(job: Job) -> ModelBuilder:
+    """The job's backend's builder of the job's model (imports the backend's module, and so its framework)."""
+    check_model(job.backend, job.config.model)
+    return resolve(backend_spec(job.backend).builders[job.config.model])
+
+
+def load_backend(job: Job) -> None:
+    """Import the job's backend's factory and builder (and so its framework) now, so start-up can time it."""
+    resolve(backend_spec(job.backend).factory)
+    model_builder(job)
+
+
+def create_trainer(job: Job, initial_weights: Mapping[int, Weights]) -> Trainer:
+    """The job's backend's trainer for these seeds, checked once here: model, device and device count."""
+    check_can_run(job)
+    spec = backend_spec(job.backend)
+    options = dict(spec.options)
     if spec.keras_backend:
         options["keras_backend"] = spec.keras_backend
-    return functools.partial(factory, **options)
+    return resolve(spec.factory)(job.config, initial_weights, Placement(job.device, job.devices),
+                                 build=model_builder(job), backend=job.backend, **options)

@@ -16,24 +16,51 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from backends.base import (EpochLog, SingleSeedTrainer, StepCallback, check_batches, padded_batch_matrix,
-                           padded_chunks, single_seed)
+from backends.base import (EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback, check_batches,
+                           padded_batch_matrix, padded_chunks, single_seed)
 from backends.devices import configure_tensorflow, tensorflow_device_memory
-from backends.registry import check_data_parallel
-from common import convnet
-from common.config import NUM_CLASSES, ExperimentConfig
+from backends.frameworks import framework_versions
+from common.config import ExperimentConfig
 from common.data import one_hot
-from common.models import weight_shapes
+from common.mnist import NUM_CLASSES
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
+from common.workloads import cnn, weight_shapes
 
 
-def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "tf-fused", devices: int = 1) -> FusedTensorFlowTrainer:
-    """A fused-epoch TensorFlow trainer on one `device` for one seed, starting from its initial weights."""
-    # One XLA program per epoch leaves tf.distribute no step boundary at which to all-reduce.
-    check_data_parallel(backend, devices)
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                   build: ModelBuilder, backend: str) -> FusedTensorFlowTrainer:
+    """A fused-epoch TensorFlow trainer on one device (the registry admits no more) for one seed."""
     seed, weights = single_seed(initial_weights, backend)
-    return FusedTensorFlowTrainer(config, weights, device, seed=seed)
+    return FusedTensorFlowTrainer(config, weights, placement, build, seed=seed)
+
+
+# The model builders (backends/registry.py names them per model): logits of a batch of flat rows, as
+# `logits(trainer, x, training)`, from the trainer's variables (kernel, bias per layer, in the portable order).
+
+
+def mlp_logits(trainer: FusedTensorFlowTrainer, x, training: bool):
+    """The dense ReLU stack."""
+    layers = trainer.layers()
+    for kernel, bias in layers[:-1]:
+        x = tf.nn.relu(tf.matmul(x, kernel) + bias)
+    kernel, bias = layers[-1]
+    return tf.matmul(x, kernel) + bias
+
+
+def cnn_logits(trainer: FusedTensorFlowTrainer, x, training: bool):
+    """Keras' MNIST convnet (common/workloads/cnn.py), written with tf.nn: NHWC, HWIO kernels, 'VALID' padding."""
+    layers = trainer.layers()
+    x = tf.reshape(x, (-1, *cnn.IMAGE_SHAPE))
+    for kernel, bias in layers[:-1]:
+        x = tf.nn.relu(valid_conv(x, tf.convert_to_tensor(kernel)) + bias)
+        x = tf.nn.max_pool2d(x, cnn.POOL, strides=cnn.POOL, padding="VALID")
+    x = tf.reshape(x, (tf.shape(x)[0], -1))
+    if training and trainer.config.dropout > 0:
+        # Step t's mask from the stateless (seed, t) pair: reproducible, no RNG state to carry.
+        seed = tf.stack([tf.constant(trainer.seeds[0], tf.int64), trainer.iterations])
+        x = tf.nn.experimental.stateless_dropout(x, trainer.config.dropout, seed=seed)
+    kernel, bias = layers[-1]
+    return tf.matmul(x, kernel) + bias
 
 
 @tf.custom_gradient
@@ -59,8 +86,10 @@ def valid_conv(x, kernel):
 class FusedTensorFlowTrainer(SingleSeedTrainer):
     """Plain TensorFlow 2: variables, a GradientTape step, Keras' Adam rule, one compiled call per epoch."""
 
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0):
-        (self._device,) = configure_tensorflow(device)
+    def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
+                 seed: int):
+        (self._device,) = configure_tensorflow(placement.device)
+        self._build = build
         self.shapes = weight_shapes(config)
         check_weights(weights, self.shapes)
         self.seeds = (seed,)
@@ -74,24 +103,12 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
         self._eval_chunk = tf.function(self._eval_chunk_program, jit_compile=True)
         self._resident = None  # (host x, host y, device x, device one-hot y)
 
+    def layers(self) -> list[tuple]:
+        """(kernel, bias) variables of each layer, input to output."""
+        return list(zip(self.params[0::2], self.params[1::2]))
+
     def _logits(self, x, training: bool = False):
-        layers = list(zip(self.params[0::2], self.params[1::2]))
-        if self.config.model == "cnn":
-            # Keras' MNIST convnet (common/convnet.py), written with tf.nn: NHWC, HWIO kernels, 'VALID' padding.
-            x = tf.reshape(x, (-1, *convnet.IMAGE_SHAPE))
-            for kernel, bias in layers[:-1]:
-                x = tf.nn.relu(valid_conv(x, tf.convert_to_tensor(kernel)) + bias)
-                x = tf.nn.max_pool2d(x, convnet.POOL, strides=convnet.POOL, padding="VALID")
-            x = tf.reshape(x, (tf.shape(x)[0], -1))
-            if training and self.config.dropout > 0:
-                # Step t's mask from the stateless (seed, t) pair: reproducible, no RNG state to carry.
-                seed = tf.stack([tf.constant(self.seeds[0], tf.int64), self.iterations])
-                x = tf.nn.experimental.stateless_dropout(x, self.config.dropout, seed=seed)
-        else:
-            for kernel, bias in layers[:-1]:
-                x = tf.nn.relu(tf.matmul(x, kernel) + bias)
-        kernel, bias = layers[-1]
-        return tf.matmul(x, kernel) + bias
+        return self._build(self, x, training)
 
     def _apply_keras_adam(self, grads) -> None:
         # keras/src/optimizers/adam.py, Adam.update_step (Keras 3): epsilon on the uncorrected sqrt(v).
@@ -186,4 +203,4 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
 
     def versions(self) -> dict[str, str]:
         """tensorflow's version."""
-        return {"tensorflow": tf.__version__}
+        return framework_versions(("tensorflow",))

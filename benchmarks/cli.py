@@ -1,4 +1,4 @@
-"""mnist-bench: train one MNIST MLP in several frameworks from identical weights and batches, and compare."""
+"""mnist-bench: train the same MNIST models in several frameworks from identical weights and batches, and compare."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from common.errors import MnistBenchError
 from backends.registry import BACKENDS, DEFAULT_BACKENDS, runs
 from benchmarks.sweep import DEFAULT_TRIAL_TIMEOUT_S, SHARED_SETTINGS
 from benchmarks.exit_codes import (EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                    first_interrupt_only)
-from common.config import MODELS, ConfigError, ExperimentConfig
-from common.job import DEVICES, Job
+from common.config import ConfigError, ExperimentConfig
+from common.job import Job
 
 
 def backend_help(default: str) -> str:
@@ -24,7 +25,7 @@ def backend_help(default: str) -> str:
             f"registered backend that can train the model on the device), or names: {', '.join(BACKENDS)} (default: {default})")
 
 
-class CliError(Exception):
+class CliError(MnistBenchError):
     """A bad flag value or input file: one line on stderr, exit code 2."""
 
 
@@ -350,21 +351,16 @@ def cmd_suite(args) -> int:
 
 def cmd_roofline(args) -> int:
     """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
-    from backends.devices import configure_process
-    from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure, measure_allreduce, measure_step_floor
+    from benchmarks.roofline import ROOFLINE_BATCH_SIZES, describe, measure_limits, measure_step_floor
 
     try:
-        config = ExperimentConfig(model=args.model, batch_size=args.batch_size)
+        config = ExperimentConfig(**given_settings(args, ExperimentConfig))
+        job = Job(backends=DEFAULT_BACKENDS, config=config, **given_settings(args, Job))
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
-    if args.devices < 1:
-        raise CliError(f"--devices: {args.devices}; expected an integer >= 1")
-    configure_process(("jax",), args.device, devices=args.devices)  # this command measures in-process, with JAX
-    batch_sizes = dict.fromkeys((config.batch_size, *ROOFLINE_BATCH_SIZES))
-    step_floors = [measure_step_floor(config.replace(batch_size=size)) for size in batch_sizes]
-    limits = measure(args.device)
-    if args.devices > 1:
-        limits["allreduce"] = measure_allreduce(config, args.device, args.devices)
+    limits = measure_limits(job)  # measures in this process, with JAX, configured as the job's workers are
+    step_floors = [limits["step_floor"]] + [measure_step_floor(config.replace(batch_size=size))
+                                            for size in ROOFLINE_BATCH_SIZES if size != config.batch_size]
     print(describe(limits, config, step_floors))
     return EXIT_OK
 
@@ -492,12 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
                                    formatter_class=fmt)
-    roofline.add_argument("--device", choices=DEVICES, default="cpu", help="device to measure")
-    roofline.add_argument("--model", choices=MODELS, default="mlp", help="workload whose floors to measure")
-    roofline.add_argument("--batch-size", type=int, default=None,
-                          help="batch size for the floors (default: the model's, mlp 32, cnn 128)")
-    roofline.add_argument("--devices", type=int, default=1,
-                          help="also time the gradient all-reduce that data parallelism over N devices adds per step")
+    add_setting_flags(roofline, ExperimentConfig, default_job.config, only=("model", "batch_size"))
+    add_setting_flags(roofline, Job, default_job, only=("device", "devices", "precision"))
     roofline.set_defaults(handler=cmd_roofline)
 
     info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")
@@ -517,25 +509,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def guarded(action: Callable[[], int]) -> int:
-    """Run `action`; a usage error becomes one line on stderr and exit 2, Ctrl-C exit 130."""
-    from backends.base import BackendError
-    from benchmarks.harness import HarnessError
-    from benchmarks.sweep import SweepError
-    from common.atomic import UnusableOutputError
-    from common.config import ConfigError
-    from common.mnist import MnistDataError
-    from common.results import ResultsError
-
+    """Run `action`; an MnistBenchError becomes one line on stderr and its exit code, Ctrl-C exit 130."""
     try:
         code = action()
         sys.stdout.flush()  # a reader that left raises here, inside the handlers, not at interpreter exit
         return code
-    except UnusableOutputError as error:
-        print(f"mnist-bench: error: --out: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (CliError, MnistDataError, ConfigError, ResultsError, HarnessError, BackendError, SweepError) as error:
-        print(f"mnist-bench: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    except MnistBenchError as error:
+        print(f"mnist-bench: error: {error.prefix}{error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("mnist-bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -66,19 +66,21 @@ def precision(request) -> str:
 def trainers(precision):
     """One trainer per (backend, batch size), built lazily; Keras backends that cannot share the process skip."""
     from backends.base import BackendError
-    from backends.registry import get_factory, prepare_process
+    from backends.registry import create_trainer, prepare_process
     from common.config import ExperimentConfig
-    from common.models import initial_weights
+    from common.job import Job
+    from common.workloads import initial_weights
 
     cache = {}
 
     def get(backend: str, batch_size: int = 32, seeds: tuple[int, ...] = (0,)):
         if (backend, batch_size, seeds) not in cache:
             config = ExperimentConfig(batch_size=batch_size)
+            job = Job(backends=(backend,), config=config, seeds=seeds, precision=precision)
             try:
-                prepare_process(backend, "cpu", precision)
-                cache[backend, batch_size, seeds] = get_factory(backend)(
-                    config, {seed: initial_weights(config, seed) for seed in seeds})
+                prepare_process(job)
+                cache[backend, batch_size, seeds] = create_trainer(job, {seed: initial_weights(config, seed)
+                                                                         for seed in seeds})
             except BackendError as error:
                 pytest.skip(f"{error}; `mnist-bench suite` runs each backend in its own process")
         return cache[backend, batch_size, seeds]
@@ -88,7 +90,7 @@ def trainers(precision):
 
 def framework_versions(trainer) -> dict:
     """Versions, device and framework settings to put in every benchmark's extra_info."""
-    from backends.devices import current_settings
+    from backends.frameworks import current_settings
 
     from benchmarks.costs import peak_rss_mib
 

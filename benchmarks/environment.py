@@ -20,16 +20,11 @@ RELEVANT_ENV = ("XLA_FLAGS", "TF_XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_IN
                 "KERAS_BACKEND")
 
 
-# Each framework is asked in a fresh process, so neither grabs the other's devices or threads.
-DEVICE_PROBES = {
-    "jax": "import jax; print(', '.join(f'{d.platform}:{d.id} ({d.device_kind})' for d in jax.devices()))",
-    "tensorflow": ("import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2'); import tensorflow as tf; "
-                   "print(', '.join(d.name for d in tf.config.list_logical_devices()))"),
-}
-
-
 def framework_devices(framework: str) -> str:
-    """The devices `framework` sees, asked in a child process, or why it could not be asked."""
+    """The devices `framework` sees, asked in a fresh child process (so neither framework grabs the other's devices
+    or threads), or why it could not be asked."""
+    from backends.frameworks import DEVICE_PROBES
+
     try:
         probe = subprocess.run([sys.executable, "-c", DEVICE_PROBES[framework]], capture_output=True, text=True,
                                timeout=120)

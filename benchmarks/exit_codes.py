@@ -3,11 +3,7 @@
 import contextlib
 import signal
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # a run failed or diverged (results are still written)
-EXIT_USAGE = 2  # bad flags or input: nothing was started or written
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
-EXIT_BROKEN_PIPE = 141  # the reader of our output left (`| head`), as shells report SIGPIPE (128 + 13)
+from common.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401
 
 
 def interrupt_once(signum, frame):

@@ -17,9 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends.registry import backend_spec, check_data_parallel, check_device, check_model, process_settings
+from common.errors import MnistBenchError
+from backends.frameworks import DEVICE_PROBES
+from backends.registry import backend_spec, check_can_run, process_settings
 from benchmarks.costs import SPAWNED_AT_ENV
-from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices, git_commit, usable_cores
+from benchmarks.environment import collect_environment, framework_devices, git_commit, usable_cores
 from benchmarks.roofline import training_floor_s
 from benchmarks.worker import EVENT_PREFIX
 from common.atomic import prepare_output_directory
@@ -38,7 +40,7 @@ MIN_FLOOR_BATCHES = 10
 REMEASURE_AFTER_S = 60.0
 
 
-class HarnessError(RuntimeError):
+class HarnessError(MnistBenchError, RuntimeError):
     """The run cannot start as asked (exit code 2); nothing has been written."""
 
 
@@ -85,19 +87,9 @@ def check_gpu_visible(backends, devices: int = 1) -> None:
                                f"use --devices {count} or fewer")
 
 
-def check_backends_can_run(job: Job) -> None:
-    """What no machine could do: an unknown backend name, a model it lacks, a GPU for a CPU-only backend, or several
-    devices for a single-device backend."""
-    for name in job.backends:
-        backend_spec(name)
-        check_model(name, job.config.model)
-        check_device(name, job.device)
-        check_data_parallel(name, job.devices)
-
-
 def check_job_can_start(job: Job) -> None:
     """Everything that can be checked before a run folder exists: backend names, the device, the data."""
-    check_backends_can_run(job)
+    check_can_run(job)
     if job.device == "gpu":
         check_gpu_visible(job.backends, job.devices)
     elif job.devices > usable_cores():
@@ -122,8 +114,7 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
     prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
     environment["roofline"] = roofline or measure_roofline(job, run_dir)
-    environment["framework_settings"] = {name: process_settings(name, job.device, job.precision, job.devices)
-                                         for name in job.backends}
+    environment["framework_settings"] = process_settings(job)
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
     training_started = time.monotonic()
     results = train_missing(results, run_dir, quiet)
@@ -189,15 +180,18 @@ def child_jobs(job: Job) -> list[Job]:
 def measure_roofline(job: Job, run_dir: Path) -> dict | None:
     """GEMM peak, bandwidth and the step floor of the job's model and batch size (and, on several devices, the
     gradient all-reduce), measured in a child process before training."""
-    probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", "--json", "--model", job.config.model,
-                            "--device", job.device, "--batch-size", str(job.config.batch_size),
-                            "--devices", str(job.devices)], capture_output=True, text=True)
-    if probe.returncode:
-        (run_dir / "logs").mkdir(exist_ok=True)
-        (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
-        print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
-        return None
-    return json.loads(probe.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-roofline-") as scratch:
+        job_path, limits_path = Path(scratch) / "job.json", Path(scratch) / "limits.json"
+        job_path.write_text(json.dumps(job.to_dict()))
+        # The whole job travels, its precision too: a --precision default run is set against default-precision floors.
+        probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", str(job_path), str(limits_path)],
+                               capture_output=True, text=True)
+        if probe.returncode:
+            (run_dir / "logs").mkdir(exist_ok=True)
+            (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
+            print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
+            return None
+        return json.loads(limits_path.read_text(encoding="utf-8"))
 
 
 def best_roofline(first: dict | None, second: dict | None) -> dict | None:

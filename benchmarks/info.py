@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from backends.registry import BACKENDS
-from benchmarks.environment import DEVICE_PROBES, collect_environment, framework_devices
+from backends.frameworks import DEVICE_PROBES
+from benchmarks.environment import collect_environment, framework_devices
 
 
 def machine_info() -> str:

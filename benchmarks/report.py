@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import write_text_atomic
-from common.models import describe_model, training_flops_per_sample
+from common.workloads import describe_model, training_flops_per_sample
 from common.job import Job
 from common.results import Results, RunResult
 

@@ -8,22 +8,20 @@ convnet's convolutions enter as the GEMMs of their im2col form (the kernel cuDNN
 backend lower a small convolution to), with the im2col copies, pooling and ReLU left out, so its floor
 is a lower bound too.
 
-Usage: python -m benchmarks.roofline [--model mlp|cnn] [--device cpu|gpu] [--batch-size N] [--json]
+Child usage: python -m benchmarks.roofline JOB.json LIMITS.json (the harness' probe; `mnist-bench roofline` prints)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 import sys
 import time
 
-from common import convnet
-from common.config import MODELS, ExperimentConfig
+from common.config import ExperimentConfig
 from common.data import steps_per_epoch, train_sample_count
-from common.models import training_flops_per_sample, weight_shapes
+from common.job import Job
+from common.workloads import training_flops_per_sample, workload
 
 GEMM_SIZE = 2048  # large enough to reach the BLAS/XLA peak, small enough to take ~0.1 s a call on a CPU
 BANDWIDTH_MIB = 256  # far beyond any cache
@@ -43,7 +41,7 @@ def _best_seconds(function, *args, repeats: int) -> float:
 def measure(device: str = "cpu", repeats: int = 7) -> dict:
     """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up).
 
-    JAX's process settings must be in force already (`backends.devices.configure_process`).
+    JAX's process settings must be in force already (`backends.frameworks.configure_process`).
     """
     from backends.devices import describe_jax_devices, jax_device
 
@@ -68,28 +66,13 @@ def measure(device: str = "cpu", repeats: int = 7) -> dict:
 
 def step_gemm_shapes(config: ExperimentConfig) -> list[tuple[int, int, int]]:
     """(m, k, n) of every matrix product in one training step: forward, weight gradients, and the input
-    gradients of every layer but the first (the MLP at batch 32: eight products). A convolution is its
-    im2col GEMM: (batch x output pixels) rows, (kernel pixels x input channels) deep."""
-    batch = config.batch_size
-    if config.model == "cnn":
-        layers = [(batch * size * size, convnet.KERNEL ** 2 * channels, filters)
-                  for size, channels, filters in convnet.conv_stages()]
-        layers.append((batch, convnet.flat_features(), convnet.NUM_CLASSES))
-    else:
-        sizes = config.layer_sizes
-        layers = [(batch, fan_in, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
-    shapes = []
-    for index, (rows, fan_in, fan_out) in enumerate(layers):
-        shapes.append((rows, fan_in, fan_out))  # forward: x @ W
-        shapes.append((fan_in, rows, fan_out))  # weight gradient: x.T @ delta
-        if index:
-            shapes.append((rows, fan_out, fan_in))  # input gradient: delta @ W.T
-    return shapes
+    gradients of every layer but the first (the MLP at batch 32: eight products); the workload says which."""
+    return workload(config).step_gemm_shapes(config)
 
 
 def parameter_count(config: ExperimentConfig) -> int:
     """Scalars in the model's weights."""
-    return sum(math.prod(shape) for shape in weight_shapes(config).values())
+    return workload(config).parameter_count(config)
 
 
 def _best_of(function, repeats: int, calls: int) -> float:
@@ -230,23 +213,26 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print (or emit as JSON) the measured limits and the step floor for --batch-size."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__)
-    parser.add_argument("--model", choices=MODELS, default="mlp")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's")
-    parser.add_argument("--devices", type=int, default=1, help="also time the gradient all-reduce over N devices")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    from backends.devices import configure_process
+def measure_limits(job: Job) -> dict:
+    """Every limit a run of `job` is set against, measured in this process: GEMM peak, bandwidth, the step floor
+    at the job's batch size and, on several devices, the gradient all-reduce. Configures JAX for the job first."""
+    from backends.frameworks import configure_process
 
-    configure_process(("jax",), args.device, devices=args.devices)  # before JAX is imported
-    config = ExperimentConfig(model=args.model, batch_size=args.batch_size)
-    limits = {**measure(args.device), "step_floor": measure_step_floor(config)}
-    if args.devices > 1:
-        limits["allreduce"] = measure_allreduce(config, args.device, args.devices)
-    print(json.dumps(limits) if args.json else describe(limits, config, [limits["step_floor"]]))
+    configure_process(("jax",), job)  # before JAX is imported; the job's precision, as its workers train
+    limits = {**measure(job.device), "step_floor": measure_step_floor(job.config)}
+    if job.devices > 1:
+        limits["allreduce"] = measure_allreduce(job.config, job.device, job.devices)
+    return limits
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child entry point: measure the limits of the job in JOB.json and write them to LIMITS.json."""
+    job_path, limits_path = argv if argv is not None else sys.argv[1:]
+    from common.atomic import write_text_atomic
+
+    with open(job_path, encoding="utf-8") as handle:
+        job = Job.from_dict(json.load(handle))
+    write_text_atomic(limits_path, json.dumps(measure_limits(job)))
     return 0
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from common.config import ExperimentConfig
 from common.data import epoch_batches
-from common.models import initial_weights
+from common.job import Job
+from common.workloads import initial_weights
 
 VARIANTS = ("flax-fused", "FFI products", "FFI Adam", "flax-ffi")
 DESCRIPTIONS = {
@@ -32,7 +33,9 @@ DESCRIPTIONS = {
 
 def build_trainers(config: ExperimentConfig) -> dict:
     """The four variants, each a fused-epoch trainer at seed 0's weights."""
+    from backends.base import Placement
     from backends.flax_fused import FfiFlaxTrainer, FusedFlaxTrainer
+    from backends.flax_models import MLP
 
     class FfiProductsOnly(FfiFlaxTrainer):
         apply_gradients = FusedFlaxTrainer.apply_gradients
@@ -43,7 +46,7 @@ def build_trainers(config: ExperimentConfig) -> dict:
     weights = initial_weights(config, 0)
     kinds = {"flax-fused": FusedFlaxTrainer, "FFI products": FfiProductsOnly, "FFI Adam": FfiAdamOnly,
              "flax-ffi": FfiFlaxTrainer}
-    return {name: kinds[name](config, weights) for name in VARIANTS}
+    return {name: kinds[name](config, weights, Placement("cpu", 1), MLP, seed=0) for name in VARIANTS}
 
 
 def measure(rounds: int, samples: int, config: ExperimentConfig | None = None) -> dict:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from backends.registry import prepare_process
 
-    prepare_process("flax-ffi", "cpu")
+    prepare_process(Job(backends=("flax-ffi",)))
     print(table(measure(args.rounds, args.samples)))
     return 0
 

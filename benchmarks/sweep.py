@@ -28,6 +28,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from common.errors import MnistBenchError
 from common.atomic import prepare_output_directory, write_text_atomic
 from common.config import ConfigError, ExperimentConfig
 from common.job import Job
@@ -50,7 +51,7 @@ AXES = (("backends", "backend"), ("batch_sizes", "batch_size"), ("seeds", "seed"
 SHARED_SETTINGS = ("model", "dropout", "epochs", "train_limit", "test_limit", "device", "target_accuracy", "data_dir")
 
 
-class SweepError(RuntimeError):
+class SweepError(MnistBenchError, RuntimeError):
     """The sweep cannot start as asked (exit code 2); nothing has been written."""
 
 
@@ -118,7 +119,8 @@ class Trial:
 
 def trial_id(job: Job) -> str:
     """A readable, file-name-safe name that tells the trial's grid point."""
-    model = "" if job.config.model == "mlp" else f"{job.config.model}-"  # MLP ids predate models
+    # Ids from before models existed name no model: the default model keeps them.
+    model = "" if job.config.model == ExperimentConfig.model else f"{job.config.model}-"
     return (f"{model}{job.backend}-b{job.config.batch_size}-d{job.devices}-lr{job.config.learning_rate:g}-"
             f"{job.precision}-s{job.seeds[0]}")
 
@@ -546,11 +548,11 @@ def check_trials_can_start(trials: Sequence[Trial]) -> None:
     executor): such a trial fails with the harness' error and the others go on, with either executor.
     """
     from backends.base import BackendError
-    from benchmarks.harness import check_backends_can_run
+    from backends.registry import check_can_run
 
     for trial in trials:
         try:
-            check_backends_can_run(trial.job)
+            check_can_run(trial.job)
         except BackendError as error:
             raise SweepError(f"trial {trial.id}: {error}") from None
 

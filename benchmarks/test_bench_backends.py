@@ -8,9 +8,10 @@ import pytest
 from benchmarks.conftest import framework_versions
 from common.config import ExperimentConfig
 from common.data import epoch_batches
-from common.flops import forward_flops_per_sample, gflops_per_s, training_flops_per_sample
+from common.flops import gflops_per_s
+from common.workloads import forward_flops_per_sample, training_flops_per_sample
 
-LAYERS = ExperimentConfig().layer_sizes
+CONFIG = ExperimentConfig()  # the suite trains the MLP
 SAMPLES_PER_ROUND = 3200  # each timed round trains on about this many samples, whatever the batch size
 
 
@@ -40,7 +41,7 @@ def test_train_step(benchmark, trainers, splits, backend, batch_size, rounds):
     loss_after = trainer.seed_model(0).evaluate(splits.x_val, splits.y_val)[0]
     assert np.isfinite(loss_after) and loss_after < loss_before  # what was timed really trained
     steps_timed = len(batches)
-    record(benchmark, trainer, backend, steps_timed * batch_size, training_flops_per_sample(LAYERS),
+    record(benchmark, trainer, backend, steps_timed * batch_size, training_flops_per_sample(CONFIG),
            batch_size=batch_size, steps_per_call=steps_timed,
            step_ms=benchmark.stats.stats.mean / steps_timed * 1e3)
 
@@ -56,7 +57,7 @@ def test_train_epoch(benchmark, trainers, splits, backend, quick):
                        rounds=2 if quick else 3, warmup_rounds=1, iterations=1)
     assert all(np.isfinite(log.loss) for log in logs)
     assert logs[-1].loss < logs[0].losses[0]
-    record(benchmark, trainer, backend, samples, training_flops_per_sample(LAYERS), batch_size=32,
+    record(benchmark, trainer, backend, samples, training_flops_per_sample(CONFIG), batch_size=32,
            epoch_samples=samples)
 
 
@@ -71,7 +72,7 @@ def test_inference(benchmark, trainers, splits, backend, rounds):
     probabilities = outputs[-1]
     assert probabilities.shape == (len(splits.x_test), 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
-    record(benchmark, trainer, backend, len(splits.x_test), forward_flops_per_sample(LAYERS))
+    record(benchmark, trainer, backend, len(splits.x_test), forward_flops_per_sample(CONFIG))
 
 
 @pytest.mark.parametrize("seeds", [1, 8])
@@ -90,5 +91,5 @@ def test_train_epoch_seeds_vmapped(benchmark, request, trainers, splits, quick, 
     seconds = benchmark.stats.stats.mean
     benchmark.extra_info.update(
         backend="flax-vmap", seeds=seeds, per_seed_s=seconds / seeds, samples_per_s=seeds * samples / seconds,
-        gflops_per_s=gflops_per_s(training_flops_per_sample(LAYERS) * samples * seeds, seconds),
+        gflops_per_s=gflops_per_s(training_flops_per_sample(CONFIG) * samples * seeds, seconds),
         epoch_samples=samples, **framework_versions(trainer))

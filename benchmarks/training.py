@@ -17,17 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import EpochLog
-from backends.devices import current_settings
+from backends.frameworks import current_settings, profiling_framework
+from backends.registry import backend_spec, create_trainer, load_backend
 from benchmarks.costs import StartupClock, peak_rss_mib, rss_mib
-from backends.profiling import start_trace, stop_trace
-from backends.registry import backend_spec, get_factory
-from common.config import NUM_CLASSES
 from common.data import epoch_batches, make_splits
 from common.flops import gflops_per_s
-from common.models import initial_weights, training_flops_per_sample
 from common.job import Job
-from common.mnist import load_mnist
+from common.mnist import NUM_CLASSES, load_mnist
 from common.results import RunResult
+from common.workloads import initial_weights, training_flops_per_sample
 
 # Adam's normalized steps keep a blown-up model's loss finite (huge logits, not NaN), so a run also
 # counts as diverged when an epoch's loss is 100x that of guessing (ln 10 ~ 2.3): no sane run gets there.
@@ -65,18 +63,19 @@ class Trace:
     """The framework's profiler around a stretch of training; stop() is safe to call when not running."""
 
     def __init__(self, frameworks: tuple[str, ...]):
-        self.frameworks, self.directory, self.running = frameworks, None, False
+        self.framework, self.directory, self.running = profiling_framework(frameworks), None, False
 
     def start(self, directory: Path) -> None:
         """Start tracing into `directory`."""
-        start_trace(self.frameworks, directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.framework.start_trace(directory)
         self.directory, self.running = directory, True
 
     def stop(self) -> None:
         """Stop tracing, if it runs."""
         if self.running:
             self.running = False
-            stop_trace(self.frameworks)
+            self.framework.stop_trace()
 
 
 class RunStopped(Exception):
@@ -100,12 +99,11 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     startup = StartupClock(entered_at if entered_at is not None else time.monotonic())
     total_start = time.perf_counter()
     config = job.config
-    factory = get_factory(job.backend)  # imports the framework
+    load_backend(job)  # imports the framework
     startup.lap("framework_import_s")
     splits = make_splits(load_mnist(job.data_dir, progress=False), config)
     startup.lap("data_load_s")
-    trainer = factory(config, {seed: initial_weights(config, seed) for seed in job.seeds}, job.device,
-                      devices=job.devices)
+    trainer = create_trainer(job, {seed: initial_weights(config, seed) for seed in job.seeds})
     startup.lap("model_build_s")
     settings = current_settings()
     results = [RunResult(backend=job.backend, seed=seed, device=job.device, devices=job.devices, device_name=trainer.device_name(),

@@ -3,7 +3,7 @@
 Every chosen backend trains in its own process from the shared initial weights on the same batches of
 real MNIST, one step per call so that its loss and weights are seen after every step; a float64 NumPy
 reference (`common.reference`) trains beside them. Each figure is set against its tolerance (one table,
-`TOLERANCES`, shared with the test suite), per backend against float64 and per pair of backends.
+each workload's `tolerances`, shared with the test suite), per backend against float64 and per pair of backends.
 
 Child usage: python -m benchmarks.verify JOB.json INPUTS.npz OUTPUT.npz
 """
@@ -27,72 +27,14 @@ import numpy as np
 from common.atomic import write_text_atomic
 from common.data import epoch_batches, make_splits, one_hot
 from common.job import Job
-from common.models import describe_model, initial_weights, weight_shapes, workload
 from common.weights import as_layer_list
+from common.workloads import EARLY_STEPS, Tolerance, describe_model, initial_weights, weight_shapes, workload
 
 VERIFY_FILE = "verify.json"
 SCHEMA_VERSION = 1
 PROBE_IMAGES = 1000  # test images whose probabilities are compared
 PARALLEL_PROBES = 2  # probe processes at once: one per core of the CI machine
 VERIFY_WORKER = (sys.executable, "-m", "benchmarks.verify")  # + JOB.json INPUTS.npz OUTPUT.npz
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """How far a float32 backend may be from the float64 reference, and from another float32 backend, and why."""
-
-    float64: float
-    pairwise: float
-    why: str
-
-
-EARLY_STEPS = 5  # the window in which float32 still tracks float64 step for step
-# Measured with `mnist-bench verify` on this project's CI machine (2-core x86-64, full float32 precision,
-# TF 2.21, JAX 0.10.2, Keras 3.15, Flax 0.12.8); README "Equivalence" has the figures. Each bound sits
-# ~3x or more above what correct backends give, and a backend with the wrong math (optax.adam for Keras'
-# rule, epsilon off by 10x, a bias left out) misses the first-step bound by orders of magnitude
-# (tests/test_verify.py). The same bounds apply on GPU, where they have not been measured yet.
-TOLERANCES = {
-    "forward": Tolerance(1e-5, 1e-5, "float32 rounding of three matmuls and a softmax (measured <= 1e-7)"),
-    "step1_weights": Tolerance(3e-6, 3e-6, "Adam's first step is ~lr * g / (|g| + eps), so on near-zero gradients "
-                                          "float32 rounding of g moves a few weights by ~1e-6 (measured <= 1.0e-6)"),
-    "early_loss_rel": Tolerance(1e-5, 1e-5, f"the first {EARLY_STEPS} steps' losses, relative: rounding of the "
-                                            "weights barely reaches the loss yet (measured <= 1e-6)"),
-    "early_weights": Tolerance(3e-6, 3e-6, f"the first {EARLY_STEPS} steps: the first step's rounding, not yet "
-                                           "compounded (measured <= 1.0e-6)"),
-    "loss_rel": Tolerance(1e-2, 1e-4, "all steps, relative. float32 backends round alike and stay within ~1e-6 of "
-                                      "each other. float32 and float64 part for good once a ReLU pre-activation "
-                                      "lies within rounding of 0 (seed 0, step 57: -9.4e-7): the unit is active in "
-                                      "one and dead in the other, and Adam's per-weight normalization turns that "
-                                      "one gradient into an lr-sized step (measured 2.7e-3 after 100 steps)"),
-    "weights_final": Tolerance(1e-2, 5e-6, "after the last step: pairwise measured <= 1.4e-6; against float64 the "
-                                           "few lr-sized steps where the trajectories part (measured 3.9e-3)"),
-}
-# The convnet, measured the same way (`mnist-bench verify --model cnn`, dropout off, at batch 32 and at its
-# default 128). Forward passes and the first step agree to float32 rounding, as for the MLP. But 2x2 max
-# pooling adds a discrete choice that ReLU alone did not have: where two values of a window are equal in one
-# computation and not in another (float64 against float32, or two conv algorithms rounding differently), the
-# gradient goes to a different pixel, and Adam turns that into lr-sized (1e-3) steps of a few conv weights.
-# That can happen from the second step, against float64 and between backends alike: at batch 128 keras-jax
-# broke one tie as float64 did and the seven others the other way (4.2e-4 by step 5, both ways); at batch
-# 32 all eight broke it alike (1.2e-4 against float64, pairwise 4.5e-7). After 100 steps: loss 7.7e-3
-# relative against float64 and 3.3e-3 pairwise, weights 1.1e-2 and 4.4e-3. Wrong math is still caught by
-# the forward and first-step checks, which stay at the MLP's bounds.
-CNN_TOLERANCES = {
-    **TOLERANCES,
-    "early_weights": Tolerance(2e-3, 2e-3, f"the first {EARLY_STEPS} steps: a max-pool tie broken differently moves a "
-                                           "few conv weights by Adam steps of ~lr (measured 4.2e-4 both ways at "
-                                           "batch 128; pairwise 4.5e-7 where no tie split the backends)"),
-    "loss_rel": Tolerance(3e-2, 2e-2, "all steps, relative: ReLU flips as for the MLP, and max-pool ties broken "
-                                      "differently (measured 7.7e-3 against float64, 3.3e-3 pairwise)"),
-    "weights_final": Tolerance(3e-2, 2e-2, "after the last step: the conv weights that flipped max-pool choices "
-                                           "moved (measured 1.1e-2 against float64, 4.4e-3 pairwise)"),
-}
-
-
-def tolerances_for(config) -> dict[str, Tolerance]:
-    """The tolerance table of `config`'s model."""
-    return CNN_TOLERANCES if config.model == "cnn" else TOLERANCES
 
 
 CHECKS = {
@@ -112,12 +54,13 @@ def flat_weights(weights, job: Job) -> np.ndarray:
 
 def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
     """In a fresh process: the backend's forward pass, then one step per call, saving loss and weights each step."""
-    from backends.registry import get_factory, prepare_process
+    from backends.frameworks import precision_in_force
+    from backends.registry import backend_spec, create_trainer, prepare_process
 
-    prepare_process(job.backend, job.device)
+    prepare_process(job)  # the job's precision too: verify --precision default trains at the default
     inputs = np.load(inputs_path)
     weights = {name[len("w/"):]: inputs[name] for name in inputs.files if name.startswith("w/")}
-    trainer = get_factory(job.backend)(job.config, {job.seeds[0]: weights}, job.device)
+    trainer = create_trainer(job, {job.seeds[0]: weights})
     model = trainer.seed_model(0)
     x, y, batches = inputs["x"], inputs["y"], inputs["batches"]
     probs = model.predict(inputs["x_probe"])
@@ -126,7 +69,9 @@ def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
         (log,) = trainer.train_epoch(x, y, [[batch]])
         losses.append(log.losses[0])
         snapshots.append(flat_weights(model.get_weights(), job))
-    np.savez(output_path, probs=probs, losses=np.array(losses), weights=np.stack(snapshots))
+    # The precision each framework reports in force, read after training: what verify.json records it ran at.
+    precision = json.dumps(precision_in_force(backend_spec(job.backend).frameworks))
+    np.savez(output_path, probs=probs, losses=np.array(losses), weights=np.stack(snapshots), precision=precision)
 
 
 @dataclasses.dataclass
@@ -197,7 +142,7 @@ def compare(a: dict, b: dict) -> dict:
                 weights_final=float(weight_diff[-1]), loss_rel_per_step=loss_rel, weight_diff_per_step=weight_diff)
 
 
-def judge(figures: dict, against: str, tolerances: dict[str, Tolerance] = TOLERANCES) -> tuple[dict, bool]:
+def judge(figures: dict, against: str, tolerances: dict[str, Tolerance]) -> tuple[dict, bool]:
     """Each figure beside its tolerance ('float64' or 'pairwise'), with a verdict; and whether all passed."""
     checks = {}
     for name in CHECKS:
@@ -239,7 +184,7 @@ def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
         scenario = prepare_inputs(job, steps, inputs_path)
         trajectories = run_probes(job, inputs_path, Path(scratch), quiet)
     reference = reference_trajectory(scenario, job)
-    tolerances = tolerances_for(job.config)
+    tolerances = workload(job.config).tolerances
     backends = {}
     for name, trajectory in trajectories.items():
         figures = compare(trajectory, reference)
@@ -247,7 +192,8 @@ def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
         backends[name] = {"checks": checks, "passed": passed,
                           "loss_rel_per_step": figures["loss_rel_per_step"].tolist(),
                           "weight_diff_per_step": figures["weight_diff_per_step"].tolist(),
-                          "losses": trajectory["losses"].tolist()}
+                          "losses": trajectory["losses"].tolist(),
+                          "precision_in_force": json.loads(str(trajectory["precision"]))}
     pairs = []
     for a, b in itertools.combinations(trajectories, 2):
         checks, passed = judge(compare(trajectories[a], trajectories[b]), "pairwise", tolerances)
@@ -297,7 +243,7 @@ def text_table(verification: Verification) -> str:
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     job = verification.job
-    reference = "common/convnet.py" if job.config.model == "cnn" else "common/reference.py"
+    reference = workload(job.config).reference_source
     lines.append(f"{describe_model(job.config)}: {verification.steps} steps of batch {job.config.batch_size} from seed "
                  f"{job.seeds[0]}'s weights and order, dropout off; device {job.device}; precision {job.precision}; "
                  f"float64 reference: {reference}")

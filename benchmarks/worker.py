@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
 
     try:
         # Framework settings first, before anything can import a framework.
-        prepare_process(job.backend, job.device, job.precision, job.devices)
+        prepare_process(job)
         from benchmarks.training import RunStopped, train_and_evaluate
 
         try:

@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common.errors import MnistBenchError
+
 
 def current_umask() -> int:
     """The process' umask (read by setting and restoring it: there is no read-only call)."""
@@ -62,8 +64,10 @@ def atomic_directory(path: str | os.PathLike):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class UnusableOutputError(ValueError):
+class UnusableOutputError(MnistBenchError, ValueError):
     """An output location cannot be created or written; the message names it, the reason and the fix."""
+
+    prefix = "--out: "
 
 
 def prepare_output_directory(path: str | os.PathLike) -> Path:

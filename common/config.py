@@ -1,23 +1,23 @@
-"""The experiment, as one frozen dataclass; each model's defaults (its reference's) live here, once."""
+"""The experiment, as one frozen dataclass; each model's defaults are its workload's (common/workloads/)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 
-INPUT_DIM = 784
-NUM_CLASSES = 10
-
-# Each workload trains with its reference's settings unless a flag says otherwise: the MLP notebook's, and
-# Keras' "Simple MNIST convnet" example's (keras-io examples/vision/mnist_convnet.py).
-MODEL_DEFAULTS = {
-    "mlp": {"hidden_units": (256, 128), "epochs": 10, "batch_size": 32, "validation_split": 0.2, "dropout": 0.0},
-    "cnn": {"hidden_units": (), "epochs": 15, "batch_size": 128, "validation_split": 0.1, "dropout": 0.5},
-}
-MODELS = tuple(MODEL_DEFAULTS)
+from common.errors import MnistBenchError
+from common.workloads import MODELS, WORKLOADS, get_workload
 
 
-class ConfigError(ValueError):
+def per_model_default(setting: str) -> str:
+    """'(default: mlp 10, cnn 15)': a setting's default under each model, for --help."""
+    shown = {name: workload.defaults[setting] for name, workload in WORKLOADS.items()}
+    values = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                       for name, value in shown.items())
+    return f"(default: {values})"
+
+
+class ConfigError(MnistBenchError, ValueError):
     """A setting is out of range; `field` names it, so the CLI can name the flag it came from."""
 
     def __init__(self, message: str, field: str | None = None):
@@ -37,13 +37,13 @@ def flag(name: str, help: str, **argparse_options) -> dict:
 class ExperimentConfig:
     """One training experiment: model, optimizer, schedule and data split.
 
-    Settings left at None take the model's defaults (`MODEL_DEFAULTS`) when the config is built, so a
-    stored config always holds the values it trained with.
+    Settings left at None take the model's defaults (its workload's `defaults`) when the config is built, so
+    a stored config always holds the values it trained with.
     """
 
     model: str = dataclasses.field(default="mlp", metadata=flag(
-        "--model", "workload: mlp (784-256-128-10) or cnn (Keras' MNIST convnet); sets the defaults of --epochs, "
-        "--batch-size and --dropout", choices=MODELS))
+        "--model", "workload: " + ", ".join(f"{name} ({workload.summary})" for name, workload in WORKLOADS.items())
+        + "; sets the defaults of --epochs, --batch-size and --dropout", choices=MODELS))
     hidden_units: tuple[int, ...] | None = None
     activation: str = "relu"
     learning_rate: float = dataclasses.field(default=1e-3, metadata=flag("--lr", "Adam learning rate"))
@@ -51,14 +51,14 @@ class ExperimentConfig:
     beta_2: float = 0.999
     epsilon: float = 1e-7
     epochs: int | None = dataclasses.field(default=None, metadata=flag(
-        "--epochs", "training epochs (default: mlp 10, cnn 15)", type=int))
+        "--epochs", f"training epochs {per_model_default('epochs')}", type=int))
     batch_size: int | None = dataclasses.field(default=None, metadata=flag(
-        "--batch-size", "samples per step (default: mlp 32, cnn 128)", type=int))
+        "--batch-size", f"samples per step {per_model_default('batch_size')}", type=int))
     validation_split: float | None = None
     # Dropout draws different masks in every framework: only rate-0 runs can agree step for step.
     dropout: float | None = dataclasses.field(default=None, metadata=flag(
-        "--dropout", "dropout rate before the convnet's classifier (default: cnn 0.5; the MLP has none); 0 makes "
-        "backends comparable step for step", type=float))
+        "--dropout", f"dropout rate before the classifier {per_model_default('dropout')}; 0 makes backends "
+        "comparable step for step", type=float))
     # Quick runs and tests: use only the first N training / test images (None = all).
     train_limit: int | None = dataclasses.field(default=None, metadata=flag(
         "--train-limit", "quick runs: use only the first N training images (split 80/20 as usual)", type=int))
@@ -66,19 +66,14 @@ class ExperimentConfig:
         "--test-limit", "quick runs: use only the first N test images", type=int))
 
     def __post_init__(self):
-        check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
-        for name, default in MODEL_DEFAULTS[self.model].items():
+        check(self.model in WORKLOADS, "model", self.model, f"one of {', '.join(MODELS)}")
+        model = get_workload(self.model)
+        for name, default in model.defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         # Accept lists (from JSON or argparse) but store a hashable tuple.
         object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
-        if self.model == "mlp":
-            check(self.hidden_units and all(isinstance(u, int) and u >= 1 for u in self.hidden_units),
-                  "hidden_units", self.hidden_units, "a non-empty tuple of positive integers")
-            check(self.dropout == 0, "dropout", self.dropout, "0 for --model mlp (the MLP has no dropout layer)")
-        else:
-            check(self.hidden_units == (), "hidden_units", self.hidden_units,
-                  "() for --model cnn (the convnet's layers are fixed)")
+        model.validate(self)
         check(is_finite_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
         check(self.activation == "relu", "activation", self.activation, "'relu' (the only one implemented)")
         check(is_finite_number(self.learning_rate) and self.learning_rate > 0,
@@ -94,13 +89,6 @@ class ExperimentConfig:
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             check(value is None or is_positive_int(value), name, value, "None or an integer >= 1")
-
-    @property
-    def layer_sizes(self) -> tuple[int, ...]:
-        """The MLP's widths, input to output: (784, 256, 128, 10) by default."""
-        if self.model != "mlp":
-            raise ConfigError(f"layer_sizes describes the MLP; this config trains the {self.model}", "model")
-        return (INPUT_DIM, *self.hidden_units, NUM_CLASSES)
 
     @classmethod
     def for_model(cls, model: str, **settings) -> ExperimentConfig:

@@ -7,8 +7,12 @@ import math
 
 import numpy as np
 
-from common.config import NUM_CLASSES, ExperimentConfig
-from common.mnist import TRAIN_COUNT, MnistArrays
+from typing import TYPE_CHECKING
+
+from common.mnist import NUM_CLASSES, TRAIN_COUNT, MnistArrays
+
+if TYPE_CHECKING:
+    from common.config import ExperimentConfig
 
 # Independent random streams derived from one seed: weights and batch order never share draws.
 WEIGHTS_STREAM = 0

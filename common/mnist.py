@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import MnistBenchError
 from common.atomic import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ DEFAULT_MIRRORS = (
 TRAIN_COUNT = 60_000
 TEST_COUNT = 10_000
 IMAGE_SIDE = 28
+INPUT_DIM = IMAGE_SIDE * IMAGE_SIDE  # pixels of one image, the flat rows' width
+NUM_CLASSES = 10  # the digits
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 
@@ -54,7 +57,7 @@ _DECODED_FORMAT = 2  # bump when the decoded-cache layout changes (2: checksums.
 _CHECKSUMS_FILE = "checksums.json"
 
 
-class MnistDataError(RuntimeError):
+class MnistDataError(MnistBenchError, RuntimeError):
     """MNIST could not be found, fetched or verified; the message says which file and how to fix it."""
 
 

@@ -1,28 +1,23 @@
-"""A float64 NumPy reference of the MLP: forward, backward and Keras' Adam step, written from the math
-(the convnet's forward and backward are in common/convnet.py; the Adam step and the loop are shared).
+"""The float64 training loop every workload's reference shares: Keras' Adam step, written from the math.
 
 What every backend is checked against (`mnist-bench verify` and the tests): no framework, double
-precision, the update rule of keras/src/optimizers/adam.py (`Adam.update_step`, Keras 3.x).
+precision, the update rule of keras/src/optimizers/adam.py (`Adam.update_step`, Keras 3.x). Each model's
+own forward and backward live with its workload (common/workloads/).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.config import ExperimentConfig
 from common.weights import Weights
 
+if TYPE_CHECKING:
+    from common.config import ExperimentConfig
 
-def forward(weights: Weights, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Logits and the activations of every layer (the input first), which backward needs."""
-    activations = [x]
-    n_layers = len(weights) // 2
-    for index in range(n_layers):
-        z = activations[-1] @ weights[f"dense_{index}/kernel"] + weights[f"dense_{index}/bias"]
-        activations.append(np.maximum(z, 0.0) if index < n_layers - 1 else z)
-    return activations[-1], activations
+LossAndGrads = Callable[[Weights, np.ndarray, np.ndarray], tuple[float, Weights]]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -30,21 +25,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
-
-
-def loss_and_grads(weights: Weights, x: np.ndarray, y_one_hot: np.ndarray) -> tuple[float, Weights]:
-    """Mean softmax cross-entropy and its gradient for every array."""
-    logits, activations = forward(weights, x)
-    probs = softmax(logits)
-    loss = -np.mean(np.sum(y_one_hot * np.log(probs), axis=1))
-    delta = (probs - y_one_hot) / len(x)
-    grads = {}
-    for index in reversed(range(len(weights) // 2)):
-        grads[f"dense_{index}/kernel"] = activations[index].T @ delta
-        grads[f"dense_{index}/bias"] = delta.sum(axis=0)
-        if index:
-            delta = (delta @ weights[f"dense_{index}/kernel"].T) * (activations[index] > 0)
-    return float(loss), grads
 
 
 def keras_adam_step(weights: Weights, grads: Weights, state: dict, step: int, lr: float = 1e-3, beta_1: float = 0.9,
@@ -68,10 +48,10 @@ def keras_adam_step(weights: Weights, grads: Weights, state: dict, step: int, lr
 
 
 def train_reference(weights: Weights, x: np.ndarray, y_one_hot: np.ndarray, batches: Sequence[np.ndarray],
-                    config: ExperimentConfig, loss_and_grads_fn=loss_and_grads):
+                    config: ExperimentConfig, loss_and_grads_fn: LossAndGrads):
     """Train in float64 on each batch in turn; yield (loss before the step, weights after it) per step.
 
-    `loss_and_grads_fn(weights, x, y_one_hot)` is the model's (the MLP's by default).
+    `loss_and_grads_fn(weights, x, y_one_hot)` is the model's (its workload's `reference_loss_and_grads`).
     """
     weights = {name: np.asarray(array, np.float64) for name, array in weights.items()}
     x, y_one_hot, state = np.asarray(x, np.float64), np.asarray(y_one_hot, np.float64), {}

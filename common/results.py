@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from common.errors import MnistBenchError
 from common.atomic import write_text_atomic
 from common.config import ConfigError
 from common.job import TARGET_ACCURACY, Job
@@ -22,7 +23,7 @@ TIMING_KEYS = ("compile_s", "epoch_s_median", "step_ms_median", "step_ms_p90", "
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_s")
 
 
-class ResultsError(ValueError):
+class ResultsError(MnistBenchError, ValueError):
     """A results file is missing, malformed or from a newer mnist-bench; the message says which."""
 
 

@@ -1,4 +1,4 @@
-"""The shared initial weights: drawn once with NumPy, stored as a portable named .npz."""
+"""Portable weights: named float32 NumPy arrays, in a fixed order, stored as a .npz (each workload draws its own)."""
 
 from __future__ import annotations
 
@@ -8,36 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from common.atomic import atomic_path
-from common.data import WEIGHTS_STREAM
 
 Weights = dict[str, np.ndarray]
-
-
-def dense_names(num_layers: int) -> list[str]:
-    """Layer names in the portable format: dense_0, dense_1, ..."""
-    return [f"dense_{index}" for index in range(num_layers)]
-
-
-def weight_shapes(layer_sizes: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    """Expected array names and shapes, kernels in Keras layout (in, out)."""
-    shapes = {}
-    for name, fan_in, fan_out in zip(dense_names(len(layer_sizes) - 1), layer_sizes[:-1], layer_sizes[1:]):
-        shapes[f"{name}/kernel"] = (fan_in, fan_out)
-        shapes[f"{name}/bias"] = (fan_out,)
-    return shapes
-
-
-def init_weights(layer_sizes: Sequence[int], seed: int) -> Weights:
-    """Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out))) and zero biases, from `seed`."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WEIGHTS_STREAM,)))
-    weights = {}
-    for name, shape in weight_shapes(layer_sizes).items():
-        if name.endswith("/kernel"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            weights[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
-        else:
-            weights[name] = np.zeros(shape, dtype=np.float32)
-    return weights
 
 
 def parameter_count(weights: Weights) -> int:

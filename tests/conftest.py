@@ -19,8 +19,9 @@ def pytest_configure(config):
     Each Keras backend runs in a subprocess of its own, which prepares itself.
     """
     from backends.registry import prepare_process
+    from common.job import Job
 
-    prepare_process("flax", "cpu")
+    prepare_process(Job(backends=("flax",)))
 
 
 REAL_DATA_REASON = f"real MNIST not available: set {DATA_ENV}=../shared/mnist (a folder with the four .gz files)"

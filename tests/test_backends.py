@@ -16,19 +16,21 @@ import numpy as np
 import pytest
 
 from backends.base import BackendError, EpochLog
-from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, check_data_parallel, get_factory
+from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_spec, check_data_parallel
 from common.config import ExperimentConfig
 from common.data import epoch_batches, make_splits, one_hot
 from common.mnist import load_mnist
-from common.models import initial_weights
-from backend_probe import unprefixed
-from benchmarks.verify import EARLY_STEPS, TOLERANCES
-from common.reference import forward, keras_adam_step, loss_and_grads, softmax
+from common.workloads import initial_weights
+from helpers import make_trainer
+from helpers.backend_probe import unprefixed
+from common.reference import keras_adam_step, softmax
+from common.workloads import EARLY_STEPS
+from common.workloads.mlp import TOLERANCES, forward, loss_and_grads
 
 CONFIG = ExperimentConfig()
 STEPS = 100
-PROBE = Path(__file__).with_name("backend_probe.py")
-# The bounds are `mnist-bench verify`'s (benchmarks/verify.py, README "Equivalence"): one table for
+PROBE = Path(__file__).parent / "helpers" / "backend_probe.py"
+# The bounds are `mnist-bench verify`'s (the MLP workload's, docs/equivalence.md): one table for
 # the command and the tests. Here they are applied to the production path, where each backend trains
 # the 100 steps in three calls (1, 4 and 95 steps: fused scans, steps_per_execution, fit's epochs).
 FORWARD = TOLERANCES["forward"].pairwise
@@ -48,7 +50,7 @@ def scenario(tmp_path_factory, mnist_data_dir):
     x, y = data.x_train[:STEPS * CONFIG.batch_size], data.y_train[:STEPS * CONFIG.batch_size]
     batches = np.stack(epoch_batches(len(x), CONFIG.batch_size, seed=0, epoch=0))
     weights = initial_weights(CONFIG, seed=0)
-    flax = get_factory("flax")(CONFIG, {0: weights})
+    flax = make_trainer("flax", CONFIG, {0: weights})
     flax.train_epoch(x, y, [list(batches)])
     foreign = flax.seed_model(0).get_weights()
     inputs = tmp_path_factory.mktemp("probe") / "inputs.npz"
@@ -121,7 +123,7 @@ def test_weights_are_portable_between_backends(probes, scenario, name):
     # flax-trained weights loaded into this backend predict what flax predicted ...
     np.testing.assert_allclose(probes[name]["probs_foreign"], scenario["foreign_probs"], atol=1e-5, rtol=0)
     # ... and this backend's trained weights loaded into flax predict what this backend predicted.
-    flax = get_factory("flax")(CONFIG, {0: unprefixed(probes[name], "wN")}).seed_model(0)
+    flax = make_trainer("flax", CONFIG, {0: unprefixed(probes[name], "wN")}).seed_model(0)
     np.testing.assert_allclose(flax.predict(scenario["x_probe"]), probes[name]["probs_trained"], atol=1e-5, rtol=0)
 
 
@@ -185,7 +187,7 @@ def test_fused_epoch_pads_and_masks_a_partial_batch(scenario):
     batches = [np.arange(0, 32), np.arange(32, 64), np.arange(64, 74)]  # 32, 32 and a short 10
     logs = {}
     for name in ("flax", "flax-fused", "flax-ffi"):
-        trainer = get_factory(name)(CONFIG, {0: scenario["weights"]})
+        trainer = make_trainer(name, CONFIG, {0: scenario["weights"]})
         (log,) = trainer.train_epoch(scenario["x"], scenario["y"], [batches])
         logs[name] = (log, trainer.seed_model(0).get_weights())
     plain, plain_weights = logs["flax"]
@@ -243,20 +245,21 @@ def test_unknown_backend_lists_the_valid_ones():
 
 
 def test_flax_backend_never_imports_tensorflow():
-    code = ("import sys; from backends.registry import get_factory, prepare_process; "
-            "from common.config import ExperimentConfig; from common.models import initial_weights; "
-            "c = ExperimentConfig(); prepare_process('flax', 'cpu'); "
-            "t = get_factory('flax')(c, {0: initial_weights(c, 0)}); "
+    code = ("import sys; from backends.registry import create_trainer, prepare_process; from common.job import Job; "
+            "from common.config import ExperimentConfig; from common.workloads import initial_weights; "
+            "c = ExperimentConfig(); j = Job(backends=('flax',), config=c); prepare_process(j); "
+            "t = create_trainer(j, {0: initial_weights(c, 0)}); "
             "t.seed_model(0).predict(__import__('numpy').zeros((2, 784), 'float32')); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_two_keras_backends_cannot_share_a_process():
-    code = ("from backends.registry import get_factory, prepare_process; from common.config import ExperimentConfig; "
-            "from common.models import initial_weights; from backends.base import BackendError; c = ExperimentConfig(); "
-            "w = {0: initial_weights(c, 0)}; prepare_process('keras-jax', 'cpu'); get_factory('keras-jax')(c, w)\n"
-            "for attempt in (lambda: prepare_process('keras', 'cpu'), lambda: get_factory('keras')(c, w)):\n"
+    code = ("from backends.registry import create_trainer, prepare_process; from common.job import Job; "
+            "from common.workloads import initial_weights; from backends.base import BackendError; "
+            "kj, k = Job(backends=('keras-jax',)), Job(backends=('keras',)); w = {0: initial_weights(k.config, 0)}; "
+            "prepare_process(kj); create_trainer(kj, w)\n"
+            "for attempt in (lambda: prepare_process(k), lambda: create_trainer(k, w)):\n"
             "    try:\n        attempt()\n    except BackendError as e:\n        print(e)\n"
             "    else:\n        raise SystemExit('no error')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -268,10 +271,10 @@ def test_vmapped_seeds_match_separate_runs(scenario):
     seeds = (0, 1, 2)
     x, y = scenario["x"], scenario["y"]
     batches = {seed: epoch_batches(len(x), CONFIG.batch_size, seed, epoch=0)[:20] for seed in seeds}
-    together = get_factory("flax-vmap")(CONFIG, {s: initial_weights(CONFIG, s) for s in seeds})
+    together = make_trainer("flax-vmap", CONFIG, {s: initial_weights(CONFIG, s) for s in seeds})
     logs = together.train_epoch(x, y, [batches[s] for s in seeds])
     for index, seed in enumerate(seeds):
-        alone = get_factory("flax-fused")(CONFIG, {seed: initial_weights(CONFIG, seed)})
+        alone = make_trainer("flax-fused", CONFIG, {seed: initial_weights(CONFIG, seed)})
         (alone_log,) = alone.train_epoch(x, y, [batches[seed]])
         np.testing.assert_allclose(logs[index].losses, alone_log.losses, rtol=1e-5)
         view, alone_model = together.seed_model(index), alone.seed_model(0)
@@ -300,14 +303,14 @@ def test_timing_summary_separates_compile_from_steady_state():
 @pytest.mark.parametrize("name, seeds", [("flax-fused", (0,)), ("flax-ffi", (0,)), ("flax-vmap", (0, 1))])
 def test_fused_epochs_compile_once(scenario, name, seeds):
     # A second compile would land in every run's second epoch and be timed as a steady one.
-    trainer = get_factory(name)(CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})
+    trainer = make_trainer(name, CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})
     for epoch in range(3):
         batches = [epoch_batches(len(scenario["x"]), CONFIG.batch_size, seed, epoch)[:10] for seed in seeds]
         trainer.train_epoch(scenario["x"], scenario["y"], batches)
     assert trainer._epoch._cache_size() == 1
 
 
-CONFORMANCE_PROBE = Path(__file__).with_name("conformance_probe.py")
+CONFORMANCE_PROBE = Path(__file__).parent / "helpers" / "conformance_probe.py"
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.convnet import (as_images, cnn_forward, cnn_loss_and_grads, cnn_weight_shapes, conv2d,
-                            feature_map_sizes, init_cnn_weights, max_pool)
-from common.flops import cnn_forward_flops_per_sample, cnn_training_flops_per_sample
-from common.weights import init_weights, parameter_count
+from common.config import ExperimentConfig
+from common.weights import parameter_count
+from common.workloads.cnn import (as_images, cnn_forward, cnn_loss_and_grads, cnn_weight_shapes, conv2d,
+                                  feature_map_sizes, init_cnn_weights, max_pool)
+from common.workloads import workload
+from common.workloads.mlp import init_weights
+
+CNN = ExperimentConfig(model="cnn")
 
 
 def test_shapes_and_parameter_count_are_keras_examples():
@@ -39,8 +43,8 @@ def test_flop_counts_match_a_hand_count():
     conv_0 = 26 * 26 * 32 * 3 * 3 * 1
     conv_1 = 11 * 11 * 64 * 3 * 3 * 32
     dense = 1600 * 10
-    assert cnn_forward_flops_per_sample() == 2 * (conv_0 + conv_1 + dense) == 4_881_920
-    assert cnn_training_flops_per_sample() == 2 * 2 * (conv_0 + conv_1 + dense) + 2 * (conv_1 + dense) == 14_256_384
+    assert workload(CNN).forward_flops(CNN) == 2 * (conv_0 + conv_1 + dense) == 4_881_920
+    assert workload(CNN).training_flops(CNN) == 2 * 2 * (conv_0 + conv_1 + dense) + 2 * (conv_1 + dense) == 14_256_384
 
 
 def test_conv_and_pool_against_loops():

@@ -9,15 +9,16 @@ from common.config import ConfigError, ExperimentConfig
 from common.job import Job
 from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
 from common.mnist import load_mnist
-from common.weights import (as_layer_list, check_weights, from_layer_list, init_weights, load_weights,
-                            parameter_count, save_weights, weight_shapes)
+from common.weights import as_layer_list, check_weights, from_layer_list, load_weights, parameter_count, save_weights
+from common.workloads import UnknownModelError, get_workload
+from common.workloads.mlp import init_weights, layer_sizes, weight_shapes
 
 LAYERS = (784, 256, 128, 10)
 
 
 def test_config_defaults_match_the_reference_notebook():
     config = ExperimentConfig()
-    assert config.layer_sizes == LAYERS
+    assert layer_sizes(config) == LAYERS
     assert (config.learning_rate, config.beta_1, config.beta_2, config.epsilon) == (1e-3, 0.9, 0.999, 1e-7)
     assert (config.epochs, config.batch_size, config.validation_split) == (10, 32, 0.2)
     assert ExperimentConfig.from_dict(config.to_dict()) == config
@@ -40,8 +41,8 @@ def test_each_model_has_its_references_defaults_and_flags_override_them():
         with pytest.raises(ConfigError, match=rf"invalid config: {field}=") as raised:
             ExperimentConfig(model="cnn", **{field: value})
         assert raised.value.field == field
-    with pytest.raises(ConfigError, match="layer_sizes describes the MLP"):
-        cnn.layer_sizes
+    with pytest.raises(UnknownModelError, match=r"unknown model 'rnn'; valid models: mlp, cnn"):
+        get_workload("rnn")
 
 
 @pytest.mark.parametrize("field, value", [

@@ -24,7 +24,7 @@ QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {"accuracy.png", "loss.png", "step_times.png", "throughput_time_to_target.png",
                   "test_digits.png", "confusion.png", "loss_divergence.png", "costs.png"}
-CRASHING_WORKER = (sys.executable, str(Path(__file__).with_name("crashing_worker.py")))
+CRASHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "crashing_worker.py"))
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -295,7 +295,7 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
                          f"{process.stderr.read()[-2000:]}")
 
 
-STRETCHING_WORKER = (sys.executable, str(Path(__file__).with_name("stretching_worker.py")))
+STRETCHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "stretching_worker.py"))
 
 
 def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[int, str]:

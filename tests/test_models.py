@@ -16,10 +16,12 @@ from benchmarks import verify
 from benchmarks.cli import main, parse_backends
 from common.config import ExperimentConfig
 from common.data import epoch_batches
-from common.flops import cnn_training_flops_per_sample
-from common.models import initial_weights
+from common.job import Job
 from common.results import load_results
+from common.workloads import cnn, initial_weights, training_flops_per_sample
+from helpers import make_trainer
 
+CNN_TRAINING_FLOPS = training_flops_per_sample(ExperimentConfig(model="cnn"))
 SMALL = ["--epochs", "1", "--train-limit", "640", "--test-limit", "200", "--quiet"]
 # One backend per way of writing the convnet: Keras fit on TF and on JAX, Flax per step and fused, and
 # TensorFlow without Keras. The other three reuse one of these models (keras-xla and keras-tuned: the Keras
@@ -50,11 +52,11 @@ def test_cnn_run_trains_every_backend_and_names_the_model(cnn_run, capsys):
     for run in results.runs:
         assert run.status == "ok" and run.test["accuracy"] > 0.2, (run.backend, run.test)  # chance is 0.1
     floor = results.environment["roofline"]["step_floor"]
-    assert floor["batch_size"] == 128 and floor["gemm_flops_per_step"] == 128 * cnn_training_flops_per_sample()
+    assert floor["batch_size"] == 128 and floor["gemm_flops_per_step"] == 128 * CNN_TRAINING_FLOPS
     assert capsys.readouterr().out.startswith("model cnn: convnet conv32-pool-conv64-pool-dropout 0.5-dense10\nrun ")
     summary = (out / "summary.md").read_text()
     assert "Model: convnet conv32-pool-conv64-pool-dropout 0.5-dense10" in summary
-    assert f"{cnn_training_flops_per_sample():,} per sample for the cnn" in summary
+    assert f"{CNN_TRAINING_FLOPS:,} per sample for the cnn" in summary
 
 
 def test_compare_ranks_each_model_separately(cnn_run, tmp_path, capsys):
@@ -114,7 +116,7 @@ def test_verify_cnn_proves_every_backend_family_equivalent(tmp_path, mnist_data_
     assert (config["model"], config["dropout"], config["batch_size"]) == ("cnn", 0.0, 32)
     for name, entry in report["backends"].items():
         for check, result in entry["checks"].items():
-            assert result["tolerance"] == verify.CNN_TOLERANCES[check].float64
+            assert result["tolerance"] == cnn.TOLERANCES[check].float64
             assert 0 <= result["value"] <= result["tolerance"], (name, check)
     # The tight checks stay tight for the convnet: forward and the first step agree to float32 rounding.
     for pair in report["pairs"]:
@@ -125,18 +127,18 @@ def test_verify_cnn_proves_every_backend_family_equivalent(tmp_path, mnist_data_
 def test_flax_convnets_draw_the_same_dropout_masks():
     # Dropout on (0.5): the masks come from (seed, optimizer step), so flax's per-step path, the fused epoch
     # and the vmapped seeds train the same models. With different masks the losses would part at once.
-    from backends.registry import get_factory, prepare_process
+    from backends.registry import prepare_process
 
-    prepare_process("flax-vmap", "cpu")
     config = ExperimentConfig(model="cnn", batch_size=32)
+    prepare_process(Job(backends=("flax-vmap",), config=config))
     rng = np.random.default_rng(0)
     x, y = rng.random((320, 784), dtype=np.float32), rng.integers(0, 10, 320).astype(np.int32)
     batches = {seed: epoch_batches(320, 32, seed, 0) for seed in (0, 1)}
-    together = get_factory("flax-vmap")(config, {seed: initial_weights(config, seed) for seed in (0, 1)})
+    together = make_trainer("flax-vmap", config, {seed: initial_weights(config, seed) for seed in (0, 1)})
     logs = together.train_epoch(x, y, [batches[0], batches[1]])
     for index, seed in enumerate((0, 1)):
         for name in ("flax-fused", "flax"):
-            alone = get_factory(name)(config, {seed: initial_weights(config, seed)})
+            alone = make_trainer(name, config, {seed: initial_weights(config, seed)})
             (log,) = alone.train_epoch(x, y, [batches[seed]])
             np.testing.assert_allclose(log.losses, logs[index].losses, rtol=1e-5, err_msg=name)
             weights, vmapped = alone.seed_model(0).get_weights(), together.seed_model(index).get_weights()

@@ -9,25 +9,21 @@ from common.config import ExperimentConfig
 from common.job import Job
 
 
-def failing_in_epoch_2(real_get_factory, error: BaseException):
-    """get_factory whose trainers raise `error` when their second epoch starts."""
-    def get_factory(name):
-        make = real_get_factory(name)
+def failing_in_epoch_2(real_create_trainer, error: BaseException):
+    """create_trainer whose trainers raise `error` when their second epoch starts."""
+    def create(*args, **kwargs):
+        trainer = real_create_trainer(*args, **kwargs)
+        train_epoch, calls = trainer.train_epoch, []
 
-        def create(*args, **kwargs):
-            trainer = make(*args, **kwargs)
-            train_epoch, calls = trainer.train_epoch, []
+        def train_epoch_then_fail(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                raise error
+            return train_epoch(*a, **k)
 
-            def train_epoch_then_fail(*a, **k):
-                calls.append(1)
-                if len(calls) == 2:
-                    raise error
-                return train_epoch(*a, **k)
-
-            trainer.train_epoch = train_epoch_then_fail
-            return trainer
-        return create
-    return get_factory
+        trainer.train_epoch = train_epoch_then_fail
+        return trainer
+    return create
 
 
 @pytest.mark.parametrize("error, status, message", [
@@ -36,7 +32,7 @@ def failing_in_epoch_2(real_get_factory, error: BaseException):
 ])
 @pytest.mark.parametrize("backend, seeds", [("flax", (0,)), ("flax-vmap", (0, 1))])
 def test_stopped_run_keeps_completed_epochs(monkeypatch, mnist_data_dir, error, status, message, backend, seeds):
-    monkeypatch.setattr(training, "get_factory", failing_in_epoch_2(training.get_factory, error))
+    monkeypatch.setattr(training, "create_trainer", failing_in_epoch_2(training.create_trainer, error))
     job = Job(backends=(backend,), seeds=seeds, data_dir=str(mnist_data_dir),
               config=ExperimentConfig(epochs=3, train_limit=1000, test_limit=100))
     with pytest.raises(training.RunStopped) as stopped:

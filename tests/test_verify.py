@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import broken_backends
 from benchmarks import verify
 from benchmarks.cli import main
 from backends import registry
+from common.workloads import mlp
+from helpers import broken_backends
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BROKEN_WORKER = (sys.executable, str(Path(__file__).with_name("broken_backends.py")))
+BROKEN_WORKER = (sys.executable, str(Path(broken_backends.__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,13 @@ def test_every_registered_backend_passes(verified, capsys):
         assert entry["passed"], name
         for check, result in entry["checks"].items():
             # The figures in verify.json are the ones judged, against the one tolerance table.
-            assert result["tolerance"] == verify.TOLERANCES[check].float64
+            assert result["tolerance"] == mlp.TOLERANCES[check].float64
             assert 0 <= result["value"] <= result["tolerance"], (name, check)
         assert len(entry["loss_rel_per_step"]) == len(entry["weight_diff_per_step"]) == 100
     assert report["job"]["precision"] == "highest" and report["tolerances"]["forward"]["why"]
+    # Each framework's own word, read inside its probe process: what the backends really trained at.
+    assert report["backends"]["flax"]["precision_in_force"] == {"jax": "highest"}
+    assert report["backends"]["keras"]["precision_in_force"] == {"tensorflow": "highest (tf32 off)"}
     for plot in ("verify_loss.png", "verify_weights.png"):
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
 
@@ -62,6 +66,17 @@ def test_a_backend_made_wrong_fails_verify_naming_itself_and_the_quantity(monkey
     assert f"FAIL {mistake}: first 5 steps max |Δw| vs float64 = " in out
     assert f"FAIL flax vs {mistake}: first 5 steps max |Δw| = " in out
     assert "FAIL flax:" not in out
+
+
+def test_verify_at_default_precision_trains_at_each_frameworks_default(tmp_path, mnist_data_dir):
+    """verify --precision default once trained at highest (the precision was dropped on the way to the probe)."""
+    out = tmp_path / "v"
+    code = main(["verify", "--precision", "default", "--backend", "flax,keras", "--steps", "3", "--data-dir",
+                 str(mnist_data_dir), "--out", str(out), "--quiet"])
+    report = json.loads((out / verify.VERIFY_FILE).read_text())
+    assert code == 0 and report["job"]["precision"] == "default"
+    assert report["backends"]["flax"]["precision_in_force"] == {"jax": "default"}
+    assert report["backends"]["keras"]["precision_in_force"] == {"tensorflow": "tf32 allowed"}
 
 
 def test_bad_steps_exit_2(capsys):

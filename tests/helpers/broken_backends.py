@@ -10,7 +10,7 @@ import jax
 import optax
 
 from backends import registry
-from backends.flax_mlp import FlaxTrainer, make_train_step
+from backends.flax_models import FlaxTrainer, make_train_step
 from backends.keras_adam import keras_adam
 
 MISTAKES = {
@@ -23,8 +23,8 @@ MISTAKES = {
 class BrokenFlaxTrainer(FlaxTrainer):
     """The flax backend with one mistake."""
 
-    def __init__(self, config, weights, device="cpu", *, seed=0, mistake):
-        super().__init__(config, weights, device, seed=seed)
+    def __init__(self, config, weights, placement, build, *, seed, mistake):
+        super().__init__(config, weights, placement, build, seed=seed)
         if mistake == "flax-optax-adam":
             self.optimizer = optax.adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         elif mistake == "flax-eps10":
@@ -42,17 +42,17 @@ class BrokenFlaxTrainer(FlaxTrainer):
         self._train_step = jax.jit(step)
 
 
-def create_trainer(config, initial_weights, device="cpu", *, backend):
+def create_trainer(config, initial_weights, placement, *, build, backend):
     """A broken trainer for one seed."""
     ((seed, weights),) = initial_weights.items()
-    return BrokenFlaxTrainer(config, weights, device, seed=seed, mistake=backend)
+    return BrokenFlaxTrainer(config, weights, placement, build, seed=seed, mistake=backend)
 
 
 def register():
     """Add every broken backend to this process' registry."""
     for name, mistake in MISTAKES.items():
-        registry.BACKENDS[name] = registry.BackendSpec(name, "broken_backends", "create_trainer", mistake,
-                                                       ("jax", "flax", "optax"))
+        registry.BACKENDS[name] = registry.BackendSpec(name, "broken_backends:create_trainer", mistake,
+                                                       ("jax", "flax", "optax"), registry.FLAX_BUILDERS)
 
 
 if __name__ == "__main__":

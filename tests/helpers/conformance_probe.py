@@ -9,21 +9,26 @@ import sys
 import numpy as np
 
 from backends.base import BackendError, EpochLog
-from backends.registry import backend_spec, get_factory, prepare_process
+from backends.registry import backend_spec, create_trainer, prepare_process
 from common.config import ExperimentConfig
 from common.data import epoch_batches
-from common.models import initial_weights, weight_shapes
+from common.job import Job
+from common.mnist import INPUT_DIM
 from common.weights import check_weights
+from common.workloads import initial_weights, weight_shapes
 
 CONFIG = ExperimentConfig()
 SAMPLES = 202  # six full batches of 32 and a partial one of 10
 
 
 def check(backend: str) -> None:
-    prepare_process(backend, "cpu")  # before any framework is imported
+    prepare_process(Job(backends=(backend,), config=CONFIG))  # before any framework is imported
     spec = backend_spec(backend)
     seeds = (3, 5) if (spec.seeds_per_process or 2) >= 2 else (3,)
-    factory = get_factory(backend)
+
+    def factory(config, initial_weights):
+        return create_trainer(Job(backends=(backend,), config=config, seeds=tuple(initial_weights)), initial_weights)
+
     trainer = factory(CONFIG, {seed: initial_weights(CONFIG, seed) for seed in seeds})
     assert tuple(trainer.seeds) == seeds, f"seeds {trainer.seeds} != {seeds}"
     if len(seeds) == 1:
@@ -35,7 +40,7 @@ def check(backend: str) -> None:
             raise AssertionError("a one-seed backend accepted two seeds")
 
     rng = np.random.default_rng(0)
-    x = rng.random((SAMPLES, CONFIG.layer_sizes[0]), dtype=np.float32)
+    x = rng.random((SAMPLES, INPUT_DIM), dtype=np.float32)
     y = rng.integers(0, 10, SAMPLES).astype(np.int32)
     batches = [epoch_batches(SAMPLES, CONFIG.batch_size, seed, 0) for seed in seeds]
     steps_seen = []

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.registry import get_factory, prepare_process
+from backends.registry import create_trainer, prepare_process
 from common.config import ExperimentConfig
+from common.job import Job
 
 
 def prefixed(weights, prefix):
@@ -30,7 +31,7 @@ def main(backends, inputs_path, output_path, devices="1"):
     devices = int(devices)
     names = backends.split(",")
     for backend in names:
-        prepare_process(backend, "cpu", devices=devices)  # before any framework is imported
+        prepare_process(Job(backends=(backend,), devices=devices))  # before any framework is imported
     if len(names) == 1 and devices == 1:
         probe(names[0], inputs_path, output_path, devices)
         return
@@ -41,7 +42,7 @@ def main(backends, inputs_path, output_path, devices="1"):
 def probe(backend, inputs_path, output_path, devices):
     inputs = np.load(inputs_path)
     config = ExperimentConfig()
-    trainer = get_factory(backend)(config, {0: unprefixed(inputs, "w")}, devices=devices)
+    trainer = create_trainer(Job(backends=(backend,), config=config, devices=devices), {0: unprefixed(inputs, "w")})
     out = {"device_name": np.array(trainer.device_name())}
     model = trainer.seed_model(0)
     x, y, batches = inputs["x"], inputs["y"], list(inputs["batches"])

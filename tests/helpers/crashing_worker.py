@@ -31,8 +31,8 @@ if job["backends"] == [os.environ.get("CRASH_BACKEND")]:
 
         worker.make_event_emitter = make_dying_emitter
     if os.environ.get("CRASH_MODE") == "raise":
-        def broken_factory(name):
-            raise RuntimeError(f"injected failure in {name}")
+        def broken_factory(job, initial_weights):
+            raise RuntimeError(f"injected failure in {job.backend}")
 
-        training.get_factory = broken_factory
+        training.create_trainer = broken_factory
 sys.exit(worker.main(sys.argv[1:]))

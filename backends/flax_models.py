@@ -17,35 +17,32 @@ import numpy as np
 import optax
 from flax import nnx
 
-from backends.base import EpochLog, SingleSeedTrainer, StepCallback, check_batches, padded_chunks, single_seed
+from backends.base import (EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback, check_batches,
+                           padded_chunks, single_seed)
 from backends.devices import describe_jax_devices, jax_device_memory, jax_devices
+from backends.frameworks import framework_versions
 from backends.keras_adam import keras_adam
-from common.config import NUM_CLASSES, ExperimentConfig
+from common.config import ExperimentConfig
 from common.data import one_hot
-from common import convnet
-from common.models import weight_shapes
-from common.weights import Weights, check_weights, dense_names
+from common.mnist import NUM_CLASSES
+from common.weights import Weights, check_weights
+from common.workloads import cnn, mlp, weight_shapes
 
 DATA_AXIS = "data"  # the mesh axis batches are split over
 
 
-def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], device: str = "cpu", *,
-                   backend: str = "flax", devices: int = 1) -> FlaxTrainer:
-    """A Flax trainer on `devices` x `device` for one seed, starting from its initial weights."""
+def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
+                   build: ModelBuilder, backend: str) -> FlaxTrainer:
+    """A Flax trainer on the placement's devices for one seed, starting from its initial weights."""
     seed, weights = single_seed(initial_weights, backend)
-    return FlaxTrainer(config, weights, device, seed=seed, devices=devices)
+    return FlaxTrainer(config, weights, placement, build, seed=seed)
 
 
-def build_model(config: ExperimentConfig, canonical_conv_grads: bool = False, dot_general=None):
-    """`config`'s model as an NNX module (its random init is overwritten by the shared weights).
-
-    Called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is off (evaluation).
-    `canonical_conv_grads`: the convnet's convolutions use `conv_with_canonical_grads` (the fused variants).
-    `dot_general`: the MLP's dense layers' product (default `lax.dot_general`; flax-ffi's FFI kernel).
-    """
-    if config.model == "cnn":
-        return ConvNet(config, nnx.Rngs(0), canonical_conv_grads)
-    return MLP(config, nnx.Rngs(0), dot_general)
+# The model builders (backends/registry.py names them per model). Each is an NNX module class called as
+# `Model(config, rngs, conv_general_dilated=..., dot_general=...)`: the products its layers use, so a variant
+# swaps a kernel without knowing the model (the fused variants' convolutions, flax-ffi's dense products).
+# The module is then called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is
+# off (evaluation). Its random init is overwritten by the shared weights.
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -96,12 +93,17 @@ def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=No
                                         out_sharding=out_sharding, **options)
 
 
+def dense_options(dot_general) -> dict:
+    """nnx.Linear's keyword for a product other than `lax.dot_general` (none for the default)."""
+    return {} if dot_general is None else {"dot_general": dot_general}
+
+
 class MLP(nnx.Module):
     """The dense ReLU stack; logits out (softmax lives in the loss and in predict)."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, dot_general=None):
-        sizes = config.layer_sizes
-        options = {} if dot_general is None else {"dot_general": dot_general}
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None):
+        sizes = mlp.layer_sizes(config)
+        options = dense_options(dot_general)
         self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs, **options)
                                 for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
 
@@ -112,34 +114,34 @@ class MLP(nnx.Module):
 
     def named_layers(self) -> dict:
         """Layers by their portable weight names."""
-        return dict(zip(dense_names(len(self.layers)), self.layers))
+        return dict(zip(mlp.dense_names(len(self.layers)), self.layers))
 
 
 class ConvNet(nnx.Module):
-    """Keras' MNIST convnet (common/convnet.py): two valid 3x3 conv + 2x2 max-pool stages, dropout, dense."""
+    """Keras' MNIST convnet (common/workloads/cnn.py): two valid 3x3 conv + 2x2 max-pool stages, dropout, dense."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, canonical_conv_grads: bool = False):
-        channels = convnet.IMAGE_SHAPE[-1]
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None):
+        channels = cnn.IMAGE_SHAPE[-1]
         self.convs = nnx.List()
-        conv = conv_with_canonical_grads if canonical_conv_grads else jax.lax.conv_general_dilated
-        for filters in convnet.CONV_FILTERS:
-            self.convs.append(nnx.Conv(channels, filters, (convnet.KERNEL, convnet.KERNEL), padding="VALID",
+        conv = conv_general_dilated or jax.lax.conv_general_dilated
+        for filters in cnn.CONV_FILTERS:
+            self.convs.append(nnx.Conv(channels, filters, (cnn.KERNEL, cnn.KERNEL), padding="VALID",
                                        conv_general_dilated=conv, rngs=rngs))
             channels = filters
         self.dropout = nnx.Dropout(config.dropout)
-        self.dense = nnx.Linear(convnet.flat_features(), convnet.NUM_CLASSES, rngs=rngs)
+        self.dense = nnx.Linear(cnn.flat_features(), NUM_CLASSES, rngs=rngs, **dense_options(dot_general))
 
     def __call__(self, x, dropout_key=None):
-        x = x.reshape(len(x), *convnet.IMAGE_SHAPE)
+        x = x.reshape(len(x), *cnn.IMAGE_SHAPE)
         for conv in self.convs:
-            window = (convnet.POOL, convnet.POOL)
+            window = (cnn.POOL, cnn.POOL)
             x = nnx.max_pool(nnx.relu(conv(x)), window, strides=window)
         x = self.dropout(x.reshape(len(x), -1), deterministic=dropout_key is None, rngs=dropout_key)
         return self.dense(x)
 
     def named_layers(self) -> dict:
         """Layers by their portable weight names."""
-        return {**dict(zip(convnet.CONV_NAMES, self.convs)), convnet.DENSE_NAME: self.dense}
+        return {**dict(zip(cnn.CONV_NAMES, self.convs)), cnn.DENSE_NAME: self.dense}
 
 
 def cross_entropy_and_accuracy(logits, labels_one_hot):
@@ -188,7 +190,7 @@ class FlaxModelOps:
     step is unchanged and XLA's SPMD partitioner inserts the gradient all-reduce.
     """
 
-    def __init__(self, config: ExperimentConfig, devices: Sequence, canonical_conv_grads: bool = False,
+    def __init__(self, config: ExperimentConfig, devices: Sequence, build: ModelBuilder, conv_general_dilated=None,
                  dot_general=None):
         self.config, self.devices, self.device = config, list(devices), devices[0]
         if len(self.devices) == 1:
@@ -197,7 +199,8 @@ class FlaxModelOps:
         else:
             self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
             self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        self.graphdef, self.template = nnx.split(build_model(config, canonical_conv_grads, dot_general))
+        self.graphdef, self.template = nnx.split(build(config, nnx.Rngs(0), conv_general_dilated=conv_general_dilated,
+                                                             dot_general=dot_general))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
@@ -258,25 +261,18 @@ class FlaxModelOps:
 
 def jax_versions() -> dict[str, str]:
     """jax, jaxlib, flax and optax versions."""
-    import flax
-    import jaxlib
-
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__}
+    return framework_versions(("jax", "flax", "optax"))
 
 
 class FlaxTrainer(SingleSeedTrainer):
     """A Flax model + Keras-rule Adam, one jitted step per batch."""
 
-    # The idiomatic reference path: nnx.Conv as it comes, gradients by autodiff.
-    canonical_conv_grads = False
-
-    def __init__(self, config: ExperimentConfig, weights: Weights, device: str = "cpu", *, seed: int = 0,
-                 devices: int = 1):
+    def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
+                 seed: int):
         self.seeds = (seed,)
         self.config = config
-        self.ops = FlaxModelOps(config, jax_devices(device, devices), self.canonical_conv_grads,
-                                self.dense_dot_general())
+        self.ops = FlaxModelOps(config, jax_devices(placement.device, placement.devices), build,
+                                self.conv_general_dilated(), self.dense_dot_general())
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
@@ -284,6 +280,10 @@ class FlaxTrainer(SingleSeedTrainer):
         # Donating params and optimizer state lets XLA update them in place.
         self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer, self.apply_gradients()),
                                    donate_argnums=(0, 1))
+
+    def conv_general_dilated(self):
+        """The convolutions' product: None for nnx.Conv's own, the idiomatic reference path (the fused variants' differs)."""
+        return None
 
     def dense_dot_general(self):
         """The dense layers' product: None for `lax.dot_general` (overridden by flax-ffi)."""
