@@ -35,7 +35,7 @@ class BackendError(MnistBenchError, RuntimeError):
 class EpochLog:
     """What one training epoch of one seed produced, as NumPy arrays (never framework tensors).
 
-    The epoch's clock is read by the caller (`benchmarks.training`), the same way for every backend;
+    The epoch's clock is read by the caller (`benchmarks.harness.training`), the same way for every backend;
     a backend reports only what only it can see: when each step finished.
     """
 

@@ -40,7 +40,7 @@ def jax_devices(device: str, count: int) -> list:
         found = jax.devices(device)
     except RuntimeError:
         raise BackendError(f"--device {device}: JAX sees no {device.upper()} (it sees {jax.devices()}); "
-                           "install the GPU extra (README 'GPU') or use --device cpu") from None
+                           "install the GPU extra (docs/gpu.md) or use --device cpu") from None
     if len(found) < count:
         raise BackendError(f"--devices {count}: JAX sees only {len(found)} {device.upper()} device(s); "
                            f"use --devices {len(found)} or fewer")
@@ -88,7 +88,7 @@ def configure_tensorflow(device: str, devices: int = 1) -> list[str]:
                 tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * devices)
         return [f"/CPU:{index}" for index in range(devices)]
     if not gpus:
-        raise BackendError("--device gpu: TensorFlow sees no GPU; install the GPU extra (README 'GPU') "
+        raise BackendError("--device gpu: TensorFlow sees no GPU; install the GPU extra (docs/gpu.md) "
                            "or use --device cpu")
     if len(gpus) < devices:
         raise BackendError(f"--devices {devices}: TensorFlow sees only {len(gpus)} GPU(s); use --devices "

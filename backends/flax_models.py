@@ -61,7 +61,7 @@ def _valid_conv_backward(residuals, d_out):
     # Both gradients written as convolutions already in the (batch, spatial, feature) x (spatial, in, out)
     # form XLA's CPU runtime hands to Eigen. Left to autodiff, inside a lax.scan body XLA keeps them in a
     # transposed form (dim_labels f01b_i01o->01bf, b01f_01oi->b01f) that runs as a generic loop nest, 5x
-    # slower than the same step outside the loop (README "Models").
+    # slower than the same step outside the loop (docs/models.md).
     x, kernel = residuals
     kh, kw = kernel.shape[:2]
     # Weight gradient: correlate the inputs with the output gradients, input channels as the batch and

@@ -18,7 +18,7 @@ from common.job import Job
 from common.weights import Weights
 from common.workloads import get_workload
 
-# Steps per compiled call for keras-tuned; README "Performance" shows how it was chosen.
+# Steps per compiled call for keras-tuned; docs/performance.md shows how it was chosen.
 KERAS_TUNED_STEPS = 50
 # Measured (Keras 3.15, TF 2.21, CPU): fit under MirroredStrategy with jit_compile=True fails with XLA's
 # "Trying to access resource ... located in device CPU:1 from device CPU:0" (TF's XLA known issues).

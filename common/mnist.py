@@ -96,7 +96,7 @@ def mirrors_from_env() -> tuple[str, ...]:
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, progress: bool = True) -> MnistArrays:
-    """Return verified MNIST from the first source that has it (see README "Data")."""
+    """Return verified MNIST from the first source that has it (see docs/data.md)."""
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV) or None
     if explicit is not None:
         return _load_directory(Path(explicit).expanduser())

@@ -46,7 +46,7 @@ def test_ten_epochs_reach_97_5_percent(tmp_path):
 def test_convnet_reaches_98_8_percent_on_every_backend(tmp_path):
     # Keras' example reports ~99% after 15 epochs; the bar is the mean over seeds 0-2 at the example's
     # defaults (dropout 0.5 on). On the 2-core CI CPU this takes hours: XLA's CPU convolutions make the JAX
-    # rows 4x slower per step than Keras on TensorFlow, and the fused ones 20x (README "Models").
+    # rows 4x slower per step than Keras on TensorFlow, and the fused ones 20x (docs/models.md).
     runs = run_all_backends(tmp_path / "cnn", 15, "0,1,2", "--model", "cnn", "--backend", "all")
     assert len(runs) == 8
     for name, backend_runs in runs.items():

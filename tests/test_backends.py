@@ -204,7 +204,7 @@ def test_evaluate_agrees(probes):
 
 
 def test_epoch_metrics_are_sample_weighted_like_fit():
-    from benchmarks.training import TimedEpoch
+    from benchmarks.harness.training import TimedEpoch
 
     log = EpochLog(losses=np.array([1.0, 2.0, 4.0]), accuracies=np.array([0.5, 1.0, 0.0]),
                    batch_sizes=np.array([32, 32, 16]), step_end_s=np.array([1.0, 2.5, 3.0]))
@@ -285,7 +285,7 @@ def test_vmapped_seeds_match_separate_runs(scenario):
 
 
 def test_timing_summary_separates_compile_from_steady_state():
-    from benchmarks.training import TimedEpoch, summarize_timing
+    from benchmarks.harness.training import TimedEpoch, summarize_timing
 
     def epoch(epoch_s, steps=4, start=0.0):
         ends = start + np.arange(1, steps + 1) * epoch_s / steps

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import harness
+from benchmarks.harness import parent as harness
 from backends.registry import BACKENDS, DEFAULT_BACKENDS
-from benchmarks.cli import main, parse_backends, parse_seeds
-from benchmarks.environment import usable_cores
-from common.plots import first_step_above
+from benchmarks.cli import main
+from benchmarks.commands.flags import parse_backends, parse_seeds
+from benchmarks.measure.environment import usable_cores
+from benchmarks.report.plots import first_step_above
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
 QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
@@ -301,7 +302,7 @@ STRETCHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "st
 def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[int, str]:
     """Run the real CLI in its own process group, wait until `stretch` (BACKEND:SEED), which can only end by
     Ctrl-C, has finished an epoch, then press Ctrl-C; return the exit code and stderr."""
-    launcher = (f"import sys; from benchmarks import harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
+    launcher = (f"import sys; from benchmarks.harness import parent as harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
                 f"from benchmarks.cli import main; sys.exit(main({argv!r}))")
     backend, seed = stretch.split(":")
     process = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE,

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from backends import registry
-from benchmarks import verify
-from benchmarks.cli import main, parse_backends
+from benchmarks.measure import verify
+from benchmarks.cli import main
+from benchmarks.commands.flags import parse_backends
 from common.config import ExperimentConfig
 from common.data import epoch_batches
 from common.job import Job
@@ -26,7 +27,7 @@ SMALL = ["--epochs", "1", "--train-limit", "640", "--test-limit", "200", "--quie
 # One backend per way of writing the convnet: Keras fit on TF and on JAX, Flax per step and fused, and
 # TensorFlow without Keras. The other three reuse one of these models (keras-xla and keras-tuned: the Keras
 # model under XLA; flax-vmap: flax-fused's program vmapped); `mnist-bench verify --model cnn` covers all
-# eight (README "Models"), in CI this subset keeps the suite within its time budget.
+# eight (docs/models.md), in CI this subset keeps the suite within its time budget.
 VERIFIED = ("keras", "flax", "keras-jax", "flax-fused", "tf-fused")
 
 

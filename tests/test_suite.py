@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backends.registry import BACKENDS, backend_spec
-from benchmarks.suite import merge_benchmark_json
+from benchmarks.suite.runner import merge_benchmark_json
 
 
 @pytest.fixture(scope="module")

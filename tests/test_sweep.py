@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.environment import usable_cores
+from benchmarks.measure.environment import usable_cores
 from benchmarks.sweep import SWEEP_FILE, TRIALS_DIR, load_sweep, summary_rows
 
 TOO_MANY = usable_cores() + 1
@@ -253,7 +253,7 @@ def check_a_lost_task_is_recorded_as_failed(address: str, sweep_dir: Path, mnist
 
 
 def test_table_labels_device_counts_and_shows_speed_vs_one_device():
-    from benchmarks.report import format_text_table, group_runs, table_rows
+    from benchmarks.report.tables import format_text_table, group_runs, table_rows
     from common.job import Job
     from common.results import Results, RunResult
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import training
+from benchmarks.harness import training
 from common.config import ExperimentConfig
 from common.job import Job
 

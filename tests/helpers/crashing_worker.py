@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from benchmarks import training, worker
+from benchmarks.harness import training, worker
 
 job = json.loads(open(sys.argv[1], encoding="utf-8").read())
 if job["backends"] == [os.environ.get("CRASH_BACKEND")]:

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from benchmarks import worker
+from benchmarks.harness import worker
 
 STRETCH_EPOCHS = 100_000
 

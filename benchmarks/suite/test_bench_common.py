@@ -10,7 +10,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from benchmarks import worker
+from benchmarks.harness import worker
 from common import mnist
 
 

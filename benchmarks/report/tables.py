@@ -164,7 +164,7 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
 
 def format_costs_table(groups: Sequence[RunGroup]) -> str:
     """Start-up by phase, memory and device memory per configuration (medians over its runs), as Markdown."""
-    from benchmarks.costs import STARTUP_PHASES
+    from benchmarks.harness.costs import STARTUP_PHASES
 
     header = ["run", *(phase.removesuffix("_s").replace("_", " ") + " s" for phase in STARTUP_PHASES),
               "to first step s", "peak RSS MiB", "RSS end of training MiB", "device peak MiB"]
@@ -293,7 +293,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
         path = out_dir / "summary.md"
         write_text_atomic(path, "\n".join(lines) + "\n")
         return path
-    from common.plots import plot_all
+    from benchmarks.report.plots import plot_all
 
     groups = group_runs(results_list)
     plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))

@@ -20,10 +20,12 @@ from pathlib import Path
 from common.errors import MnistBenchError
 from backends.frameworks import DEVICE_PROBES
 from backends.registry import backend_spec, check_can_run, process_settings
-from benchmarks.costs import SPAWNED_AT_ENV
-from benchmarks.environment import collect_environment, framework_devices, git_commit, usable_cores
-from benchmarks.roofline import training_floor_s
-from benchmarks.worker import EVENT_PREFIX
+from benchmarks.harness import children
+from benchmarks.harness.children import python_module
+from benchmarks.harness.costs import SPAWNED_AT_ENV
+from benchmarks.measure.environment import collect_environment, framework_devices, git_commit, usable_cores
+from benchmarks.measure.roofline import training_floor_s
+from benchmarks.harness.worker import EVENT_PREFIX
 from common.atomic import prepare_output_directory
 from common.data import steps_per_epoch
 from common.job import Job
@@ -31,7 +33,8 @@ from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, load_results, save_results
 
 INTERRUPT_GRACE_S = 20  # how long an interrupted child may take to write its partial result
-WORKER_COMMAND = (sys.executable, "-m", "benchmarks.worker")  # + JOB.json RESULT.json
+WORKER_COMMAND = python_module("benchmarks.harness.worker")  # + JOB.json RESULT.json [PROFILE_DIR]
+ROOFLINE_COMMAND = python_module("benchmarks.measure.roofline")  # + JOB.json LIMITS.json
 # Below this many full batches per epoch, fixed per-epoch costs (the validation call, Python, fit's
 # set-up) dominate the epoch time, and a ratio to the compute floor would measure them, not training.
 MIN_FLOOR_BATCHES = 10
@@ -80,7 +83,7 @@ def check_gpu_visible(backends, devices: int = 1) -> None:
         seen = framework_devices(framework)
         if seen.startswith("(") or "gpu:" not in seen.lower():
             raise HarnessError(f"--device gpu: {framework} sees no GPU; install the GPU extra "
-                               "(README 'GPU') or use --device cpu")
+                               "(docs/gpu.md) or use --device cpu")
         count = seen.lower().count("gpu:")
         if count < devices:
             raise HarnessError(f"--devices {devices}: {framework} sees only {count} GPU(s) on this machine; "
@@ -184,8 +187,7 @@ def measure_roofline(job: Job, run_dir: Path) -> dict | None:
         job_path, limits_path = Path(scratch) / "job.json", Path(scratch) / "limits.json"
         job_path.write_text(json.dumps(job.to_dict()))
         # The whole job travels, its precision too: a --precision default run is set against default-precision floors.
-        probe = subprocess.run([sys.executable, "-m", "benchmarks.roofline", str(job_path), str(limits_path)],
-                               capture_output=True, text=True)
+        probe = children.run(ROOFLINE_COMMAND, job_path, limits_path)
         if probe.returncode:
             (run_dir / "logs").mkdir(exist_ok=True)
             (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
@@ -255,9 +257,8 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         with open(log_dir / log_name, "w", encoding="utf-8") as log:
             spawned_at = time.monotonic()
             profile = [str(run_dir / "profiles" / log_name.removesuffix(".log"))] if job.profile else []
-            child = subprocess.Popen([*WORKER_COMMAND, str(job_path), str(result_path), *profile],
-                                     stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", SPAWNED_AT_ENV: repr(spawned_at)})
+            child = children.spawn(WORKER_COMMAND, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
+                                   text=True, env=children.child_environment(**{SPAWNED_AT_ENV: repr(spawned_at)}))
             try:
                 for line in child.stdout:
                     if line.startswith(EVENT_PREFIX):

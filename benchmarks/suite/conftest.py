@@ -92,7 +92,7 @@ def framework_versions(trainer) -> dict:
     """Versions, device and framework settings to put in every benchmark's extra_info."""
     from backends.frameworks import current_settings
 
-    from benchmarks.costs import peak_rss_mib
+    from benchmarks.harness.costs import peak_rss_mib
 
     # Peak RSS of this pytest process so far: one backend's own under `mnist-bench suite` (a process each).
     return {"device": trainer.device_name(), "python": sys.version.split()[0], **trainer.versions(),

@@ -8,7 +8,7 @@ convnet's convolutions enter as the GEMMs of their im2col form (the kernel cuDNN
 backend lower a small convolution to), with the im2col copies, pooling and ReLU left out, so its floor
 is a lower bound too.
 
-Child usage: python -m benchmarks.roofline JOB.json LIMITS.json (the harness' probe; `mnist-bench roofline` prints)
+Child usage (benchmarks/harness/children.py): python -m benchmarks.measure.roofline JOB.json LIMITS.json (the harness' probe; `mnist-bench roofline` prints)
 """
 
 from __future__ import annotations

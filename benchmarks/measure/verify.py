@@ -5,7 +5,7 @@ real MNIST, one step per call so that its loss and weights are seen after every 
 reference (`common.reference`) trains beside them. Each figure is set against its tolerance (one table,
 each workload's `tolerances`, shared with the test suite), per backend against float64 and per pair of backends.
 
-Child usage: python -m benchmarks.verify JOB.json INPUTS.npz OUTPUT.npz
+Child usage (benchmarks/harness/children.py): python -m benchmarks.measure.verify JOB.json OUTPUT.npz INPUTS.npz
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import dataclasses
 import datetime
 import itertools
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_text_atomic
+from benchmarks.harness import children
+from benchmarks.harness.children import python_module
+from common.atomic import atomic_path, write_text_atomic
 from common.data import epoch_batches, make_splits, one_hot
 from common.job import Job
 from common.weights import as_layer_list
@@ -34,7 +34,7 @@ VERIFY_FILE = "verify.json"
 SCHEMA_VERSION = 1
 PROBE_IMAGES = 1000  # test images whose probabilities are compared
 PARALLEL_PROBES = 2  # probe processes at once: one per core of the CI machine
-VERIFY_WORKER = (sys.executable, "-m", "benchmarks.verify")  # + JOB.json INPUTS.npz OUTPUT.npz
+VERIFY_WORKER = python_module("benchmarks.measure.verify")  # + JOB.json OUTPUT.npz INPUTS.npz
 
 
 CHECKS = {
@@ -71,7 +71,8 @@ def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
         snapshots.append(flat_weights(model.get_weights(), job))
     # The precision each framework reports in force, read after training: what verify.json records it ran at.
     precision = json.dumps(precision_in_force(backend_spec(job.backend).frameworks))
-    np.savez(output_path, probs=probs, losses=np.array(losses), weights=np.stack(snapshots), precision=precision)
+    with atomic_path(output_path) as partial, open(partial, "wb") as handle:
+        np.savez(handle, probs=probs, losses=np.array(losses), weights=np.stack(snapshots), precision=precision)
 
 
 @dataclasses.dataclass
@@ -157,8 +158,7 @@ def run_probes(job: Job, inputs_path: Path, work_dir: Path, quiet: bool = True) 
         child = job.for_backend(backend, job.seeds[:1])
         job_path, out_path = work_dir / f"{backend}.job.json", work_dir / f"{backend}.npz"
         job_path.write_text(json.dumps(child.to_dict()))
-        completed = subprocess.run([*VERIFY_WORKER, str(job_path), str(inputs_path), str(out_path)],
-                                   capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        completed = children.run(VERIFY_WORKER, job_path, out_path, inputs_path)
         if completed.returncode:
             lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
             raise VerifyError(f"{backend}: the probe process failed: {lines[-1] if lines else completed.returncode}")
@@ -177,7 +177,7 @@ class VerifyError(RuntimeError):
 
 def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
     """Probe every backend of `job`, train the float64 reference, and judge every figure."""
-    from benchmarks.environment import collect_environment
+    from benchmarks.measure.environment import collect_environment
 
     with tempfile.TemporaryDirectory(prefix="mnist-bench-verify-") as scratch:
         inputs_path = Path(scratch) / "inputs.npz"
@@ -252,7 +252,7 @@ def text_table(verification: Verification) -> str:
 
 def write_verification(verification: Verification, out_dir: Path) -> list[Path]:
     """verify.json and the two plots, written atomically into out_dir."""
-    from common.plots import plot_verification
+    from benchmarks.report.plots import plot_verification
 
     write_text_atomic(out_dir / VERIFY_FILE, verification.to_json())
     return [out_dir / VERIFY_FILE,
@@ -261,7 +261,7 @@ def write_verification(verification: Verification, out_dir: Path) -> list[Path]:
 
 def main(argv: Sequence[str]) -> int:
     """Child entry point: probe one backend."""
-    job_path, inputs_path, output_path = argv
+    job_path, output_path, inputs_path = argv
     with open(job_path, encoding="utf-8") as handle:
         job = Job.from_dict(json.load(handle))
     probe_backend(job, Path(inputs_path), Path(output_path))

@@ -19,7 +19,7 @@ import numpy as np
 from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
-from benchmarks.costs import StartupClock, peak_rss_mib, rss_mib
+from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
 from common.flops import gflops_per_s
 from common.job import Job

@@ -1,6 +1,6 @@
 """The child process of `mnist-bench run`: trains one job (one backend, its seeds) and reports back.
 
-Usage: python -m benchmarks.worker JOB.json RESULT.json [PROFILE_DIR]
+Child usage (benchmarks/harness/children.py): python -m benchmarks.harness.worker JOB.json RESULT.json [PROFILE_DIR]
 JOB.json is a `common.job.Job` with one backend; PROFILE_DIR is where a `--profile` job's trace goes. Progress goes to stdout as JSON lines prefixed with
 EVENT_PREFIX (frameworks may print there too); the RunResults (one per seed of the job) are written
 atomically to RESULT.json as a JSON list, also for a diverged, failed or interrupted run, with every
@@ -20,7 +20,8 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from benchmarks.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, interrupt_once  # noqa: E402
+from benchmarks.harness.children import interrupt_once  # noqa: E402
+from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 
 EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
     try:
         # Framework settings first, before anything can import a framework.
         prepare_process(job)
-        from benchmarks.training import RunStopped, train_and_evaluate
+        from benchmarks.harness.training import RunStopped, train_and_evaluate
 
         try:
             runs = train_and_evaluate(job, make_event_emitter(sys.stdout), entered_at=ENTERED_AT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.conftest import framework_versions
+from benchmarks.suite.conftest import framework_versions
 from common.config import ExperimentConfig
 from common.data import epoch_batches
 from common.flops import gflops_per_s

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from backends.registry import BACKENDS
 from backends.frameworks import DEVICE_PROBES
-from benchmarks.environment import collect_environment, framework_devices
+from benchmarks.measure.environment import collect_environment, framework_devices
+from common.errors import EXIT_OK
 
 
 def machine_info() -> str:
@@ -22,3 +23,15 @@ def machine_info() -> str:
     for spec in BACKENDS.values():
         lines.append(f"  {spec.name:<11}{spec.description} [{', '.join(spec.frameworks)}]")
     return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    """The machine, installed backends with versions, and the devices each framework sees."""
+    print(machine_info())
+    return EXIT_OK
+
+
+def add_parser(commands, formatter) -> None:
+    """Add this command to the CLI's subcommands."""
+    info = commands.add_parser("info", help="machine, installed backends and versions, visible devices")
+    info.set_defaults(handler=cmd_info)

@@ -1,11 +1,11 @@
 """Where flax-ffi's speed comes from: flax-fused with each FFI kernel swapped in alone, beside the step floor.
 
 Four fused MLP epochs (batch 32) from the same weights and batch order, timed in turn, round after round,
-in one process, with the step floor (`benchmarks.roofline.measure_step_floor`) measured between rounds:
+in one process, with the step floor (`benchmarks.measure.roofline.measure_step_floor`) measured between rounds:
 on a shared machine the minutes differ more than the variants do, so each figure is compared only with
 figures taken in the same rounds. Shapes, not values, set the time: the data are uniform random rows.
 
-Usage: python -m benchmarks.step_ablation [--rounds 8] [--samples 48000]
+Usage: python -m benchmarks.measure.step_ablation [--rounds 8] [--samples 48000]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def build_trainers(config: ExperimentConfig) -> dict:
 
 def measure(rounds: int, samples: int, config: ExperimentConfig | None = None) -> dict:
     """Per-step seconds of every variant and the step floor, one list entry per round."""
-    from benchmarks.roofline import measure_step_floor
+    from benchmarks.measure.roofline import measure_step_floor
 
     config = config or ExperimentConfig()
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def table(seconds: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.step_ablation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.measure.step_ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8, help="timed rounds (default: 8)")
     parser.add_argument("--samples", type=int, default=48_000, help="rows per epoch (default: 48000, a full epoch)")
     args = parser.parse_args(argv)

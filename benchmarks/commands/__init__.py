@@ -1,0 +1,1 @@
+"""One module per `mnist-bench` command, each adding its own arguments; `benchmarks/cli.py` collects them."""

@@ -1,0 +1,34 @@
+"""`mnist-bench roofline`: this machine's fp32 GEMM peak, bandwidth and training floors."""
+
+from __future__ import annotations
+
+from benchmarks.commands.flags import DEFAULT_JOB, CliError, add_setting_flags, flag_for, given_settings
+from backends.registry import DEFAULT_BACKENDS
+from common.config import ConfigError, ExperimentConfig
+from common.errors import EXIT_OK
+from common.job import Job
+
+
+def cmd_roofline(args) -> int:
+    """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
+    from benchmarks.measure.roofline import ROOFLINE_BATCH_SIZES, describe, measure_limits, measure_step_floor
+
+    try:
+        config = ExperimentConfig(**given_settings(args, ExperimentConfig))
+        job = Job(backends=DEFAULT_BACKENDS, config=config, **given_settings(args, Job))
+    except ConfigError as error:
+        raise CliError(f"{flag_for(error.field)}: {error}") from None
+    limits = measure_limits(job)  # measures in this process, with JAX, configured as the job's workers are
+    step_floors = [limits["step_floor"]] + [measure_step_floor(config.replace(batch_size=size))
+                                            for size in ROOFLINE_BATCH_SIZES if size != config.batch_size]
+    print(describe(limits, config, step_floors))
+    return EXIT_OK
+
+
+def add_parser(commands, formatter) -> None:
+    """Add this command and its flags to the CLI's subcommands."""
+    roofline = commands.add_parser("roofline", help="measure this machine's GEMM peak, bandwidth and training floor",
+                                   formatter_class=formatter)
+    add_setting_flags(roofline, ExperimentConfig, DEFAULT_JOB.config, only=("model", "batch_size"))
+    add_setting_flags(roofline, Job, DEFAULT_JOB, only=("device", "devices", "precision"))
+    roofline.set_defaults(handler=cmd_roofline)
