@@ -71,7 +71,7 @@ def tensorflow_device_memory(device: str) -> dict | None:
     return {"peak_bytes": info["peak"], "in_use_bytes": info["current"], "allocator": {"memory_growth": True}}
 
 
-def configure_tensorflow(device: str, devices: int = 1) -> list[str]:
+def configure_tensorflow(device: str, devices: int) -> list[str]:
     """Hide GPUs from TensorFlow for CPU runs (splitting the CPU into `devices` logical devices), or turn on
     memory growth for GPU runs; returns the `devices` TensorFlow device names to train on."""
     check_device(device)

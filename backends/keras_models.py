@@ -27,12 +27,11 @@ from common.workloads import cnn, mlp, model_inputs, weight_shapes
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
-                   build: ModelBuilder, backend: str, keras_backend: str, jit_compile: bool | str = "auto",
-                   steps_per_execution: int = 1) -> KerasTrainer:
+                   build: ModelBuilder, backend: str, keras_backend: str, jit_compile: bool | str,
+                   steps_per_execution: int) -> KerasTrainer:
     """A Keras trainer on `keras_backend` and the placement's devices for one seed, from its initial weights.
 
-    `jit_compile` and `steps_per_execution` are `compile`'s own options at `compile`'s own defaults, which the
-    reference row keeps and the tuned variants (registry options) change.
+    `jit_compile` and `steps_per_execution` are `compile`'s options, set per backend in the registry.
     """
     seed, weights = single_seed(initial_weights, backend)
     return KerasTrainer(config, weights, placement, build, seed=seed, keras_backend=keras_backend,

@@ -20,6 +20,8 @@ from common.workloads import get_workload
 
 # Steps per compiled call for keras-tuned; docs/performance.md shows how it was chosen.
 KERAS_TUNED_STEPS = 50
+# `model.compile`'s options as the tutorial leaves them (Keras' own defaults): the reference rows'.
+KERAS_COMPILE_DEFAULTS = (("jit_compile", "auto"), ("steps_per_execution", 1))
 # Measured (Keras 3.15, TF 2.21, CPU): fit under MirroredStrategy with jit_compile=True fails with XLA's
 # "Trying to access resource ... located in device CPU:1 from device CPU:0" (TF's XLA known issues).
 XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy fails in XLA (variables on another device)"
@@ -66,11 +68,12 @@ class BackendSpec:
 BACKENDS = {spec.name: spec for spec in (
     BackendSpec("keras", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"), KERAS_BUILDERS,
-                keras_backend="tensorflow"),
+                KERAS_COMPILE_DEFAULTS, keras_backend="tensorflow"),
     BackendSpec("flax", "backends.flax_models:create_trainer",
                 "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax"), FLAX_BUILDERS),
     BackendSpec("keras-jax", "backends.keras_models:create_trainer",
-                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), KERAS_BUILDERS, keras_backend="jax"),
+                "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), KERAS_BUILDERS, KERAS_COMPILE_DEFAULTS,
+                keras_backend="jax"),
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
     BackendSpec("flax-fused", "backends.flax_fused:create_trainer",
                 "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax"),
@@ -80,7 +83,7 @@ BACKENDS = {spec.name: spec for spec in (
                 seeds_per_process=None),
     BackendSpec("keras-xla", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
-                KERAS_BUILDERS, (("jit_compile", True),), keras_backend="tensorflow",
+                KERAS_BUILDERS, (("jit_compile", True), ("steps_per_execution", 1)), keras_backend="tensorflow",
                 single_device_reason=XLA_MIRRORED),
     BackendSpec("keras-tuned", "backends.keras_models:create_trainer",
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",

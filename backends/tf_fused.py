@@ -88,7 +88,7 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
 
     def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
                  seed: int):
-        (self._device,) = configure_tensorflow(placement.device)
+        (self._device,) = configure_tensorflow(placement.device, placement.devices)
         self._build = build
         self.shapes = weight_shapes(config)
         check_weights(weights, self.shapes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.config import ConfigError, ExperimentConfig, check, is_finite_number, is_positive_int, known_fields
-from common.config import flag
+from common.config import ExperimentConfig
+from common.validation import ConfigError, check, flag, is_finite_number, is_positive_int, known_fields
 from common.data import train_sample_count
 
 DEVICES = ("cpu", "gpu")

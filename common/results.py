@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.errors import MnistBenchError
 from common.atomic import write_text_atomic
-from common.config import ConfigError
+from common.validation import ConfigError
 from common.job import TARGET_ACCURACY, Job
 
 # 2: the run's Job replaces schema 1's `config` (which carried seeds and target_accuracy beside the

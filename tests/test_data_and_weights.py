@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.job import Job
 from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
 from common.mnist import load_mnist

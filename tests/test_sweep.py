@@ -221,7 +221,7 @@ def processes_with(text: str) -> dict[int, tuple[int, str]]:
 def check_a_lost_task_is_recorded_as_failed(address: str, sweep_dir: Path, mnist_data_dir: Path) -> None:
     """Kill the Ray worker running a trial, as a lost node would take it: the trial is recorded as failed, the
     sweep ends, and the trial's own processes stop (their parent died: PR_SET_PDEATHSIG)."""
-    from test_harness import wait_for_text
+    from helpers import wait_for_text
 
     argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
             "--executor", "ray", "--ray-address", address, "--data-dir", str(mnist_data_dir), "--out", str(sweep_dir),
@@ -272,7 +272,7 @@ def test_table_labels_device_counts_and_shows_speed_vs_one_device():
 
 
 def test_ctrl_c_stops_the_running_trial_and_keeps_its_epochs(tmp_path, mnist_data_dir):
-    from test_harness import wait_for_text
+    from helpers import wait_for_text
 
     out = tmp_path / "sweep"
     first = "flax-b32-d1-lr0.001-highest-s0"

@@ -11,7 +11,8 @@ import dataclasses
 import re
 
 from backends.registry import BACKENDS, DEFAULT_BACKENDS, runs
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.errors import MnistBenchError
 from common.job import Job
 

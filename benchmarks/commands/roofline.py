@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from benchmarks.commands.flags import DEFAULT_JOB, CliError, add_setting_flags, flag_for, given_settings
 from backends.registry import DEFAULT_BACKENDS
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.errors import EXIT_OK
 from common.job import Job
 

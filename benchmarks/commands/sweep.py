@@ -12,7 +12,8 @@ from benchmarks.harness.children import first_interrupt_only
 from benchmarks.sweep.grid import SHARED_SETTINGS
 from benchmarks.sweep.runner import EXECUTORS
 from benchmarks.sweep.trial import DEFAULT_TRIAL_TIMEOUT_S
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from common.job import Job
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from benchmarks.commands.flags import (DEFAULT_JOB, CliError, add_setting_flags, backend_help, flag_for,
                                        given_settings, parse_backends)
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.errors import EXIT_FAILED, EXIT_OK
 from common.job import Job
 

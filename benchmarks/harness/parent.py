@@ -72,7 +72,7 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def check_gpu_visible(backends, devices: int = 1) -> None:
+def check_gpu_visible(backends, devices: int) -> None:
     """Fail before anything is written when `--device gpu` has no GPU, or fewer than `devices`, to use."""
     if not (shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists()):
         raise HarnessError("--device gpu: no NVIDIA GPU is visible on this machine (no /dev/nvidia0, no "

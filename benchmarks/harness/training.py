@@ -95,107 +95,135 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     profiler traces the first PROFILE_STEPS steps of the second epoch into `profile_dir`. Raises
     RunStopped, with the completed epochs kept, when interrupted or when training fails.
     """
-    emit = on_event or (lambda kind, payload: None)
-    startup = StartupClock(entered_at if entered_at is not None else time.monotonic())
-    total_start = time.perf_counter()
-    config = job.config
-    load_backend(job)  # imports the framework
-    startup.lap("framework_import_s")
-    splits = make_splits(load_mnist(job.data_dir, progress=False), config)
-    startup.lap("data_load_s")
-    trainer = create_trainer(job, {seed: initial_weights(config, seed) for seed in job.seeds})
-    startup.lap("model_build_s")
-    settings = current_settings()
-    results = [RunResult(backend=job.backend, seed=seed, device=job.device, devices=job.devices, device_name=trainer.device_name(),
-                         versions=trainer.versions(), settings=settings) for seed in job.seeds]
-    epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
-    time_to_target: list[float | None] = [None] * len(job.seeds)
+    session = TrainingSession(job, on_event, entered_at, profile_dir)
+    try:
+        session.train()
+        session.test()
+    except KeyboardInterrupt:
+        session.trace.stop()
+        stop(session.results, "interrupted", "interrupted by the user (Ctrl-C)")
+        session.finish()
+        raise RunStopped(session.results, interrupted=True) from None
+    except Exception as error:
+        session.trace.stop()
+        stop(session.results, "failed", f"{type(error).__name__}: {error}".strip().splitlines()[0])
+        session.finish()
+        raise RunStopped(session.results, interrupted=False) from error
+    session.finish()
+    return session.results
 
-    def finish():
-        for index, result in enumerate(results):
+
+class TrainingSession:
+    """One worker's training of its job's seeds: built (framework, data, model: the start-up phases) when made,
+    then trained epoch by epoch, tested, and summed up into its RunResults."""
+
+    def __init__(self, job: Job, on_event: EventCallback | None, entered_at: float | None, profile_dir: Path | None):
+        self.job, self.config, self.profile_dir = job, job.config, profile_dir
+        self.emit = on_event or (lambda kind, payload: None)
+        self.startup = StartupClock(entered_at if entered_at is not None else time.monotonic())
+        self.total_start = time.perf_counter()
+        load_backend(job)  # imports the framework
+        self.startup.lap("framework_import_s")
+        self.splits = make_splits(load_mnist(job.data_dir, progress=False), self.config)
+        self.startup.lap("data_load_s")
+        self.trainer = create_trainer(job, {seed: initial_weights(self.config, seed) for seed in job.seeds})
+        self.startup.lap("model_build_s")
+        settings = current_settings()
+        self.results = [RunResult(backend=job.backend, seed=seed, device=job.device, devices=job.devices,
+                                  device_name=self.trainer.device_name(), versions=self.trainer.versions(),
+                                  settings=settings) for seed in job.seeds]
+        self.epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
+        self.time_to_target: list[float | None] = [None] * len(job.seeds)
+        self.rss_at_training_end, self.first_step_is_whole_call = None, None
+        self.trace = Trace(backend_spec(job.backend).frameworks)
+
+    def train(self) -> None:
+        """Every epoch, each followed by validation, until the last or until every seed has diverged."""
+        train_start = time.perf_counter()
+        for epoch in range(self.config.epochs):
+            self.train_epoch(epoch, train_start)
+            if all(result.status != "ok" for result in self.results):
+                break
+        self.rss_at_training_end = rss_mib()
+
+    def train_epoch(self, epoch: int, train_start: float) -> None:
+        """One epoch of every seed, timed around the one trainer call, then each seed's validation."""
+        x_train = self.splits.x_train
+        batches = [epoch_batches(len(x_train), self.config.batch_size, seed, epoch) for seed in self.job.seeds]
+
+        def on_step(step, loss, accuracy, steps=len(batches[0])):
+            self.emit("step", dict(epoch=epoch + 1, step=step + 1, steps=steps, loss=loss, accuracy=accuracy))
+            if self.trace.running and step + 1 >= PROFILE_STEPS:
+                self.trace.stop()
+
+        if self.job.profile and self.profile_dir is not None and epoch == 1:
+            self.trace.start(self.profile_dir)  # steady state: the first epoch compiled everything
+        start = time.perf_counter()
+        logs = self.trainer.train_epoch(x_train, self.splits.y_train, batches, on_step)
+        end = time.perf_counter()
+        self.trace.stop()  # a backend that reports once per epoch (a fused scan) is traced for the whole call
+        if epoch == 0:
+            # Trace, compile and run of the first step; a backend without a per-step clock (a fused
+            # epoch) reports its whole first call.
+            self.first_step_is_whole_call = logs[0].step_end_s is None
+            first_end = end if self.first_step_is_whole_call else logs[0].step_end_s[0]
+            self.startup.phases["first_step_s"] = first_end - start
+        for index, (result, log) in enumerate(zip(self.results, logs)):
+            if result.status == "ok":  # a diverged seed of a vmapped program rides along, unrecorded
+                self.validate(index, TimedEpoch(log, start, end), epoch, train_start)
+
+    def validate(self, index: int, timed: TimedEpoch, epoch: int, train_start: float) -> None:
+        """Seed `index`'s epoch into its history: validation, divergence, time to target."""
+        result, log, config = self.results[index], timed.log, self.config
+        self.epochs[index].append(timed)
+        val_start = time.perf_counter()
+        val_loss, val_accuracy = (self.trainer.seed_model(index).evaluate(self.splits.x_val, self.splits.y_val)
+                                  if len(self.splits.x_val) else (math.nan, math.nan))
+        val_end = time.perf_counter()
+        entry = dict(epoch=epoch + 1, loss=log.loss, accuracy=log.accuracy, val_loss=val_loss,
+                     val_accuracy=val_accuracy, epoch_s=timed.seconds, val_s=val_end - val_start)
+        result.history.append(entry)
+        self.emit("epoch", {**entry, "seed": self.job.seeds[index], "epochs": config.epochs})
+        if not np.all(np.isfinite(log.losses)) or log.loss > DIVERGED_LOSS:
+            result.status = "diverged"
+            result.error = (f"training loss {log.loss:.4g} in epoch {epoch + 1} is non-finite or above "
+                            f"{DIVERGED_LOSS:.0f} (learning_rate={config.learning_rate})")
+        elif self.time_to_target[index] is None and val_accuracy >= self.job.target_accuracy:
+            self.time_to_target[index] = val_end - train_start
+
+    def test(self) -> None:
+        """Test-set loss, accuracy, predictions and confusion matrix of every seed still ok."""
+        for index, result in enumerate(self.results):
+            if result.status == "ok":
+                test_start = time.perf_counter()
+                model = self.trainer.seed_model(index)
+                result.test = dict(zip(("loss", "accuracy"), model.evaluate(self.splits.x_test, self.splits.y_test)))
+                predictions = model.predict(self.splits.x_test).argmax(axis=1)
+                result.timing["test_s"] = time.perf_counter() - test_start
+                result.test_predictions = predictions.astype(int).tolist()
+                result.confusion = confusion_matrix(self.splits.y_test, predictions).tolist()
+
+    def finish(self) -> None:
+        """Every run's timing, per-step record and costs, from whatever epochs it completed."""
+        train_samples = len(self.splits.x_train)
+        for index, result in enumerate(self.results):
             result.timing = {**result.timing, **summarize_timing(
-                epochs[index], len(splits.x_train), time.perf_counter() - total_start, time_to_target[index])}
+                self.epochs[index], train_samples, time.perf_counter() - self.total_start, self.time_to_target[index])}
             if result.timing["epoch_s_median"]:
                 # With K seeds in one program the clock is shared: the epoch time is K seeds' worth of work.
                 result.timing["gflops_per_s"] = gflops_per_s(
-                    training_flops_per_sample(config) * len(splits.x_train) * len(job.seeds),
+                    training_flops_per_sample(self.config) * train_samples * len(self.job.seeds),
                     result.timing["epoch_s_median"])
-            result.timing.update(seeds_in_program=len(job.seeds), train_samples=len(splits.x_train))
-            result.step_ms = [round(ms, 4) for ms in steady_step_seconds(epochs[index]) * 1e3]
+            result.timing.update(seeds_in_program=len(self.job.seeds), train_samples=train_samples)
+            result.step_ms = [round(ms, 4) for ms in steady_step_seconds(self.epochs[index]) * 1e3]
             # float32 is what the backends computed; 7 significant digits keep results.json small.
-            result.step_losses = [float(f"{loss:.7g}") for epoch in epochs[index] for loss in epoch.log.losses]
-            if trace.directory is not None:
+            result.step_losses = [float(f"{loss:.7g}") for epoch in self.epochs[index] for loss in epoch.log.losses]
+            if self.trace.directory is not None:
                 result.timing["profiled_epoch"] = 2  # slower than unprofiled ones: no speed comparison
-                result.costs["profile_dir"] = str(trace.directory)
-            result.costs.update(startup.summary(), rss_end_of_training_mib=rss_at_training_end,
-                                peak_rss_mib=peak_rss_mib(), device_memory=trainer.device_memory(),
-                                first_step_is_whole_call=first_step_is_whole_call)
-
-    rss_at_training_end, first_step_is_whole_call = None, None
-    trace = Trace(backend_spec(job.backend).frameworks)
-    try:
-        train_start = time.perf_counter()
-        for epoch in range(config.epochs):
-            batches = [epoch_batches(len(splits.x_train), config.batch_size, seed, epoch) for seed in job.seeds]
-
-            def on_step(step, loss, accuracy, epoch=epoch, steps=len(batches[0])):
-                emit("step", dict(epoch=epoch + 1, step=step + 1, steps=steps, loss=loss, accuracy=accuracy))
-                if trace.running and step + 1 >= PROFILE_STEPS:
-                    trace.stop()
-
-            if job.profile and profile_dir is not None and epoch == 1:
-                trace.start(profile_dir)  # steady state: the first epoch compiled everything
-            start = time.perf_counter()
-            logs = trainer.train_epoch(splits.x_train, splits.y_train, batches, on_step)
-            end = time.perf_counter()
-            trace.stop()  # a backend that reports once per epoch (a fused scan) is traced for the whole call
-            if epoch == 0:
-                # Trace, compile and run of the first step; a backend without a per-step clock (a fused
-                # epoch) reports its whole first call.
-                first_step_is_whole_call = logs[0].step_end_s is None
-                startup.phases["first_step_s"] = (end if first_step_is_whole_call else logs[0].step_end_s[0]) - start
-            for index, (result, log) in enumerate(zip(results, logs)):
-                if result.status != "ok":
-                    continue  # a diverged seed of a vmapped program rides along, unrecorded
-                epochs[index].append(TimedEpoch(log, start, end))
-                val_start = time.perf_counter()
-                val_loss, val_accuracy = (trainer.seed_model(index).evaluate(splits.x_val, splits.y_val)
-                                          if len(splits.x_val) else (math.nan, math.nan))
-                val_end = time.perf_counter()
-                entry = dict(epoch=epoch + 1, loss=log.loss, accuracy=log.accuracy, val_loss=val_loss,
-                             val_accuracy=val_accuracy, epoch_s=end - start, val_s=val_end - val_start)
-                result.history.append(entry)
-                emit("epoch", {**entry, "seed": job.seeds[index], "epochs": config.epochs})
-                if not np.all(np.isfinite(log.losses)) or log.loss > DIVERGED_LOSS:
-                    result.status = "diverged"
-                    result.error = (f"training loss {log.loss:.4g} in epoch {epoch + 1} is non-finite or above "
-                                    f"{DIVERGED_LOSS:.0f} (learning_rate={config.learning_rate})")
-                elif time_to_target[index] is None and val_accuracy >= job.target_accuracy:
-                    time_to_target[index] = val_end - train_start
-            if all(result.status != "ok" for result in results):
-                break
-        rss_at_training_end = rss_mib()
-        for index, result in enumerate(results):
-            if result.status == "ok":
-                test_start = time.perf_counter()
-                model = trainer.seed_model(index)
-                result.test = dict(zip(("loss", "accuracy"), model.evaluate(splits.x_test, splits.y_test)))
-                predictions = model.predict(splits.x_test).argmax(axis=1)
-                result.timing["test_s"] = time.perf_counter() - test_start
-                result.test_predictions = predictions.astype(int).tolist()
-                result.confusion = confusion_matrix(splits.y_test, predictions).tolist()
-    except KeyboardInterrupt:
-        trace.stop()
-        stop(results, "interrupted", "interrupted by the user (Ctrl-C)")
-        finish()
-        raise RunStopped(results, interrupted=True) from None
-    except Exception as error:
-        trace.stop()
-        stop(results, "failed", f"{type(error).__name__}: {error}".strip().splitlines()[0])
-        finish()
-        raise RunStopped(results, interrupted=False) from error
-    finish()
-    return results
+                result.costs["profile_dir"] = str(self.trace.directory)
+            result.costs.update(self.startup.summary(), rss_end_of_training_mib=self.rss_at_training_end,
+                                peak_rss_mib=peak_rss_mib(), device_memory=self.trainer.device_memory(),
+                                first_step_is_whole_call=self.first_step_is_whole_call)
 
 
 def stop(results: list[RunResult], status: str, error: str) -> None:

@@ -38,7 +38,7 @@ def _best_seconds(function, *args, repeats: int) -> float:
     return best
 
 
-def measure(device: str = "cpu", repeats: int = 7) -> dict:
+def measure(device: str, repeats: int = 7) -> dict:
     """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up).
 
     JAX's process settings must be in force already (`backends.frameworks.configure_process`).

@@ -382,79 +382,95 @@ def plot_sweep(results_list: Sequence, out_dir: Path, target_accuracy: float) ->
     if not runs:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    plt = _pyplot()
     backends = list(dict.fromkeys(job.backend for job, _ in runs))
     color = {backend: PALETTE[index % len(PALETTE)] for index, backend in enumerate(backends)}
-    written = []
+    figures = (_plot_sweep_throughput(runs, color, out_dir / "sweep-throughput.png"),
+               _plot_sweep_scaling(runs, color, out_dir / "sweep-scaling.png"),
+               _plot_sweep_time_to_target(runs, backends, color, target_accuracy, out_dir / "sweep-time-to-target.png"),
+               _plot_sweep_accuracy(runs, color, out_dir / "sweep-accuracy.png"))
+    return [path for path in figures if path is not None]
 
-    def median_by(key, value, where=lambda job: True):
-        table: dict = {}
-        for job, run in runs:
-            measured = value(job, run)
-            if where(job) and measured is not None:
-                table.setdefault(key(job), []).append(measured)
-        return {k: float(np.median(v)) for k, v in sorted(table.items())}
 
-    throughput = median_by(lambda job: (job.backend, job.devices, job.config.batch_size),
-                           lambda job, run: run.timing.get("samples_per_s"))
-    if throughput:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for backend, devices in dict.fromkeys((b, d) for b, d, _ in throughput):
-            points = [(batch, value) for (b, d, batch), value in throughput.items() if (b, d) == (backend, devices)]
-            ax.plot(*zip(*points), marker="o", color=color[backend], linestyle="-" if devices == 1 else "--",
-                    label=backend + (f" ×{devices} devices" if devices > 1 else ""))
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples/s (median over trials)",
-               title="Throughput against batch size")
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out_dir / "sweep-throughput.png"))
+def _median_by(runs, key, value) -> dict:
+    """{key(job): median of value(job, run)} over the trials where value is known, keys sorted."""
+    table: dict = {}
+    for job, run in runs:
+        measured = value(job, run)
+        if measured is not None:
+            table.setdefault(key(job), []).append(measured)
+    return {k: float(np.median(v)) for k, v in sorted(table.items())}
 
-    epoch_s = median_by(lambda job: (job.backend, job.config.batch_size, job.devices),
-                        lambda job, run: run.timing.get("epoch_s_median"))
+
+def _plot_sweep_throughput(runs, color: dict, path: Path) -> Path | None:
+    throughput = _median_by(runs, lambda job: (job.backend, job.devices, job.config.batch_size),
+                            lambda job, run: run.timing.get("samples_per_s"))
+    if not throughput:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    for backend, devices in dict.fromkeys((b, d) for b, d, _ in throughput):
+        points = [(batch, value) for (b, d, batch), value in throughput.items() if (b, d) == (backend, devices)]
+        ax.plot(*zip(*points), marker="o", color=color[backend], linestyle="-" if devices == 1 else "--",
+                label=backend + (f" ×{devices} devices" if devices > 1 else ""))
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples/s (median over trials)",
+           title="Throughput against batch size")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_sweep_scaling(runs, color: dict, path: Path) -> Path | None:
+    epoch_s = _median_by(runs, lambda job: (job.backend, job.config.batch_size, job.devices),
+                         lambda job, run: run.timing.get("epoch_s_median"))
     curves = {}
     for (backend, batch, devices), seconds in epoch_s.items():
         single = epoch_s.get((backend, batch, 1))
         if single:
             curves.setdefault((backend, batch), []).append((devices, single / seconds))
     curves = {key: points for key, points in curves.items() if len(points) > 1}
-    if curves:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        batches = sorted({batch for _, batch in curves})
-        for (backend, batch), points in curves.items():
-            style = batches.index(batch)
-            ax.plot(*zip(*sorted(points)), marker="os^Dv"[style % 5], linestyle=("-", "--", "-.", ":")[style % 4],
-                    color=color[backend], label=f"{backend}, batch {batch}")
-        most = max(d for points in curves.values() for d, _ in points)
-        ax.plot([1, most], [1, most], color="grey", linestyle=":", label="linear")
-        ax.set_xticks(sorted({d for points in curves.values() for d, _ in points}))
-        ax.set(xlabel="devices", ylabel="speed-up over 1 device (epoch time)", title="Speed-up against device count")
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out_dir / "sweep-scaling.png"))
+    if not curves:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    batches = sorted({batch for _, batch in curves})
+    for (backend, batch), points in curves.items():
+        style = batches.index(batch)
+        ax.plot(*zip(*sorted(points)), marker="os^Dv"[style % 5], linestyle=("-", "--", "-.", ":")[style % 4],
+                color=color[backend], label=f"{backend}, batch {batch}")
+    most = max(d for points in curves.values() for d, _ in points)
+    ax.plot([1, most], [1, most], color="grey", linestyle=":", label="linear")
+    ax.set_xticks(sorted({d for points in curves.values() for d, _ in points}))
+    ax.set(xlabel="devices", ylabel="speed-up over 1 device (epoch time)", title="Speed-up against device count")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
+
+def _plot_sweep_time_to_target(runs, backends: list, color: dict, target_accuracy: float, path: Path) -> Path | None:
     reached = {backend: [run.timing["time_to_target_s"] for job, run in runs if job.backend == backend
                          and run.timing.get("time_to_target_s") is not None] for backend in backends}
-    if any(reached.values()):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for position, backend in enumerate(backends, start=1):
-            values = reached[backend]
-            ax.scatter([position] * len(values), values, color=color[backend], alpha=0.8)
-            if values:
-                ax.hlines(np.median(values), position - 0.25, position + 0.25, color=color[backend])
-        ax.set_xticks(range(1, len(backends) + 1), [f"{b}\n({len(reached[b])} reached)" for b in backends])
-        ax.set(ylabel="seconds (line: median)", title=f"Time to {target_accuracy:.0%} validation accuracy, per trial")
-        written.append(_save(fig, out_dir / "sweep-time-to-target.png"))
+    if not any(reached.values()):
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    for position, backend in enumerate(backends, start=1):
+        values = reached[backend]
+        ax.scatter([position] * len(values), values, color=color[backend], alpha=0.8)
+        if values:
+            ax.hlines(np.median(values), position - 0.25, position + 0.25, color=color[backend])
+    ax.set_xticks(range(1, len(backends) + 1), [f"{b}\n({len(reached[b])} reached)" for b in backends])
+    ax.set(ylabel="seconds (line: median)", title=f"Time to {target_accuracy:.0%} validation accuracy, per trial")
+    return _save(fig, path)
 
+
+def _plot_sweep_accuracy(runs, color: dict, path: Path) -> Path | None:
     accuracy = {}
     for job, run in runs:
         if run.test:
             accuracy.setdefault((job.backend, job.config.batch_size), []).append(100 * run.test["accuracy"])
-    if accuracy:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        keys = list(accuracy)
-        for position, key in enumerate(keys, start=1):
-            ax.scatter([position] * len(accuracy[key]), accuracy[key], color=color[key[0]], alpha=0.8)
-            ax.errorbar(position + 0.15, np.mean(accuracy[key]), yerr=np.std(accuracy[key]), fmt="_",
-                        color=color[key[0]], capsize=4)
-        ax.set_xticks(range(1, len(keys) + 1), [f"{b}\nbatch {batch}" for b, batch in keys], fontsize=8)
-        ax.set(ylabel="test accuracy % (bar: mean ± std)", title="Accuracy spread over seeds and trials")
-        written.append(_save(fig, out_dir / "sweep-accuracy.png"))
-    return written
+    if not accuracy:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    keys = list(accuracy)
+    for position, key in enumerate(keys, start=1):
+        ax.scatter([position] * len(accuracy[key]), accuracy[key], color=color[key[0]], alpha=0.8)
+        ax.errorbar(position + 0.15, np.mean(accuracy[key]), yerr=np.std(accuracy[key]), fmt="_",
+                    color=color[key[0]], capsize=4)
+    ax.set_xticks(range(1, len(keys) + 1), [f"{b}\nbatch {batch}" for b, batch in keys], fontsize=8)
+    ax.set(ylabel="test accuracy % (bar: mean ± std)", title="Accuracy spread over seeds and trials")
+    return _save(fig, path)

@@ -100,9 +100,26 @@ TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
     """One formatted row per group; seeds are summarised as mean ± std [95% CI]."""
+    reference, one_device = yardsticks(groups)
+    # The column appears only when some multi-device group has its one-device twin beside it.
+    scaling = any(group.devices > 1 and (group.backend, group.device, group.machine) in one_device
+                  for group in groups)
+    rows = []
+    for group in groups:
+        row = table_row(group, reference.get((group.device, group.devices, group.machine)))
+        if scaling:
+            single, epoch_s = one_device.get((group.backend, group.device, group.machine)), _median_epoch_s(group)
+            row["speed vs 1 device"] = ("— (profiled)" if _profiled(group) else f"{single / epoch_s:.2f}x"
+                                        if single and epoch_s and group.devices > 1 else "—")
+        rows.append(row)
+    return rows
+
+
+def yardsticks(groups: Sequence[RunGroup]) -> tuple[dict, dict]:
+    """The epoch times ratios are taken against: the reference backend's per (device, devices, machine), and each
+    backend's own on one device per (backend, device, machine). Profiled runs are never a yardstick."""
     reference, one_device = {}, {}
     for group in groups:
-        # Profiled runs are slower by the profiler's cost: never a yardstick.
         measured = [r for r in group.ok_runs if not r.timing.get("profiled_epoch")]
         if not measured:
             continue
@@ -111,55 +128,66 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
             reference[(group.device, group.devices, group.machine)] = median_epoch_s
         if group.devices == 1:
             one_device[(group.backend, group.device, group.machine)] = median_epoch_s
-    # The column appears only when some multi-device group has its one-device twin beside it.
-    scaling = any(group.devices > 1 and (group.backend, group.device, group.machine) in one_device
-                  for group in groups)
-    rows = []
-    for group in groups:
-        ok = group.ok_runs
-        timing = lambda key: [r.timing.get(key) for r in ok]  # noqa: E731
-        statuses = sorted({run.status for run in group.runs})
-        status = ", ".join(f"{s} {sum(r.status == s for r in group.runs)}" if len(group.runs) > 1 else s
-                           for s in statuses)
-        if len(group.runs) == 1 and group.runs[0].status != "ok" and group.runs[0].history:
-            # A stopped run keeps the epochs it completed; say how far it got.
-            status += f" ({len(group.runs[0].history)}/{group.job.config.epochs} epochs)"
-        profiled = any(run.timing.get("profiled_epoch") for run in group.runs)
-        if profiled:
-            status += " (profiled)"
-        ref = reference.get((group.device, group.devices, group.machine))
-        single = one_device.get((group.backend, group.device, group.machine))
-        epoch_s = np.median(timing("epoch_s_median")) if ok else None
-        reached = [v for v in timing("time_to_target_s") if v is not None]
-        tta = _cell(reached, 2, with_ci=True) if reached else "not reached" if ok else "—"
-        if ok and 0 < len(reached) < len(ok):
-            tta += f" ({len(reached)}/{len(ok)} reached)"
-        shared = max((r.timing.get("seeds_in_program", 1) for r in ok), default=1)
-        rows.append({
-            "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else "")
-            + (f" (one program; times are for all {shared})" if shared > 1 else ""),
-            "status": status,
-            "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
-            "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
-            "epoch s": _cell(timing("epoch_s_median"), 3),
-            "step ms p50/p90": (f"{np.median(timing('step_ms_median')):.3f} / {np.median(timing('step_ms_p90')):.3f}"
-                                if ok and timing("step_ms_median")[0] is not None else "—"),
-            "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
-            "GFLOP/s": _cell(timing("gflops_per_s"), 1),
-            "x step floor": _cell(timing("step_floor_ratio"), 2),
-            "x GEMM floor": _cell(timing("floor_ratio"), 2),
-            "compile s": _cell(timing("compile_s"), 2),
-            "time to target s": tta,
-            "total s": _cell(timing("total_s"), 1),
-            # Costs are per process: also shown for runs that did not finish.
-            "startup s": _cell([r.costs.get("time_to_first_step_s") for r in group.runs], 2),
-            "peak RSS MiB": _cell([r.costs.get("peak_rss_mib") for r in group.runs], 0),
-            "speed vs keras": ("— (profiled)" if profiled else f"{ref / epoch_s:.2f}x" if ref and epoch_s else "—"),
-        })
-        if scaling:
-            rows[-1]["speed vs 1 device"] = ("— (profiled)" if profiled else f"{single / epoch_s:.2f}x"
-                                             if single and epoch_s and group.devices > 1 else "—")
-    return rows
+    return reference, one_device
+
+
+def _median_epoch_s(group: RunGroup) -> float | None:
+    return np.median([r.timing.get("epoch_s_median") for r in group.ok_runs]) if group.ok_runs else None
+
+
+def _profiled(group: RunGroup) -> bool:
+    return any(run.timing.get("profiled_epoch") for run in group.runs)
+
+
+def status_cell(group: RunGroup) -> str:
+    """'ok', 'ok 2, failed 1', 'interrupted (2/10 epochs)', '... (profiled)'."""
+    statuses = sorted({run.status for run in group.runs})
+    status = ", ".join(f"{s} {sum(r.status == s for r in group.runs)}" if len(group.runs) > 1 else s
+                       for s in statuses)
+    if len(group.runs) == 1 and group.runs[0].status != "ok" and group.runs[0].history:
+        # A stopped run keeps the epochs it completed; say how far it got.
+        status += f" ({len(group.runs[0].history)}/{group.job.config.epochs} epochs)"
+    return status + (" (profiled)" if _profiled(group) else "")
+
+
+def time_to_target_cell(group: RunGroup) -> str:
+    """Seconds to the target accuracy over the seeds that reached it, and how many did."""
+    ok = group.ok_runs
+    reached = [r.timing.get("time_to_target_s") for r in ok if r.timing.get("time_to_target_s") is not None]
+    cell = _cell(reached, 2, with_ci=True) if reached else "not reached" if ok else "—"
+    if ok and 0 < len(reached) < len(ok):
+        cell += f" ({len(reached)}/{len(ok)} reached)"
+    return cell
+
+
+def table_row(group: RunGroup, reference_epoch_s: float | None) -> dict[str, str]:
+    """One group's formatted cells; `reference_epoch_s` is its yardstick for `speed vs keras`."""
+    ok = group.ok_runs
+    timing = lambda key: [r.timing.get(key) for r in ok]  # noqa: E731
+    epoch_s = _median_epoch_s(group)
+    shared = max((r.timing.get("seeds_in_program", 1) for r in ok), default=1)
+    return {
+        "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else "")
+        + (f" (one program; times are for all {shared})" if shared > 1 else ""),
+        "status": status_cell(group),
+        "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
+        "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
+        "epoch s": _cell(timing("epoch_s_median"), 3),
+        "step ms p50/p90": (f"{np.median(timing('step_ms_median')):.3f} / {np.median(timing('step_ms_p90')):.3f}"
+                            if ok and timing("step_ms_median")[0] is not None else "—"),
+        "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
+        "GFLOP/s": _cell(timing("gflops_per_s"), 1),
+        "x step floor": _cell(timing("step_floor_ratio"), 2),
+        "x GEMM floor": _cell(timing("floor_ratio"), 2),
+        "compile s": _cell(timing("compile_s"), 2),
+        "time to target s": time_to_target_cell(group),
+        "total s": _cell(timing("total_s"), 1),
+        # Costs are per process: also shown for runs that did not finish.
+        "startup s": _cell([r.costs.get("time_to_first_step_s") for r in group.runs], 2),
+        "peak RSS MiB": _cell([r.costs.get("peak_rss_mib") for r in group.runs], 0),
+        "speed vs keras": ("— (profiled)" if _profiled(group) else f"{reference_epoch_s / epoch_s:.2f}x"
+                           if reference_epoch_s and epoch_s else "—"),
+    }
 
 
 def format_costs_table(groups: Sequence[RunGroup]) -> str:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from backends.registry import BACKENDS
+from common.job import PRECISIONS, Job
 
 QUICK_ENV = "MNIST_BENCH_QUICK"
 FULL_BATCH_SIZES = (32, 128, 512, 2048)
@@ -19,7 +20,7 @@ def pytest_addoption(parser):
     group.addoption("--bench-backend", default=",".join(BACKENDS),
                     help="comma-separated backends to benchmark in this process (mnist-bench suite runs one per "
                          "process); default: %(default)s")
-    group.addoption("--bench-precision", default="highest", choices=("highest", "default"),
+    group.addoption("--bench-precision", default=Job.precision, choices=PRECISIONS,
                     help="float32 matmul precision: highest (pinned, no TF32) or each framework's default")
     group.addoption("--bench-quick", action="store_true", default=os.environ.get(QUICK_ENV, "") not in ("", "0"),
                     help=f"quick mode: fewer batch sizes and rounds, a 1/10 epoch (also: {QUICK_ENV}=1)")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.atomic import write_text_atomic
+from common.job import Job
 
 BENCH_DIR = Path(__file__).resolve().parent
 MERGED_FILE = "benchmarks.json"
@@ -22,8 +23,8 @@ class Regression(RuntimeError):
     """Benchmarks got slower than the baseline allows (pytest-benchmark's --benchmark-compare-fail)."""
 
 
-def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None = None,
-                   precision: str = "highest", baseline: Path | None = None,
+def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None, precision: str,
+                   baseline: Path | None = None,
                    fail_over_pct: float | None = None) -> list[str]:
     """The pytest invocation for one part of the suite; with a baseline, pytest-benchmark's own compare gate."""
     command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-p", "no:xdist",
@@ -41,7 +42,7 @@ def pytest_command(target: str, json_path: Path, quick: bool, backend: str | Non
 
 
 def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet: bool = False,
-              precision: str = "highest", baseline: Path | None = None, fail_over_pct: float | None = None) -> Path:
+              precision: str = Job.precision, baseline: Path | None = None, fail_over_pct: float | None = None) -> Path:
     """Run each backend's benchmarks in a fresh process, then the framework-free ones; merge the JSON.
 
     Raises Regression when, against `baseline`, a benchmark's mean got slower by more than `fail_over_pct`,

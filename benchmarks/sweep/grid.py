@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 from benchmarks.sweep.errors import SweepError
-from common.config import ConfigError, ExperimentConfig
+from common.config import ExperimentConfig
+from common.validation import ConfigError
 from common.job import Job
 
 AXES = (("backends", "backend"), ("batch_sizes", "batch_size"), ("seeds", "seed"), ("devices", "devices"),
@@ -23,10 +24,11 @@ class Grid:
 
     backends: tuple[str, ...]
     batch_sizes: tuple[int, ...] | None = None  # None: the model's default batch size
-    seeds: tuple[int, ...] = (0,)
-    devices: tuple[int, ...] = (1,)
-    learning_rates: tuple[float, ...] = (ExperimentConfig().learning_rate,)
-    precisions: tuple[str, ...] = ("highest",)
+    # Each axis defaults to the one value `run` would use: the Job's and the config's own defaults.
+    seeds: tuple[int, ...] = Job.seeds
+    devices: tuple[int, ...] = (Job.devices,)
+    learning_rates: tuple[float, ...] = (ExperimentConfig.learning_rate,)
+    precisions: tuple[str, ...] = (Job.precision,)
     base: Job = dataclasses.field(default_factory=lambda: Job(backends=("flax",)))
 
     def __post_init__(self):

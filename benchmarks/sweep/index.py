@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.sweep.errors import SweepError
 from benchmarks.sweep.grid import Grid
 from common.atomic import write_text_atomic
-from common.config import ConfigError
+from common.validation import ConfigError
 from common.results import RESULTS_FILE, Results, load_results
 
 SWEEP_FILE = "sweep.json"

@@ -18,8 +18,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from common.data import WEIGHTS_STREAM
 from common.mnist import NUM_CLASSES
+from common.validation import check
 from common.weights import Weights
-from common.workloads import EARLY_STEPS, Tolerance, Workload
+from common.workloads.base import EARLY_STEPS, Tolerance, Workload
 from common.workloads.mlp import TOLERANCES as MLP_TOLERANCES
 
 if TYPE_CHECKING:
@@ -192,8 +193,6 @@ class ConvNetWorkload(Workload):
 
     def validate(self, config: ExperimentConfig) -> None:
         """No hidden widths to choose: the convnet's layers are fixed."""
-        from common.config import check
-
         check(config.hidden_units == (), "hidden_units", config.hidden_units,
               "() for --model cnn (the convnet's layers are fixed)")
 

@@ -15,8 +15,9 @@ import numpy as np
 from common.data import WEIGHTS_STREAM
 from common.mnist import INPUT_DIM, NUM_CLASSES
 from common.reference import softmax
+from common.validation import check
 from common.weights import Weights
-from common.workloads import EARLY_STEPS, Tolerance, Workload
+from common.workloads.base import EARLY_STEPS, Tolerance, Workload
 
 if TYPE_CHECKING:
     from common.config import ExperimentConfig
@@ -116,8 +117,6 @@ class MlpWorkload(Workload):
 
     def validate(self, config: ExperimentConfig) -> None:
         """Positive hidden widths, and no dropout (the MLP has no dropout layer)."""
-        from common.config import check
-
         check(config.hidden_units and all(isinstance(u, int) and u >= 1 for u in config.hidden_units),
               "hidden_units", config.hidden_units, "a non-empty tuple of positive integers")
         check(config.dropout == 0, "dropout", config.dropout, "0 for --model mlp (the MLP has no dropout layer)")

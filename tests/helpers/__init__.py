@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from common.config import ExperimentConfig
 from common.job import Job
@@ -15,3 +18,13 @@ def make_trainer(backend: str, config: ExperimentConfig, initial_weights: Mappin
 
     return create_trainer(Job(backends=(backend,), config=config, seeds=tuple(initial_weights), devices=devices),
                           initial_weights)
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
+    """Block until `path` contains `text` (evidence, not a guess at how long it takes); fail if the process ends first."""
+    while process.poll() is None:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process exited with {process.returncode} before {path.name} showed {text!r}: "
+                         f"{process.stderr.read()[-2000:]}")

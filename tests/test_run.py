@@ -1,13 +1,11 @@
-"""`mnist-bench` end to end: argument errors, small runs of every backend, failures, plots, compare."""
+"""`mnist-bench run` end to end: argument errors, a small run of the reference backends, its results and plots."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +20,13 @@ from benchmarks.report.plots import first_step_above
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
 QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 EXPECTED_PLOTS = {"accuracy.png", "loss.png", "step_times.png", "throughput_time_to_target.png",
                   "test_digits.png", "confusion.png", "loss_divergence.png", "costs.png"}
-CRASHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "crashing_worker.py"))
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -196,196 +197,11 @@ def test_quick_run_plots_and_summary(quick_run):
     assert not [p for p in out.rglob("*.tmp")]
 
 
-def test_show_prints_the_table(quick_run, capsys):
-    assert main(["show", str(quick_run[1])]) == 0
-    out = capsys.readouterr().out
-    assert "flax · cpu" in out and "keras-jax · cpu" in out and "speed vs keras" in out
-
-
-def test_show_into_a_closed_pipe_stops_quietly(quick_run):
-    # `mnist-bench show RUN | head -1`: the reader is gone before anything is written (its end closed first).
-    reader, writer = os.pipe()
-    os.close(reader)
-    try:
-        shown = subprocess.run([sys.executable, "-m", "benchmarks.cli", "show", str(quick_run[1])], stdout=writer,
-                               stderr=subprocess.PIPE, text=True, timeout=300)
-    finally:
-        os.close(writer)
-    assert shown.returncode == 141 and shown.stderr == ""
-
-
-def test_compare_two_runs_labels_machines(quick_run, tmp_path, capsys):
-    other = tmp_path / "other"
-    other.mkdir()
-    data = json.loads((quick_run[1] / "results.json").read_text())
-    data["environment"]["hostname"] = "gpu-box"
-    for run in data["runs"]:
-        run["device"] = "gpu"
-    (other / "results.json").write_text(json.dumps(data))
-    assert main(["compare", str(quick_run[1]), str(other), "--out", str(tmp_path / "cmp")]) == 0
-    out = capsys.readouterr().out
-    assert "flax · gpu · gpu-box" in out and "flax · cpu · " in out
-    summary = (tmp_path / "cmp" / "summary.md").read_text()
-    assert "gpu-box" in summary and (tmp_path / "cmp" / "plots" / "confusion.png").exists()
-
-
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"schema_version": 99, "created": "", "environment": {}, "config": {}, "runs": []}', "newer than"),
-    ('{"schema_version": 1, "created": "", "environment": {}, "config": {}, "runs": [{"backend": "x"}]}',
-     "runs[0] lacks 'seed'"),
-])
-def test_compare_rejects_bad_results_with_exit_2(tmp_path, capsys, content, message):
-    (tmp_path / "results.json").write_text(content)
-    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 2
-    assert message in capsys.readouterr().err
-    assert main(["show", str(tmp_path / "missing")]) == 2
-
-
 def test_existing_run_folder_is_never_overwritten(quick_run, capsys, mnist_data_dir):
     before = (quick_run[1] / "results.json").read_bytes()
     assert main(["run", "--backend", "flax", "--data-dir", str(mnist_data_dir), "--out", str(quick_run[1])]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (quick_run[1] / "results.json").read_bytes() == before
-
-
-@pytest.mark.parametrize("mode, expected", [("kill", "killed by signal SIGKILL (out of memory?)"),
-                                            ("raise", "RuntimeError: injected failure in keras-jax")])
-def test_crashing_backend_is_recorded_and_others_go_on(tmp_path, monkeypatch, mnist_data_dir, mode, expected):
-    monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
-    monkeypatch.setenv("CRASH_BACKEND", "keras-jax")
-    monkeypatch.setenv("CRASH_MODE", mode)
-    code = main(["run", "--backend", "keras-jax,flax", "--epochs", "1", "--train-limit", "1000", "--test-limit", "100",
-                 "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
-    assert code == 1
-    crashed, survivor = load_results(tmp_path / "r").runs
-    assert (crashed.backend, crashed.status) == ("keras-jax", "failed") and expected in crashed.error
-    assert (survivor.backend, survivor.status) == ("flax", "ok") and survivor.test["accuracy"] > 0.2  # chance is 0.1
-
-
-def test_a_worker_killed_after_an_epoch_keeps_that_epoch(tmp_path, monkeypatch, mnist_data_dir, capsys):
-    # The worker dies before it can write its result; the epochs it announced are kept by the parent.
-    monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
-    monkeypatch.setenv("CRASH_BACKEND", "flax")
-    monkeypatch.setenv("CRASH_MODE", "kill-after-epoch")
-    code = main(["run", "--backend", "flax", "--epochs", "3", "--train-limit", "1000", "--test-limit", "100",
-                 "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
-    assert code == 1
-    (run,) = load_results(tmp_path / "r").runs
-    assert run.status == "failed" and "killed by signal SIGKILL" in run.error
-    assert [entry["epoch"] for entry in run.history] == [1] and run.history[0]["val_accuracy"] > 0.2
-    assert "failed after 1/3 epochs" in capsys.readouterr().out
-
-
-def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
-    code = main(["run", "--backend", "flax", "--lr", "1e4", "--epochs", "3", "--train-limit", "1000",
-                 "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
-    assert code == 1
-    (run,) = load_results(tmp_path / "r").runs
-    assert run.status == "diverged" and "in epoch 1" in run.error and len(run.history) == 1
-    assert (tmp_path / "r" / "summary.md").exists()
-
-
-def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
-    """Block until `path` contains `text` (evidence, not a guess at how long it takes); fail if the process ends first."""
-    while process.poll() is None:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process exited with {process.returncode} before {path.name} showed {text!r}: "
-                         f"{process.stderr.read()[-2000:]}")
-
-
-STRETCHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "stretching_worker.py"))
-
-
-def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[int, str]:
-    """Run the real CLI in its own process group, wait until `stretch` (BACKEND:SEED), which can only end by
-    Ctrl-C, has finished an epoch, then press Ctrl-C; return the exit code and stderr."""
-    launcher = (f"import sys; from benchmarks.harness import parent as harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
-                f"from benchmarks.cli import main; sys.exit(main({argv!r}))")
-    backend, seed = stretch.split(":")
-    process = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "STRETCH": stretch})
-    try:
-        wait_for_text(out / "logs" / f"{backend}-seed{seed}.log", f"epoch 1/100000 seed {seed}:", process)
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-        os.killpg(process.pid, signal.SIGINT)  # pressed twice: the worker must still save what it trained
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode, stderr
-
-
-def test_ctrl_c_keeps_completed_runs_and_epochs(tmp_path, mnist_data_dir):
-    out = tmp_path / "r"
-    argv = ["run", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
-            "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
-    code, stderr = interrupt_while_training(argv, out, "flax:1")
-    assert code == 130, stderr[-2000:]
-    runs = load_results(out).runs
-    assert [(run.seed, run.status) for run in runs] == [(0, "ok"), (1, "interrupted")]
-    assert "completed runs kept" in stderr and "--resume" in stderr and not list(out.rglob("*.tmp"))
-    # The interrupted run keeps the epochs it finished, with their timings, and the report says how far it got.
-    interrupted = runs[1]
-    assert len(interrupted.history) >= 1 and interrupted.history[0]["epoch"] == 1
-    assert interrupted.timing["warmup_epoch_s"] > 0 and interrupted.test is None
-    assert f"flax seed 1 (cpu): interrupted after {len(interrupted.history)}/2 epochs" in (out / "summary.md").read_text()
-
-
-def run_shape(results) -> list:
-    """What must match between a resumed and an uninterrupted run: runs, order, statuses, epochs, keys."""
-    return [(run.backend, run.seed, run.status, [entry["epoch"] for entry in run.history], sorted(run.timing),
-             len(run.step_ms), len(run.test_predictions)) for run in results.runs]
-
-
-def test_resume_finishes_an_interrupted_run(tmp_path, mnist_data_dir, capsys):
-    out = tmp_path / "r"
-    argv = ["run", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit", "1000", "--test-limit", "100",
-            "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
-    code, stderr = interrupt_while_training(argv, out, "flax-fused:0")
-    assert code == 130, stderr[-2000:]
-    before = load_results(out)
-    assert [(run.backend, run.status) for run in before.runs] == [("flax", "ok"), ("flax-fused", "interrupted")]
-
-    # Flags that contradict the saved run are refused before anything runs.
-    assert main(["run", "--resume", str(out), "--epochs", "5"]) == 2
-    assert "--epochs: 5 contradicts the run being resumed, which has epochs=2" in capsys.readouterr().err
-    assert main(["run", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
-    assert load_results(out).runs[1].status == "interrupted"
-
-    assert main(["run", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0  # agreeing flags are fine
-    resumed = load_results(out)
-    assert resumed.runs[0] == before.runs[0]  # the ok run is kept as it was, not retrained
-    assert resumed.created == before.created and len(resumed.environment["resumed"]) == 1
-    fresh_out = tmp_path / "fresh"
-    assert main([*argv[:-3], "--out", str(fresh_out), "--quiet"]) == 0
-    assert run_shape(resumed) == run_shape(load_results(fresh_out))
-    assert "Resumed:" in (out / "summary.md").read_text()
-    # A complete run has nothing left to train.
-    assert main(["run", "--resume", str(out), "--quiet"]) == 0
-    assert load_results(out).runs == resumed.runs
-
-
-SCHEMA_1_RUN = Path(__file__).parent / "data" / "results-schema1.json"  # written by mnist-bench at d0090bd
-
-
-def test_schema_1_results_are_still_read(tmp_path, quick_run, capsys):
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "results.json").write_bytes(SCHEMA_1_RUN.read_bytes())
-    results = load_results(old)
-    assert results.schema_version == 1
-    assert results.job.backends == ("flax", "flax-vmap") and results.job.seeds == (0, 1)
-    assert results.job.target_accuracy == 0.97 and results.job.config.epochs == 2
-    assert main(["show", str(old)]) == 0
-    assert "flax-vmap · cpu ×2 seeds" in capsys.readouterr().out
-    assert main(["compare", str(old), str(quick_run[1]), "--out", str(tmp_path / "cmp")]) == 0
-    assert (tmp_path / "cmp" / "summary.md").exists()
-    assert main(["run", "--resume", str(old)]) == 2
-    assert "schema 1" in capsys.readouterr().err
 
 
 def test_floor_ratio_is_not_shown_for_degenerate_epochs(tmp_path, quick_run, mnist_data_dir, capsys):
