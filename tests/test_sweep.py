@@ -296,3 +296,36 @@ def test_ctrl_c_stops_the_running_trial_and_keeps_its_epochs(tmp_path, mnist_dat
     assert [(r.status, r.attempts) for r in records.values()] == [("interrupted", 1), ("pending", 0)]
     (run,) = json.loads((out / TRIALS_DIR / first / "results.json").read_text())["runs"]
     assert run["status"] == "interrupted" and len(run["history"]) >= 1
+
+
+def test_a_sigkilled_driver_leaves_no_trial_running_and_a_sweep_that_resumes(tmp_path, mnist_data_dir):
+    from helpers import wait_for_text
+
+    out = tmp_path / "sweep"
+    first = "flax-b32-d1-lr0.001-highest-s0"
+    # 100,000 epochs: the trial is still training when its driver is killed, however fast the machine is.
+    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+            "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
+                                f"sys.exit(main({argv!r}))"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_text(out / TRIALS_DIR / first / "logs" / "flax-seed0.log", "epoch 1/100000 seed 0:", process)
+        trial = set(processes_with(str(out / TRIALS_DIR / first)))
+        assert trial, "no trial process found"
+        process.kill()  # SIGKILL: no handler runs, nothing is saved by the driver
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 120
+    while alive(trial | set(processes_with(str(out)))) and time.monotonic() < deadline:
+        time.sleep(0.1)  # waiting for the evidence (the trial's processes gone), bounded
+    assert not alive(trial | set(processes_with(str(out)))), "a trial kept training after its driver was killed"
+    (record,) = load_sweep(out).trials  # the index reads: it was only ever replaced whole
+    assert (record.status, record.attempts) == ("pending", 1)
+    # --resume takes the folder over (the dead driver's lock went with it) and runs the trial again; its
+    # timeout ends this 100,000-epoch trial, and the sweep records it.
+    assert main(["sweep", "--resume", str(out), "--trial-timeout", "5", "--quiet"]) == 1
+    (record,) = load_sweep(out).trials
+    assert (record.status, record.attempts) == ("failed", 2) and "timed out after 5 s" in record.error

@@ -21,14 +21,13 @@ def load_runs(paths: list[str]) -> list:
 
 def cmd_compare(args) -> int:
     """Re-render the table and plots from saved runs, without training."""
-    from benchmarks.harness.parent import default_run_dir
     from benchmarks.report.tables import text_report, write_report
-    from common.atomic import prepare_output_directory
+    from common.atomic import claim_output_directory, new_output_directory
 
     results_list = load_runs(args.runs)
     if not results_list:
         raise CliError(f"compare: no saved results in {', '.join(args.runs)}")
-    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("compare-"))
+    out = claim_output_directory(Path(args.out) if args.out else new_output_directory("compare-"))
     summary = write_report(results_list, out, title="mnist-bench comparison: " + ", ".join(args.runs))
     print(text_report(results_list))
     print(f"\nreport: {summary}")

@@ -14,9 +14,8 @@ def cmd_suite(args) -> int:
     """Run the pytest-benchmark suite per backend, merge the JSON, plot step time and GFLOP/s."""
     import json
 
-    from benchmarks.harness.parent import default_run_dir
     from benchmarks.suite.runner import Regression, run_suite, suite_table
-    from common.atomic import prepare_output_directory
+    from common.atomic import claim_output_directory, new_output_directory
     from benchmarks.report.plots import plot_suite
 
     backends = parse_backends(args.backend or ["all"])  # the suite trains the MLP on the CPU
@@ -30,7 +29,7 @@ def cmd_suite(args) -> int:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CliError(f"--baseline: {args.baseline} is not a readable pytest-benchmark JSON file ({error}); "
                            "pass the benchmarks.json of an earlier `mnist-bench suite`") from None
-    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("suite-"))
+    out = claim_output_directory(Path(args.out) if args.out else new_output_directory("suite-"))
     code = EXIT_OK
     try:
         merged_path = run_suite(backends, out, quick=args.quick, quiet=args.quiet,

@@ -50,7 +50,7 @@ def grid_from_args(args):
 
 def cmd_sweep(args) -> int:
     """Run a grid of trials here or on a Ray cluster; write the sweep folder, print its table."""
-    from benchmarks.harness.parent import default_run_dir
+    from common.atomic import new_output_directory
     from benchmarks.sweep import SweepInterrupted, format_summary, load_sweep, run_sweep, write_sweep_report
 
     if args.trials_per_node < 1:
@@ -62,7 +62,7 @@ def cmd_sweep(args) -> int:
             raise CliError("--resume: runs the saved grid as it was started; drop --grid, --out and the grid flags")
         grid, sweep_dir = load_sweep(args.resume).grid, Path(args.resume)
     else:
-        grid, sweep_dir = grid_from_args(args), Path(args.out) if args.out else default_run_dir("sweep-")
+        grid, sweep_dir = grid_from_args(args), Path(args.out) if args.out else new_output_directory("sweep-")
     if args.dry_run:
         for trial in grid.trials():
             print(trial.id)

@@ -15,9 +15,9 @@ from common.job import Job
 
 def cmd_verify(args) -> int:
     """Train every chosen backend and a float64 reference on the same batches; judge every difference."""
-    from benchmarks.harness.parent import check_job_can_start, default_run_dir
+    from benchmarks.harness.parent import check_job_can_start
     from benchmarks.measure.verify import VerifyError, text_table, verify, write_verification
-    from common.atomic import prepare_output_directory
+    from common.atomic import claim_output_directory, new_output_directory
 
     if args.steps < 1:
         raise CliError(f"--steps: {args.steps}; expected an integer >= 1")
@@ -30,7 +30,7 @@ def cmd_verify(args) -> int:
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
     check_job_can_start(job)
-    out = prepare_output_directory(Path(args.out) if args.out else default_run_dir("verify-"))
+    out = claim_output_directory(Path(args.out) if args.out else new_output_directory("verify-"))
     try:
         verification = verify(job, args.steps, quiet=args.quiet)
     except ValueError as error:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from common.atomic import release_claims
 from common.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, MnistBenchError
 
 # Children flush every line at once: the parent reads progress events as they happen.
@@ -85,3 +86,5 @@ def guarded(action: Callable[[], int]) -> int:
         # goes to /dev/null so that the interpreter's final flush cannot raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    finally:
+        release_claims()  # the command's folders are free for the next one (in-process callers included)

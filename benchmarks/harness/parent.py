@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from benchmarks.harness.costs import SPAWNED_AT_ENV
 from benchmarks.measure.environment import collect_environment, framework_devices, git_commit, usable_cores
 from benchmarks.measure.roofline import training_floor_s
 from benchmarks.harness.worker import EVENT_PREFIX
-from common.atomic import prepare_output_directory
+from common.atomic import DISK_FULL_ERRNOS, claim_output_directory, disk_full_error, new_output_directory
 from common.data import steps_per_epoch
 from common.job import Job
 from common.mnist import load_mnist
@@ -61,11 +60,6 @@ class _ChildInterrupted(KeyboardInterrupt):
     def __init__(self, runs: list[RunResult]):
         super().__init__()
         self.runs = runs
-
-
-def default_run_dir(prefix: str = "", root: str | os.PathLike = "runs") -> Path:
-    """runs/<prefix><UTC timestamp>, e.g. runs/20261124T130501Z or runs/suite-20261124T130501Z."""
-    return Path(root) / (prefix + _utc_now().strftime("%Y%m%dT%H%M%SZ"))
 
 
 def _utc_now() -> datetime.datetime:
@@ -110,11 +104,11 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
     """
     check_job_can_start(job)
     data = load_mnist(job.data_dir)  # verify (or download) once, before any child starts
-    run_dir = out_dir or default_run_dir()
+    # Claimed before anything is written: of two runs given one --out, one trains and the other stops here.
+    run_dir = claim_output_directory(out_dir or new_output_directory())
     if (run_dir / RESULTS_FILE).exists():
         raise HarnessError(f"{run_dir} already holds a run; choose another --out, or finish it with --resume "
                            f"{run_dir} (runs are never overwritten)")
-    prepare_output_directory(run_dir)
     environment = collect_environment(data.source, data.canonical)
     environment["roofline"] = roofline or measure_roofline(job, run_dir)
     environment["framework_settings"] = process_settings(job)
@@ -128,6 +122,8 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
 
 def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]:
     """Finish a saved run: keep its `ok` runs, train the missing, interrupted, failed or diverged ones."""
+    if (Path(run_dir) / RESULTS_FILE).is_file():
+        claim_output_directory(run_dir)  # a run another live process is writing is refused here
     results = load_results(run_dir)
     if results.schema_version == 1:
         raise HarnessError(f"{run_dir} was written by an older mnist-bench (schema 1) that did not record its "
@@ -254,9 +250,36 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
         # Every finished epoch as the worker announced it: a worker that dies or is stopped before writing its
         # result still leaves its completed epochs in results.json.
         announced: dict[int, list[dict]] = {seed: [] for seed in job.seeds}
-        with open(log_dir / log_name, "w", encoding="utf-8") as log:
+        returncode, process_s = _run_worker(job, run_dir, log_dir / log_name, job_path, result_path, progress,
+                                            announced)
+        runs = _read_results(result_path)
+    if runs is None:
+        cause = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
+                 else f"exited with code {returncode}")
+        if returncode == -signal.SIGKILL:
+            cause += " (out of memory?)"
+        error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
+        runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error,
+                          history=announced[seed]) for seed in job.seeds]
+    for run in runs:
+        run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
+        if not quiet and run.status != "ok":
+            print(f"  {job.backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
+    return runs
+
+
+def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_path: Path, progress: _Progress,
+                announced: dict[int, list[dict]]) -> tuple[int, float]:
+    """Start the worker, relay its events to the progress bar, the log and `announced`; (exit code, seconds).
+
+    A full disk under the log stops the worker and is one DiskFullError naming the log (the results.json
+    saved before this worker is untouched).
+    """
+    child = None
+    try:
+        with open(log_path, "w", encoding="utf-8") as log:
             spawned_at = time.monotonic()
-            profile = [str(run_dir / "profiles" / log_name.removesuffix(".log"))] if job.profile else []
+            profile = [str(run_dir / "profiles" / log_path.stem)] if job.profile else []
             child = children.spawn(WORKER_COMMAND, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
                                    text=True, env=children.child_environment(**{SPAWNED_AT_ENV: repr(spawned_at)}))
             try:
@@ -285,20 +308,13 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
                 raise _ChildInterrupted(runs) from None
             finally:
                 progress.close()
-        runs = _read_results(result_path)
-    if runs is None:
-        cause = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
-                 else f"exited with code {returncode}")
-        if returncode == -signal.SIGKILL:
-            cause += " (out of memory?)"
-        error = f"worker {cause}; see logs/{log_name}: {_tail(log_dir / log_name)}"
-        runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error,
-                          history=announced[seed]) for seed in job.seeds]
-    for run in runs:
-        run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
-        if not quiet and run.status != "ok":
-            print(f"  {job.backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
-    return runs
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        if child is not None:
+            _stop(child)
+        raise disk_full_error(log_path, None) from None
+    return returncode, process_s
 
 
 def format_epoch_line(event: dict) -> str:

@@ -21,7 +21,7 @@ from benchmarks.sweep.index import SweepIndex, TrialRecord, is_sweep, load_sweep
 from benchmarks.sweep.local_executor import run_local
 from benchmarks.sweep.ray_executor import import_ray, run_ray
 from benchmarks.sweep.trial import DEFAULT_TRIAL_TIMEOUT_S, TrialOutcome
-from common.atomic import prepare_output_directory
+from common.atomic import LOCK_FILE, claim_output_directory
 
 EXECUTORS = ("local", "ray")
 
@@ -35,11 +35,12 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
     if executor == "ray":
         import_ray()
     if resume:
+        claim_output_directory(sweep_dir)  # a sweep another live driver runs is refused here
         index = load_sweep(sweep_dir)
         grid = index.grid
         index.executor = executor
     else:
-        if is_sweep(sweep_dir) or (sweep_dir.exists() and any(sweep_dir.iterdir())):
+        if is_sweep(sweep_dir) or (sweep_dir.exists() and any(path.name != LOCK_FILE for path in sweep_dir.iterdir())):
             raise SweepError(f"{sweep_dir} is not empty; choose another --out, or finish a sweep there with --resume")
         index = None
     trials = grid.trials()
@@ -48,7 +49,7 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
 
     load_mnist(grid.base.data_dir)  # verify (or download) once, before any trial starts
     if index is None:
-        prepare_output_directory(sweep_dir)
+        claim_output_directory(sweep_dir)
         index = SweepIndex(utc_now(), executor, grid, [TrialRecord(t.id, t.job.to_dict()) for t in trials])
         index.save(sweep_dir)
     todo = [trial for trial in trials if index.record(trial.id).status != "ok"]
@@ -59,6 +60,7 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
         record = index.record(trial.id)
         record.attempts += 1
         record.started = utc_now()
+        index.save(sweep_dir)  # a driver killed from here on leaves an index that says the trial was started
         say(f"  {trial.id}: started")
 
     def on_finished(trial: Trial, outcome: TrialOutcome) -> None:
