@@ -16,7 +16,8 @@ import numpy as np
 
 from backends.base import EpochLog, ModelBuilder, Placement, StepCallback, check_batches, padded_batch_matrix, single_seed
 from backends.devices import jax_devices
-from backends.flax_models import FlaxModelOps, FlaxTrainer, conv_with_canonical_grads, jax_versions, make_train_step
+from backends.flax_models import (FlaxDeviceInfo, FlaxModelOps, FlaxTrainer, conv_with_canonical_grads,
+                                  make_train_step)
 from backends.keras_adam import keras_adam
 from common.config import ExperimentConfig
 from common.data import one_hot
@@ -129,7 +130,7 @@ class FfiFlaxTrainer(FusedFlaxTrainer):
                                             self.config.epsilon)
 
 
-class VmappedFlaxTrainer:
+class VmappedFlaxTrainer(FlaxDeviceInfo):
     """K independent models (own weights, own batch order) stacked on a leading axis and vmapped.
 
     The data set is shared and stays unbatched; only parameters, optimizer state and batch indices
@@ -180,17 +181,6 @@ class VmappedFlaxTrainer:
             raise IndexError(f"no seed index {index}; this trainer trains seeds {list(self.seeds)}")
         return VmappedSeedModel(self, index)
 
-    def device_name(self) -> str:
-        """JAX's description of the device."""
-        return self.ops.device_name()
-
-    def versions(self) -> dict[str, str]:
-        """jax, jaxlib, flax and optax versions."""
-        return jax_versions()
-
-    def device_memory(self) -> dict | None:
-        """The device allocator's peak and current bytes (None on CPU)."""
-        return self.ops.device_memory()
 
 
 class VmappedSeedModel:

@@ -264,7 +264,25 @@ def jax_versions() -> dict[str, str]:
     return framework_versions(("jax", "flax", "optax"))
 
 
-class FlaxTrainer(SingleSeedTrainer):
+class FlaxDeviceInfo:
+    """The Trainer contract's device and version questions, answered from a trainer's `ops` (FlaxModelOps)."""
+
+    ops: FlaxModelOps
+
+    def device_name(self) -> str:
+        """JAX's description of the device."""
+        return self.ops.device_name()
+
+    def versions(self) -> dict[str, str]:
+        """jax, jaxlib, flax and optax versions."""
+        return jax_versions()
+
+    def device_memory(self) -> dict | None:
+        """The device allocator's peak and current bytes (None on CPU)."""
+        return self.ops.device_memory()
+
+
+class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
     """A Flax model + Keras-rule Adam, one jitted step per batch."""
 
     def __init__(self, config: ExperimentConfig, weights: Weights, placement: Placement, build: ModelBuilder, *,
@@ -335,17 +353,6 @@ class FlaxTrainer(SingleSeedTrainer):
         """Load portable weights (the optimizer state is kept)."""
         self.params = self.ops.params_from_weights(weights)
 
-    def device_name(self) -> str:
-        """JAX's description of the device."""
-        return self.ops.device_name()
-
-    def versions(self) -> dict[str, str]:
-        """jax, jaxlib, flax and optax versions."""
-        return jax_versions()
-
-    def device_memory(self) -> dict | None:
-        """The device allocator's peak and current bytes (None on CPU)."""
-        return self.ops.device_memory()
 
 
 def _eval_chunk(graphdef, params, x, y, mask):
