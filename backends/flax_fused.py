@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from backends.base import EpochLog, ModelBuilder, Placement, StepCallback, check_batches, padded_batch_matrix, single_seed
+from backends.base import (EpochLog, ModelBuilder, Placement, StepCallback, check_batches, padded_batch_matrix,
+                           single_seed)
 from backends.devices import jax_devices
 from backends.flax_models import (FlaxDeviceInfo, FlaxModelOps, FlaxTrainer, conv_with_canonical_grads,
                                   make_train_step)

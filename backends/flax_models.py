@@ -300,7 +300,7 @@ class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
                                    donate_argnums=(0, 1))
 
     def conv_general_dilated(self):
-        """The convolutions' product: None for nnx.Conv's own, the idiomatic reference path (the fused variants' differs)."""
+        """The convolutions' product: None for nnx.Conv's own, the idiomatic reference path (fused variants differ)."""
         return None
 
     def dense_dot_general(self):

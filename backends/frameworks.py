@@ -121,7 +121,8 @@ def _tensorflow_precision() -> str:
 
 FRAMEWORKS = {framework.name: framework for framework in (
     Framework("jax", ("jax", "jaxlib"), _jax_environment,
-              device_probe="import jax; print(', '.join(f'{d.platform}:{d.id} ({d.device_kind})' for d in jax.devices()))",
+              device_probe="import jax; "
+                           "print(', '.join(f'{d.platform}:{d.id} ({d.device_kind})' for d in jax.devices()))",
               start_trace=_start_jax_trace, stop_trace=_stop_jax_trace, precision_in_force=_jax_precision),
     Framework("tensorflow", ("tensorflow",), _tensorflow_environment,
               device_probe="import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2'); import tensorflow as tf; "

@@ -81,12 +81,10 @@ def add_setting_flags(parser: argparse.ArgumentParser, cls, defaults, only: tupl
         default = getattr(defaults, field.name)
         if default is not None and not {"type", "choices", "action"} & set(options):
             options["type"] = type(default)
-        # A help text that gives its own (per-model) default keeps it; the others show the one default.
-        shown = f" (default: {default})" if default not in (None, False) and "(default:" not in field.metadata["help"] else ""
         if "action" not in options:
-            options.setdefault("metavar", field.metadata["flag"].lstrip("-").upper().replace("-", "_"))
+            options.setdefault("metavar", _metavar(field))
         parser.add_argument(field.metadata["flag"], dest=field.name, default=None,
-                            help=field.metadata["help"] + shown, **options)
+                            help=field.metadata["help"] + _default_note(field, default), **options)
 
 
 def add_list_flags(parser: argparse.ArgumentParser, cls, defaults, only: tuple[str, ...]) -> None:
@@ -95,13 +93,22 @@ def add_list_flags(parser: argparse.ArgumentParser, cls, defaults, only: tuple[s
     for field in setting_fields(cls):
         if field.name not in only:
             continue
-        default = getattr(defaults, field.name)
         choices = field.metadata.get("choices")
         shown = field.metadata["help"] + (f": comma list of {', '.join(choices)}" if choices else ", as a comma list")
-        if default is not None and "(default:" not in field.metadata["help"]:
-            shown += f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
-        parser.add_argument(field.metadata["flag"], dest=field.name, default=None, help=shown,
-                            metavar=field.metadata["flag"].lstrip("-").upper().replace("-", "_") + ",...")
+        parser.add_argument(field.metadata["flag"], dest=field.name, default=None,
+                            help=shown + _default_note(field, getattr(defaults, field.name)),
+                            metavar=_metavar(field) + ",...")
+
+
+def _metavar(field: dataclasses.Field) -> str:
+    return field.metadata["flag"].lstrip("-").upper().replace("-", "_")
+
+
+def _default_note(field: dataclasses.Field, default) -> str:
+    """' (default: X)', except where there is none or the help gives its own (per-model) default."""
+    if default in (None, False) or "(default:" in field.metadata["help"]:
+        return ""
+    return f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
 
 
 def given_settings(args, cls) -> dict:
