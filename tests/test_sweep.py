@@ -7,10 +7,12 @@ with the harness' one-line error, deterministically, wherever the test runs; the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +66,17 @@ def test_bad_grids_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv
     assert main(["sweep", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_a_ray_address_where_nothing_answers_is_refused_before_anything_is_written(tmp_path, capsys):
+    with socket.socket() as probe:  # a port of this machine that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--backend", "flax", "--executor", "ray", "--ray-address", address, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"mnist-bench: error: --ray-address {address}: nothing answers there; start the "
+                                       "cluster (`ray start --head`) or give the address of a running one\n")
     assert not out.exists()
 
 
@@ -208,6 +221,8 @@ def processes_with(text: str) -> dict[int, tuple[int, str]]:
     """{pid: (parent pid, command line)} of the processes whose command line contains `text`."""
     found = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -329,3 +344,127 @@ def test_a_sigkilled_driver_leaves_no_trial_running_and_a_sweep_that_resumes(tmp
     assert main(["sweep", "--resume", str(out), "--trial-timeout", "5", "--quiet"]) == 1
     (record,) = load_sweep(out).trials
     assert (record.status, record.attempts) == ("failed", 2) and "timed out after 5 s" in record.error
+
+
+def start_ray_head() -> tuple[subprocess.Popen, str]:
+    """A Ray head of its own (tests/helpers/ray_head.py) that the test can kill; returns it and its address."""
+    head = subprocess.Popen([sys.executable, str(Path(__file__).parent / "helpers" / "ray_head.py"), "2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    address = head.stdout.readline().strip()
+    assert address, "the Ray head did not start"
+    return head, address
+
+
+def kill_ray_head(head: subprocess.Popen, only: str = "") -> None:
+    """SIGKILL the Ray processes the head started whose command line holds `only` (all of them by default:
+    GCS, raylet, agents, workers; then the head itself). The trial's own processes are left to notice."""
+    parents = {pid: parent for pid, (parent, _) in processes_with("").items()}
+
+    def descends_from_head(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == head.pid:
+                return True
+        return False
+
+    for pid in ray_processes():
+        if descends_from_head(pid) and only in processes_with("").get(pid, (0, ""))[1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if not only:
+        head.kill()
+        head.wait()
+
+
+def start_ray_driver(argv: list[str]) -> subprocess.Popen:
+    """`mnist-bench ARGV` in its own process; it uses the head's token, as any client of a Ray cluster must."""
+    return subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; sys.exit(main({argv!r}))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_AUTH_MODE": "token"})
+
+
+def wait_for_ray_trial(driver: subprocess.Popen) -> tuple[int, Path]:
+    """Wait until the driver's trial (in a Ray task's scratch folder) has trained an epoch; its pid and folder."""
+    from helpers import wait_for_text
+
+    trial = {}
+    while not trial and driver.poll() is None:
+        trial = processes_with("mnist-bench-trial-")
+        time.sleep(0.05)
+    assert trial, f"the sweep ended before its trial started: {driver.stderr.read()[-2000:]}"
+    (trial_pid, (_, command)), = trial.items()
+    scratch = Path(command.split()[-1])
+    wait_for_text(scratch / "logs" / "flax-seed0.log", "epoch 1/100000 seed 0:", driver)
+    return trial_pid, scratch
+
+
+def wait_until_gone(pids: set[int], scratch: Path, what: str) -> None:
+    """The processes of a trial (and anything still running in its scratch folder) stop within 120 s."""
+    deadline = time.monotonic() + 120
+    while alive(pids | set(processes_with(str(scratch)))) and time.monotonic() < deadline:
+        time.sleep(0.1)  # waiting for the evidence (the processes gone), bounded
+    assert not alive(pids | set(processes_with(str(scratch)))), what
+
+
+def test_a_sweep_outlives_its_ray_head_and_its_own_sigkill(tmp_path, mnist_data_dir):
+    from benchmarks.sweep.ray_executor import HEAD_LOST_AFTER_S
+
+    assert not ray_processes(), "a Ray is already running on this machine"
+    out = tmp_path / "sweep"
+    # 100,000 epochs: the trial is still training when its head (then its driver) is killed, however fast the
+    # machine is; the last resume ends it with --trial-timeout.
+    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+            "--executor", "ray", "--data-dir", str(mnist_data_dir), "--quiet"]
+    first_head, first_address = start_ray_head()
+    started = ray_processes()
+    driver = first_head  # until the first driver starts
+    try:
+        driver = start_ray_driver([*argv, "--ray-address", first_address, "--out", str(out)])
+        trial_pid, scratch = wait_for_ray_trial(driver)
+        killed = time.monotonic()
+        # The head's GCS dies, as when the head crashes or is cut off: what a driver on another machine sees.
+        # (This driver shares the head's raylet, as no driver elsewhere would; Ray would end it with the raylet.)
+        kill_ray_head(first_head, only="gcs_server")
+        _, stderr = driver.communicate(timeout=HEAD_LOST_AFTER_S + 60)
+        assert driver.returncode == 1, stderr[-2000:]
+        assert time.monotonic() - killed < HEAD_LOST_AFTER_S + 30  # well before Ray's own 60 s give-up
+        kill_ray_head(first_head)  # the rest of the head machine
+        assert f"mnist-bench sweep --resume {out} --executor ray --ray-address HOST:PORT" in stderr.splitlines()[-1], stderr
+        (record,) = load_sweep(out).trials
+        assert (record.status, record.attempts) == ("failed", 1)
+        assert record.error == f"the Ray head at {first_address} stopped answering while this trial ran"
+        wait_until_gone({trial_pid}, scratch, "a trial kept training after its Ray head died")
+
+        second_head, second_address = start_ray_head()
+        started |= ray_processes()
+        try:
+            resume = ["sweep", "--resume", str(out), "--executor", "ray", "--ray-address", second_address, "--quiet"]
+            driver = start_ray_driver(resume)
+            trial_pid, scratch = wait_for_ray_trial(driver)
+            started |= ray_processes()
+            driver.kill()  # SIGKILL: no handler runs; Ray ends the dead driver's tasks, the trial with them
+            driver.wait()
+            wait_until_gone({trial_pid}, scratch, "a Ray trial kept training after its driver was SIGKILLed")
+            (record,) = load_sweep(out).trials  # the index reads: it was only ever replaced whole
+            assert (record.status, record.attempts) == ("pending", 2)
+            # The new head finishes the grid: the trial runs there again, and its timeout ends it.
+            driver = start_ray_driver([*resume, "--trial-timeout", "5"])
+            _, stderr = driver.communicate(timeout=300)
+            assert driver.returncode == 1, stderr[-2000:]
+            (record,) = load_sweep(out).trials
+            assert (record.status, record.attempts) == ("failed", 3) and "timed out after 5 s" in record.error
+            assert record.node == socket.gethostname() and (out / "summary.md").is_file()
+            started |= ray_processes()
+        finally:
+            second_head.stdin.close()  # the head shuts Ray down
+            second_head.wait(timeout=120)
+    finally:
+        if first_head.poll() is None:
+            kill_ray_head(first_head)
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    deadline = time.monotonic() + 120
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the evidence (the processes gone), bounded
+    assert not alive(started), f"Ray processes left behind: {sorted(alive(started))}"

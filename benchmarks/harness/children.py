@@ -69,6 +69,12 @@ def first_interrupt_only():
         signal.signal(signal.SIGINT, previous)
 
 
+def report_error(error: MnistBenchError) -> int:
+    """Print `error` as the CLI's one line on stderr; return its exit code."""
+    print(f"mnist-bench: error: {error.prefix}{error}", file=sys.stderr, flush=True)
+    return error.exit_code
+
+
 def guarded(action: Callable[[], int]) -> int:
     """Run `action`; an MnistBenchError becomes one line on stderr and its exit code, Ctrl-C exit 130."""
     try:
@@ -76,8 +82,7 @@ def guarded(action: Callable[[], int]) -> int:
         sys.stdout.flush()  # a reader that left raises here, inside the handlers, not at interpreter exit
         return code
     except MnistBenchError as error:
-        print(f"mnist-bench: error: {error.prefix}{error}", file=sys.stderr)
-        return error.exit_code
+        return report_error(error)
     except KeyboardInterrupt:
         print("mnist-bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,14 +1,20 @@
-"""The sweep's own errors: one it cannot start with, and a Ctrl-C that saved what was done."""
+"""The sweep's own errors: one it cannot start with, a cluster lost mid-sweep, and a Ctrl-C that saved what was done."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from common.errors import MnistBenchError
+from common.errors import EXIT_FAILED, MnistBenchError
 
 
 class SweepError(MnistBenchError, RuntimeError):
     """The sweep cannot start as asked (exit code 2); nothing has been written."""
+
+
+class ClusterLost(MnistBenchError, RuntimeError):
+    """The Ray cluster's head stopped answering mid-sweep (exit code 1); the index records what ran."""
+
+    exit_code = EXIT_FAILED
 
 
 class SweepInterrupted(KeyboardInterrupt):

@@ -12,9 +12,6 @@ from benchmarks.sweep.trial import TrialOutcome, run_trial
 OnFinished = Callable[[Trial, TrialOutcome], None]
 
 
-OnFinished = Callable[[Trial, TrialOutcome], None]
-
-
 def run_local(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
               on_started: Callable[[Trial], None]) -> None:
     """The trials one after another on this machine, each as `run` would train it."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.sweep.errors import SweepError
+from benchmarks.harness.children import report_error
+from benchmarks.sweep.errors import ClusterLost, SweepError
 from benchmarks.sweep.grid import Trial
 from benchmarks.sweep.index import TRIALS_DIR
 from benchmarks.sweep.local_executor import OnFinished
@@ -20,6 +24,10 @@ from common.results import RESULTS_FILE
 
 # Past its own timeout plus this, a Ray trial whose node stopped answering is cancelled from here.
 RAY_UNRESPONSIVE_S = 120.0
+# The head counts as gone once its GCS port has answered no probe for this long: past a network blip, and well
+# inside the 60 s after which Ray's driver gives up on a silent GCS and ends the whole process itself.
+HEAD_LOST_AFTER_S = 10.0
+PROBE_INTERVAL_S = 1.0
 
 
 def ray_trial(job_dict: dict, timeout_s: float, previous: dict[str, str]) -> dict:
@@ -44,6 +52,19 @@ def import_ray():
     return ray
 
 
+def check_head_answers(address: str | None) -> None:
+    """A --ray-address whose port accepts no connection is refused in one line, before anything is written
+    (Ray itself retries such an address for minutes). None and "auto" are Ray's to find."""
+    if address in (None, "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not host:
+        raise SweepError(f"--ray-address {address}: expected HOST:PORT (or auto)")
+    if not any(head_answers((host.strip("[]"), int(port))) for _ in range(3)):
+        raise SweepError(f"--ray-address {address}: nothing answers there; start the cluster (`ray start --head`) "
+                         "or give the address of a running one")
+
+
 def run_ray(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
             on_started: Callable[[Trial], None], address: str | None, trials_per_node: int) -> None:
     """Each trial as a Ray task pinned to a node with a free slot (at most `trials_per_node` per node)."""
@@ -52,13 +73,41 @@ def run_ray(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finis
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as error:
+            raise SweepError(f"--ray-address {address}: {str(error).splitlines()[0]}; start the cluster "
+                             "(`ray start --head`) or give the address of a running one") from None
+    gcs_address = ray.get_runtime_context().gcs_address
     remote_trial = ray.remote(max_retries=0)(ray_trial)
     pending = collections.deque(trials)
     running: dict = {}  # ObjectRef -> (trial, node id, start time)
+    hostnames: dict[str, str] = {}  # node id -> hostname, for the record
+    recording = threading.Lock()  # one writer of the index at a time: this loop or the head watch
+
+    def finished(ref, outcome: TrialOutcome) -> None:
+        with recording:
+            if ref in running:  # not already recorded as lost with the head
+                on_finished(running.pop(ref)[0], outcome)
+
+    def head_lost(silent_s: float) -> None:
+        # From the watch's thread. Any Ray call of this process now blocks on the dead GCS until Ray kills
+        # the process without running Python's clean-up, so record, say why and exit before it does.
+        recording.acquire(timeout=HEAD_LOST_AFTER_S)
+        for trial, node, start in running.values():
+            on_finished(trial, TrialOutcome("failed", f"the Ray head at {gcs_address} stopped answering while "
+                                            "this trial ran", hostnames.get(node, node), time.monotonic() - start))
+        os._exit(report_error(ClusterLost(
+            f"the Ray head at {gcs_address} has not answered for {silent_s:.0f} s; {len(running)} running "
+            f"trial(s) recorded as failed in {sweep_dir / 'sweep.json'}. Start a head and finish the grid with "
+            f"`mnist-bench sweep --resume {sweep_dir} --executor ray --ray-address HOST:PORT`")))
+
+    watch = HeadWatch(gcs_address, head_lost)
+    watch.start()
     try:
         while pending or running:
-            nodes = _usable_nodes(ray)
+            nodes = _usable_nodes(ray) if pending else {}
+            hostnames.update((node_id, resources["hostname"]) for node_id, resources in nodes.items())
             busy = collections.Counter(node for _, node, _ in running.values())
             for trial in list(pending):
                 node = next((node_id for node_id, resources in nodes.items()
@@ -82,26 +131,57 @@ def run_ray(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finis
                 continue
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
-                trial, node, start = running.pop(ref)
-                on_finished(trial, _collect(ray, ref, sweep_dir / TRIALS_DIR / trial.id, nodes.get(node), start))
+                trial, node, start = running[ref]
+                finished(ref, _collect(ray, ref, sweep_dir / TRIALS_DIR / trial.id, hostnames.get(node), start))
             for ref, (trial, node, start) in list(running.items()):
                 if time.monotonic() - start > timeout_s + RAY_UNRESPONSIVE_S:
                     ray.cancel(ref, force=True)
-                    running.pop(ref)
-                    on_finished(trial, TrialOutcome("failed", f"no answer from node {node} within --trial-timeout "
-                                                    f"{timeout_s:g} s + {RAY_UNRESPONSIVE_S:g} s; cancelled",
-                                                    node, time.monotonic() - start))
+                    finished(ref, TrialOutcome("failed", f"no answer from node {node} within --trial-timeout "
+                                               f"{timeout_s:g} s + {RAY_UNRESPONSIVE_S:g} s; cancelled",
+                                               hostnames.get(node, node), time.monotonic() - start))
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its trial process
         ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
-        for trial, node, start in running.values():
-            on_finished(trial, TrialOutcome("interrupted", "interrupted by the user (Ctrl-C)", node,
-                                            time.monotonic() - start))
+        for ref, (trial, node, start) in list(running.items()):
+            finished(ref, TrialOutcome("interrupted", "interrupted by the user (Ctrl-C)", hostnames.get(node, node),
+                                       time.monotonic() - start))
         raise
     finally:
+        watch.stopped.set()
         if started_here:
             ray.shutdown()
+
+
+class HeadWatch(threading.Thread):
+    """Probes the Ray head's GCS port from a thread; once it has answered no probe for HEAD_LOST_AFTER_S,
+    calls `on_lost(seconds silent)`. Ray's own calls cannot tell us: they block while the GCS is gone."""
+
+    def __init__(self, gcs_address: str, on_lost: Callable[[float], None]):
+        super().__init__(name="mnist-bench-head-watch", daemon=True)
+        host, port = gcs_address.rsplit(":", 1)
+        self.endpoint = (host.strip("[]"), int(port))
+        self.on_lost = on_lost
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Probe every PROBE_INTERVAL_S until stopped or the head is lost."""
+        last_answer = time.monotonic()
+        while not self.stopped.wait(PROBE_INTERVAL_S):
+            if head_answers(self.endpoint):
+                last_answer = time.monotonic()
+            elif time.monotonic() - last_answer >= HEAD_LOST_AFTER_S:
+                self.on_lost(time.monotonic() - last_answer)
+                return
+
+
+def head_answers(endpoint: tuple[str, int]) -> bool:
+    """Whether the GCS accepts a TCP connection within PROBE_INTERVAL_S."""
+    try:
+        with socket.create_connection(endpoint, timeout=PROBE_INTERVAL_S):
+            return True
+    except OSError:
+        return False
 
 
 def _usable_nodes(ray) -> dict[str, dict]:
@@ -133,9 +213,9 @@ def _text_files(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file() and path.suffix in (".json", ".log")}
 
 
-def _collect(ray, ref, folder: Path, node: dict | None, start: float) -> TrialOutcome:
+def _collect(ray, ref, folder: Path, hostname: str | None, start: float) -> TrialOutcome:
     """Write a finished Ray task's files into the trial folder; a lost task becomes a failed outcome."""
-    hostname = (node or {}).get("hostname", "?")
+    hostname = hostname or "?"
     try:
         answer = ray.get(ref)
     except ray.exceptions.RayError as error:

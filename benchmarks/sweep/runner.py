@@ -11,6 +11,7 @@ node, and ships the trial's files back to this machine.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from benchmarks.sweep.errors import SweepError, SweepInterrupted
 from benchmarks.sweep.grid import Grid, Trial
 from benchmarks.sweep.index import SweepIndex, TrialRecord, is_sweep, load_sweep, utc_now
 from benchmarks.sweep.local_executor import run_local
-from benchmarks.sweep.ray_executor import import_ray, run_ray
+from benchmarks.sweep.ray_executor import check_head_answers, import_ray, run_ray
 from benchmarks.sweep.trial import DEFAULT_TRIAL_TIMEOUT_S, TrialOutcome
 from common.atomic import LOCK_FILE, claim_output_directory
 
@@ -34,6 +35,7 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
         raise SweepError(f"--executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if executor == "ray":
         import_ray()
+        check_head_answers(ray_address or os.environ.get("RAY_ADDRESS"))
     if resume:
         claim_output_directory(sweep_dir)  # a sweep another live driver runs is refused here
         index = load_sweep(sweep_dir)
@@ -60,6 +62,7 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
         record = index.record(trial.id)
         record.attempts += 1
         record.started = utc_now()
+        record.status, record.error = "pending", None  # an earlier attempt's end no longer describes it
         index.save(sweep_dir)  # a driver killed from here on leaves an index that says the trial was started
         say(f"  {trial.id}: started")
 
