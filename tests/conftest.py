@@ -13,6 +13,11 @@ import pytest
 
 from common.mnist import DATA_ENV, IDX_STEMS, IMAGE_MAGIC, LABEL_MAGIC, TEST_COUNT, TRAIN_COUNT
 
+# Every Ray a test starts (in this process or in its children) advertises and dials the loopback address only:
+# Ray otherwise swaps 127.0.0.1 for the machine's outward address. Ray reads this switch for exactly that.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
 def pytest_configure(config):
     """Backends that run inside the test process (flax, flax-fused, flax-vmap) get the project's CPU settings.
 

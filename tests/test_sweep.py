@@ -351,7 +351,7 @@ def start_ray_head() -> tuple[subprocess.Popen, str]:
     head = subprocess.Popen([sys.executable, str(Path(__file__).parent / "helpers" / "ray_head.py"), "2"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     address = head.stdout.readline().strip()
-    assert address, "the Ray head did not start"
+    assert address.startswith("127."), f"the Ray head did not start on the loopback address: {address!r}"
     return head, address
 
 

@@ -8,7 +8,7 @@ import sys
 
 import ray
 
-# On the loopback address: a test's servers talk to this machine only.
+# On the loopback address (tests/conftest.py sets Ray's switch for it): a test's servers talk to this machine only.
 ray.init(num_cpus=int(sys.argv[1]), include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
