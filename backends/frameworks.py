@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -52,6 +53,8 @@ class Framework:
     stop_trace: Callable[[], None] | None = None
     # () -> its float32 matmul precision in force in this process, as the framework itself reports it.
     precision_in_force: Callable[[], str] | None = None
+    # What installs it, for the one-line error when it is missing.
+    install_hint: str = "a base dependency: reinstall the project (docs/install.md)"
 
 
 def _jax_environment(job: Job, keras_backend: str | None) -> dict:
@@ -128,7 +131,8 @@ FRAMEWORKS = {framework.name: framework for framework in (
               device_probe="import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2'); import tensorflow as tf; "
                            "print(', '.join(d.name for d in tf.config.list_logical_devices()))",
               start_trace=_start_tensorflow_trace, stop_trace=_stop_tensorflow_trace,
-              precision_in_force=_tensorflow_precision),
+              precision_in_force=_tensorflow_precision,
+              install_hint="the `cpu` extra (`gpu` on NVIDIA machines) installs it (docs/install.md)"),
     Framework("keras", ("keras",), _keras_environment),
     Framework("flax", ("flax",)),
     Framework("optax", ("optax",)),
@@ -143,6 +147,17 @@ def frameworks_of(names: Iterable[str]) -> list[Framework]:
     if unknown:
         raise BackendError(f"unknown framework(s) {unknown}; known: {', '.join(FRAMEWORKS)}")
     return [FRAMEWORKS[name] for name in names]
+
+
+def missing_frameworks(names: Iterable[str]) -> list[Framework]:
+    """Those of frameworks `names` that this interpreter cannot import (looked up, not imported)."""
+    return [framework for framework in frameworks_of(names) if not _importable(framework.version_modules[0])]
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:  # None there is Python's way of blocking an import
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def framework_environment(names: Iterable[str], job: Job, keras_backend: str | None = None) -> dict:

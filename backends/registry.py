@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Mapping
 
 from backends.base import BackendError, ModelBuilder, Placement, Trainer
-from backends.frameworks import configure_process, framework_environment
+from backends.frameworks import configure_process, framework_environment, missing_frameworks
 from common.job import Job
 from common.weights import Weights
 from common.workloads import get_workload
@@ -154,6 +154,14 @@ def check_can_run(job: Job) -> None:
         check_data_parallel(name, job.devices)
 
 
+def check_installed(job: Job) -> None:
+    """Refuse a backend of `job` whose framework this interpreter lacks, naming what installs it."""
+    for name in job.backends:
+        for framework in missing_frameworks(backend_spec(name).frameworks):
+            raise BackendError(f"backend {name!r} needs {framework.name}, which is not installed here: "
+                               f"{framework.install_hint}")
+
+
 def prepare_process(job: Job) -> None:
     """Set this process' framework environment for the job's one backend; call it before `create_trainer`."""
     spec = backend_spec(job.backend)
@@ -185,8 +193,9 @@ def load_backend(job: Job) -> None:
 
 
 def create_trainer(job: Job, initial_weights: Mapping[int, Weights]) -> Trainer:
-    """The job's backend's trainer for these seeds, checked once here: model, device and device count."""
+    """The job's backend's trainer for these seeds, checked once here: model, device, device count, install."""
     check_can_run(job)
+    check_installed(job)
     spec = backend_spec(job.backend)
     options = dict(spec.options)
     if spec.keras_backend:

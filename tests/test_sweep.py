@@ -93,8 +93,8 @@ def test_ray_executor_without_ray_names_the_extra(tmp_path):
             f"sys.exit(main(['sweep', '--executor', 'ray', '--backend', 'flax', '--out', {str(tmp_path / 'o')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == ('mnist-bench: error: --executor ray needs Ray: pip install -e ".[cluster]" '
-                                   '(or pip install ray), or use --executor local')
+    assert done.stderr.strip() == ("mnist-bench: error: --executor ray needs Ray, which the `cluster` extra installs "
+                                   "(docs/install.md); or use --executor local")
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from backends.registry import BACKENDS
 from backends.frameworks import DEVICE_PROBES
 from benchmarks.measure.environment import collect_environment, framework_devices
+from benchmarks.measure.stack import describe_stack
 from common.errors import EXIT_OK
 
 
@@ -15,6 +16,7 @@ def machine_info() -> str:
              f"{env['memory_gib']} GiB", f"os:        {env['os']}", f"python:    {env['python']}",
              f"commit:    {env['git_commit']}", "packages:  " + ", ".join(
                  f"{name} {version}" for name, version in env["packages"].items() if version),
+             f"stack:     {describe_stack(env['stack'])}",
              f"settings:  {env['env'] or 'none of ' + ', '.join(('XLA_FLAGS', 'OMP_NUM_THREADS', '...'))}",
              "devices:"]
     for framework in DEVICE_PROBES:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common.errors import MnistBenchError
 from backends.frameworks import DEVICE_PROBES
-from backends.registry import backend_spec, check_can_run, process_settings
+from backends.registry import backend_spec, check_can_run, check_installed, process_settings
 from benchmarks.harness import children
 from benchmarks.harness.children import python_module
 from benchmarks.harness.costs import SPAWNED_AT_ENV
@@ -85,8 +85,9 @@ def check_gpu_visible(backends, devices: int) -> None:
 
 
 def check_job_can_start(job: Job) -> None:
-    """Everything that can be checked before a run folder exists: backend names, the device, the data."""
+    """Everything that can be checked before a run folder exists: backend names, frameworks, the device."""
     check_can_run(job)
+    check_installed(job)
     if job.device == "gpu":
         check_gpu_visible(job.backends, job.devices)
     elif job.devices > usable_cores():

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.measure.stack import stack_report
+
 PACKAGES = ("numpy", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "optax", "matplotlib",
             "pytest-benchmark")
 # Settings that change how fast (or where) the frameworks run.
@@ -93,6 +95,7 @@ def collect_environment(data_source: str | None = None, data_canonical: bool | N
         "os": platform.platform(),
         "python": sys.version.split()[0],
         "packages": package_versions(),
+        "stack": stack_report(),
         "env": {name: os.environ[name] for name in RELEVANT_ENV if name in os.environ},
         "git_commit": git_commit(),
         "data_source": data_source,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure.stack import describe_stack
 from common.atomic import write_text_atomic
 from common.workloads import describe_model, training_flops_per_sample
 from common.job import Job
@@ -361,6 +362,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
         lines += [f"- Machine: {env.get('cpu')}, {env.get('usable_cores')} usable cores, "
                   f"{env.get('memory_gib')} GiB, {env.get('os')}",
                   f"- Python {env.get('python')}; {packages}",
+                  f"- Stack: {describe_stack(env['stack']) if env.get('stack') else 'not recorded'}",
                   f"- Devices: {'; '.join(devices) or '—'}",
                   f"- Settings: {env.get('env') or 'none set'}",
                   f"- Precision: {results.job.precision} (per-process framework settings: "

@@ -47,7 +47,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise SweepError("--executor ray needs Ray: pip install -e \".[cluster]\" (or pip install ray), "
+        raise SweepError("--executor ray needs Ray, which the `cluster` extra installs (docs/install.md); "
                          "or use --executor local") from None
     return ray
 
