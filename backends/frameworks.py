@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 KERAS_BACKENDS = ("tensorflow", "jax")
 # Every variable an environment below may set: what a worker records as the settings it ran with.
 SETTING_VARIABLES = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
-                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "KERAS_BACKEND")
+                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND")
 PRECISION_VARIABLES = ("JAX_DEFAULT_MATMUL_PRECISION", "NVIDIA_TF32_OVERRIDE")
 # XLA's host platform shows this many CPU devices: how JAX gets N "devices" on one CPU.
 HOST_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -162,9 +162,17 @@ def _importable(module: str) -> bool:
 
 def framework_environment(names: Iterable[str], job: Job, keras_backend: str | None = None) -> dict:
     """The environment variables a process running frameworks `names` for `job` needs, before their import."""
+    names = tuple(names)
     environment = {}
     for framework in frameworks_of(names):
         environment.update(framework.environment(job, keras_backend))
+    # Each worker runs one framework family; should a library load the other one there after all, it must not
+    # take the GPU from under the framework that trains: JAX stays on the CPU in a TensorFlow worker, and
+    # TensorFlow maps GPU memory only as it needs it in a JAX worker (it cannot be hidden by a variable alone).
+    if "tensorflow" in names and "jax" not in names:
+        environment["JAX_PLATFORMS"] = "cpu"
+    if "jax" in names and "tensorflow" not in names:
+        environment["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     return environment
 
 

@@ -24,7 +24,7 @@ python -m benchmarks.cli run "${epochs[@]}" --out "$out/run-old"
 # The new stack in a venv of its own: the active one stays as it was until the new lock is accepted.
 python3 -m venv .venv-upgrade
 .venv-upgrade/bin/pip install -q uv==0.13.9
-VIRTUAL_ENV="$PWD/.venv-upgrade" .venv-upgrade/bin/uv sync --active --locked --inexact --extra cpu --extra test --extra cluster
+VIRTUAL_ENV="$PWD/.venv-upgrade" .venv-upgrade/bin/uv sync --active --locked --inexact --compile-bytecode --extra cpu --extra test --extra cluster
 .venv-upgrade/bin/python -m benchmarks.cli info > "$out/info-new.txt"
 status=0
 .venv-upgrade/bin/python -m pytest -n auto --dist loadfile -q 2>&1 | tee "$out/tests.log" || status=1
@@ -38,4 +38,4 @@ if [ "$status" -ne 0 ]; then
     echo "upgrade_stack: tests or verify FAILED on the new stack ($out); restore the lock: cp $out/uv.lock.old uv.lock" >&2
     exit 1
 fi
-echo "upgrade_stack: tests and verify pass on the new stack; keep uv.lock, re-sync (uv sync --active --locked --inexact --extra cpu ...) and record $out/compare.txt under docs/results/"
+echo "upgrade_stack: tests and verify pass on the new stack; keep uv.lock, re-sync (uv sync --active --locked --inexact --compile-bytecode --extra cpu ...) and record $out/compare.txt under docs/results/"

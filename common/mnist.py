@@ -76,8 +76,11 @@ class MnistArrays:
 
 def user_cache_dir() -> Path:
     """The per-user cache (XDG-aware): downloads and decoded arrays live here."""
-    import pooch  # deferred: only needed when something is cached or fetched
-
+    try:
+        import pooch  # deferred: only needed when something is cached or fetched
+    except ImportError:
+        # A machine given its data (MNIST_BENCH_DATA) needs no downloader: the same folder pooch would choose.
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-bench"
     return Path(pooch.os_cache("mnist-bench"))
 
 
