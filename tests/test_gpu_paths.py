@@ -110,3 +110,21 @@ def test_the_step_clock_is_read_only_after_the_device_finished_the_step(monkeypa
     x, y = rng.random((32, 784), dtype=np.float32), rng.integers(0, 10, 32)
     trainer.train_one_epoch(x, y, [np.arange(i, i + 8) for i in range(0, 32, 8)])
     assert events == ["synchronized", "clock"] * 4
+
+
+def test_the_op_table_reads_device_ops_on_a_gpu_and_xla_threads_on_the_cpu():
+    from benchmarks.measure.profile_ops import op_times_ms
+
+    def plane(name, **lines):
+        return types.SimpleNamespace(name=name, lines=[types.SimpleNamespace(
+            name=line, events=[types.SimpleNamespace(name=op, duration_ns=ns) for op, ns in events])
+            for line, events in lines.items()])
+
+    gpu = [plane("/device:GPU:0", **{"XLA Ops": [("gemm_fusion", 2e6), ("gemm_fusion", 1e6), ("loop_add", 5e5)],
+                                     "XLA Modules": [("jit_train_step", 4e6)]}),
+           plane("/host:CPU", python=[("train_epoch", 9e6)])]
+    assert op_times_ms(gpu) == {"gemm_fusion": 3.0, "loop_add": 0.5}
+    cpu = [plane("/host:CPU", python=[("train_epoch", 9e6)],
+                 **{"tf_XLAEigen/1": [("ThunkExecutor::Execute", 7e6), ("dot.6", 2e6), ("while", 6e6)],
+                    "tf_XLAPjRtCpuClient/2": [("SlinkyThreadPool::Await", 1e6), ("ynn_fusion.6", 1e6), ("dot.6", 1e6)]})]
+    assert op_times_ms(cpu) == {"dot.6": 3.0, "ynn_fusion.6": 1.0}

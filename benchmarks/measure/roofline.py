@@ -219,7 +219,12 @@ def measure_limits(job: Job) -> dict:
     from backends.frameworks import configure_process
 
     configure_process(("jax",), job)  # before JAX is imported; the job's precision, as its workers train
-    limits = {**measure(job.device), "step_floor": measure_step_floor(job.config)}
+    try:
+        step_floor = measure_step_floor(job.config)
+    except ImportError as error:  # a bare JAX machine (the GPU image) has no threadpoolctl: no CPU step floor
+        print(f"step floor not measured: {error}", file=sys.stderr)
+        step_floor = None
+    limits = {**measure(job.device), "step_floor": step_floor}
     if job.devices > 1:
         limits["allreduce"] = measure_allreduce(job.config, job.device, job.devices)
     return limits
