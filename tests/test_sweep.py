@@ -88,10 +88,9 @@ def test_grid_file_with_an_unknown_key_is_refused(tmp_path, capsys):
 
 
 def test_ray_executor_without_ray_names_the_extra(tmp_path):
-    # Ray hidden from this one process, as on a machine without the extra.
-    code = ("import sys; sys.modules['ray'] = None; from benchmarks.cli import main; "
-            f"sys.exit(main(['sweep', '--executor', 'ray', '--backend', 'flax', '--out', {str(tmp_path / 'o')!r}]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    from helpers import cli_without
+
+    done = cli_without("ray", ["sweep", "--executor", "ray", "--backend", "flax", "--out", str(tmp_path / "o")])
     assert done.returncode == 2
     assert done.stderr.strip() == ("mnist-bench: error: --executor ray needs Ray, which the `cluster` extra installs "
                                    "(docs/install.md); or use --executor local")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,3 +29,9 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen) -> None:
         time.sleep(0.05)
     raise AssertionError(f"process exited with {process.returncode} before {path.name} showed {text!r}: "
                          f"{process.stderr.read()[-2000:]}")
+
+
+def cli_without(module: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """`mnist-bench ARGV` in a fresh interpreter where `module` cannot be imported, as where it is not installed."""
+    code = f"import sys; sys.modules[{module!r}] = None; from benchmarks.cli import main; sys.exit(main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
