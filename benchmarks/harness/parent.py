@@ -10,6 +10,7 @@ import datetime
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -132,7 +133,7 @@ def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]
     check_job_can_start(results.job)
     load_mnist(results.job.data_dir)
     results.environment.setdefault("resumed", []).append(
-        {"at": _utc_now().isoformat(timespec="seconds"), "hostname": collect_environment()["hostname"],
+        {"at": _utc_now().isoformat(timespec="seconds"), "hostname": socket.gethostname(),
          "git_commit": git_commit()})
     return train_missing(results, run_dir, quiet), run_dir
 

@@ -57,10 +57,10 @@ def check_head_answers(address: str | None) -> None:
     (Ray itself retries such an address for minutes). None and "auto" are Ray's to find."""
     if address in (None, "auto"):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit() or not host:
+    endpoint = host_and_port(address.removeprefix("ray://"))
+    if endpoint is None:
         raise SweepError(f"--ray-address {address}: expected HOST:PORT (or auto)")
-    if not any(head_answers((host.strip("[]"), int(port))) for _ in range(3)):
+    if not any(head_answers(endpoint) for _ in range(3)):
         raise SweepError(f"--ray-address {address}: nothing answers there; start the cluster (`ray start --head`) "
                          "or give the address of a running one")
 
@@ -159,8 +159,7 @@ class HeadWatch(threading.Thread):
 
     def __init__(self, gcs_address: str, on_lost: Callable[[float], None]):
         super().__init__(name="mnist-bench-head-watch", daemon=True)
-        host, port = gcs_address.rsplit(":", 1)
-        self.endpoint = (host.strip("[]"), int(port))
+        self.endpoint = host_and_port(gcs_address)
         self.on_lost = on_lost
         self.stopped = threading.Event()
 
@@ -173,6 +172,12 @@ class HeadWatch(threading.Thread):
             elif time.monotonic() - last_answer >= HEAD_LOST_AFTER_S:
                 self.on_lost(time.monotonic() - last_answer)
                 return
+
+
+def host_and_port(address: str) -> tuple[str, int] | None:
+    """("host", port) of "HOST:PORT" (an IPv6 host in brackets), or None when it is not of that form."""
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
 
 
 def head_answers(endpoint: tuple[str, int]) -> bool:
