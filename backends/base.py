@@ -42,9 +42,12 @@ class EpochLog:
     losses: np.ndarray  # per-step training loss (mean over the batch, before the update)
     accuracies: np.ndarray  # per-step training accuracy
     batch_sizes: np.ndarray  # samples in each step
-    # perf_counter() after each step, taken once the device had finished it; None when the
-    # backend runs the whole epoch as one program and has no per-step clock.
+    # perf_counter() after each step, taken once the device had finished it; None unless the epoch was
+    # trained with time_steps (and never for a backend that runs the whole epoch as one program).
     step_end_s: np.ndarray | None = None
+    # perf_counter() once the epoch's first step had finished (one wait per epoch, for the start-up table's
+    # first step); None for a backend that runs the whole epoch as one program.
+    first_step_end_s: float | None = None
 
     @property
     def loss(self) -> float:
@@ -83,12 +86,14 @@ class Trainer(Protocol):
     seeds: tuple[int, ...]
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
-                    on_step: StepCallback | None = None) -> list[EpochLog]:
+                    on_step: StepCallback | None = None, time_steps: bool = False) -> list[EpochLog]:
         """Train each seed's model on x[b], y[b] for each index array b of its batch list, in order.
 
         `batches` holds one batch list per seed (labels are integers 0..9); one EpochLog per seed comes
-        back. `on_step(step, loss, accuracy)` is called after each step that the backend observes,
-        with the first seed's running (sample-weighted) epoch means, as `model.fit`'s progress bar.
+        back. `on_step(step, loss, accuracy)` is called now and then with the first seed's running
+        (sample-weighted) epoch means, as `model.fit`'s progress bar, without waiting for the device per step.
+        `time_steps`: wait for every step and read the clock after it (EpochLog.step_end_s), which costs a
+        host sync per step; backends whose epoch is one program have no per-step clock and ignore it.
         """
         ...
 
@@ -138,16 +143,16 @@ class SingleSeedTrainer:
     seeds: tuple[int, ...]
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                        on_step: StepCallback | None = None) -> EpochLog:
+                        on_step: StepCallback | None = None, time_steps: bool = False) -> EpochLog:
         """One epoch of this trainer's one model."""
         raise NotImplementedError
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
-                    on_step: StepCallback | None = None) -> list[EpochLog]:
+                    on_step: StepCallback | None = None, time_steps: bool = False) -> list[EpochLog]:
         """The Trainer contract: one batch list in, one EpochLog out."""
         if len(batches) != 1:
             raise ValueError(f"this trainer trains one seed; got {len(batches)} batch lists")
-        return [self.train_one_epoch(x, y, batches[0], on_step)]
+        return [self.train_one_epoch(x, y, batches[0], on_step, time_steps)]
 
     def seed_model(self, index: int) -> SingleSeedTrainer:
         """The one model, which is this trainer."""

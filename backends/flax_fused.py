@@ -92,7 +92,7 @@ class FusedFlaxTrainer(FlaxTrainer):
         self._data = ResidentData(self.ops.replicated)
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                        on_step: StepCallback | None = None) -> EpochLog:
+                        on_step: StepCallback | None = None, time_steps: bool = False) -> EpochLog:
         """The whole epoch in one call; per-step losses come back together at the end."""
         check_batches(batches, self.config.batch_size)
         x_device, y_device = self._data.get(x, y)
@@ -157,8 +157,8 @@ class VmappedFlaxTrainer(FlaxDeviceInfo):
         self._data = ResidentData(self.ops.replicated)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[Sequence[np.ndarray]],
-                    on_step: StepCallback | None = None) -> list[EpochLog]:
-        """One epoch for every seed at once; one EpochLog per seed (they share one clock)."""
+                    on_step: StepCallback | None = None, time_steps: bool = False) -> list[EpochLog]:
+        """One epoch for every seed at once; one EpochLog per seed (they share one clock; no per-step clock)."""
         if len(batches) != len(self.seeds):
             raise ValueError(f"one batch list per seed: {len(self.seeds)} seeds, {len(batches)} batch lists")
         for seed_batches in batches:

@@ -8,6 +8,7 @@ every run its own process.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -105,21 +106,49 @@ class KerasTrainer(SingleSeedTrainer):
                 keras.distribution.set_distribution(keras.distribution.DataParallel(
                     devices=[f"{d.platform}:{d.id}" for d in self._devices]))
         self._device = self._devices[0]
+        self._resident = None  # (the training array, its TensorFlow tensors), made at the first epoch
         with scope:
             self.model = build_reference_model(config, build, jit_compile, steps_per_execution, seed)
             self.model.set_weights(as_layer_list(weights, self.shapes))
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                        on_step: StepCallback | None = None) -> EpochLog:
-        """One `model.fit` epoch over the batches in order (`shuffle=False` keeps the shared order)."""
+                        on_step: StepCallback | None = None, time_steps: bool = False) -> EpochLog:
+        """One `model.fit` epoch over the batches in order, fed as Keras feeds arrays to its own backend."""
         check_batches(batches, self.config.batch_size)
-        order = np.concatenate(batches)
         sizes = np.array([len(b) for b in batches])
-        recorder = _make_recorder(sizes, on_step)
-        self.model.fit(model_inputs(self.config, x[order]), one_hot(y[order]), batch_size=self.config.batch_size, epochs=1,
-                       shuffle=False, verbose=0, callbacks=[recorder])
+        recorder = _make_recorder(sizes, on_step, time_steps)
+        self.model.fit(*self._epoch_data(x, y, batches), batch_size=None if self.keras_backend == "tensorflow"
+                       else self.config.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
         losses, accuracies, ends = recorder.per_step()
-        return EpochLog(losses, accuracies, sizes, ends)
+        return EpochLog(losses, accuracies, sizes, ends, first_step_end_s=recorder.first_end)
+
+    def _epoch_data(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> tuple:
+        """`fit`'s data arguments: the epoch's batches in the shared order, fed as `fit(x, y)` feeds Keras' own shuffle.
+
+        On TensorFlow Keras turns arrays into tensors once per `fit` and gathers each batch in a tf.data
+        pipeline; here the tensors are made once per trainer (a per-epoch `fit` must not convert the data set
+        every epoch, which a user's one `fit` does not) and the pipeline is Keras' own with the shared order
+        in place of its permutation. On JAX Keras slices NumPy arrays per batch; the epoch is gathered once.
+        """
+        order = np.concatenate(batches)
+        if self.keras_backend != "tensorflow":
+            return model_inputs(self.config, x[order]), one_hot(y[order])
+        import tensorflow as tf
+
+        if self._resident is None or self._resident[0] is not x:
+            self._resident = (x, tf.convert_to_tensor(model_inputs(self.config, x)),
+                              tf.convert_to_tensor(one_hot(y)))
+        _, x_tensor, y_tensor = self._resident
+        batch_size = self.config.batch_size
+        full = len(order) // batch_size * batch_size
+        indices = tf.data.Dataset.from_tensor_slices(order[:full].reshape(-1, batch_size))
+        if full < len(order):
+            indices = indices.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+        dataset = indices.map(lambda index: (tf.gather(x_tensor, index), tf.gather(y_tensor, index)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.experimental_optimization.apply_default_optimizations = False  # as Keras' array adapter sets it
+        return (dataset.with_options(options).prefetch(tf.data.AUTOTUNE),)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """`model.evaluate`: sample-mean loss and accuracy."""
@@ -156,28 +185,40 @@ class KerasTrainer(SingleSeedTrainer):
         return framework_versions(("keras", self.keras_backend))
 
 
-def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
-    """A callback that records, after each executed step, the clock and fit's running metrics."""
+def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):
+    """A callback that records fit's running metrics after each executed step (and the clock, with `time_steps`).
+
+    Without `time_steps` it is `async_safe`: where Keras' backend allows it (JAX), fit hands it each step's
+    logs on a worker thread and keeps dispatching, as it does with no callback at all; with `time_steps` it
+    runs in the training loop and its reading of the logs waits for the step, so the clock it reads is honest.
+    """
     seen = np.cumsum(sizes)
 
     class StepRecorder(keras.callbacks.Callback):
+        async_safe = not time_steps
+
         def __init__(self):
             super().__init__()
-            self.steps, self.loss_means, self.accuracy_means, self.ends = [], [], [], []
+            self.means, self.ends, self.first_end = {}, {}, None
+            self.lock = threading.Lock()  # async callbacks run on several threads, in any order
 
         def on_train_begin(self, logs=None):
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            # Reading the logs as floats waits for the step, so the clock below is honest.
-            self.loss_means.append(float(logs["loss"]))
-            self.accuracy_means.append(float(logs["accuracy"]))
-            self.ends.append(time.perf_counter())
-            self.steps.append(batch)
-            if on_step is not None:
-                # Progress shows fit's running epoch means; per-step values are recovered at the end.
-                # Keras numbers an execution by its planned last step, which can run past a short epoch.
-                on_step(min(batch, len(seen) - 1), self.loss_means[-1], self.accuracy_means[-1])
+            # Keras numbers an execution by its planned last step, which can run past a short epoch.
+            step = min(batch, len(seen) - 1)
+            loss, accuracy = float(logs["loss"]), float(logs["accuracy"])
+            with self.lock:
+                self.means[step] = (loss, accuracy)
+                if time_steps:
+                    self.ends[step] = time.perf_counter()
+                if self.first_end is None:
+                    # Without time_steps read on the thread that got the first step's logs: its wait ended then.
+                    self.first_end = time.perf_counter()
+                if on_step is not None and step == max(self.means):
+                    # Progress shows fit's running epoch means; per-step values are recovered at the end.
+                    on_step(step, loss, accuracy)
 
         def per_step(self):
             """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
@@ -185,19 +226,19 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None):
             With steps_per_execution > 1, Keras reports once per execution; every step of an execution
             then gets that execution's mean and an equal share of its time.
             """
-            # Keras numbers an execution by its planned last step, which can run past a short
-            # final execution; clip to the steps that exist.
-            last_steps = np.minimum(np.array(self.steps), len(seen) - 1)
+            last_steps = np.array(sorted(self.means))
             reported_seen = seen[last_steps]
             group_sizes = np.diff(np.concatenate([[0], reported_seen]))
             step_group = np.searchsorted(last_steps, np.arange(len(seen)))
             results = []
-            for means in (self.loss_means, self.accuracy_means):
-                totals = np.asarray(means, dtype=np.float64) * reported_seen
-                group_means = np.diff(np.concatenate([[0.0], totals])) / group_sizes
+            for column in range(2):
+                means = np.array([self.means[step][column] for step in last_steps], dtype=np.float64)
+                group_means = np.diff(np.concatenate([[0.0], means * reported_seen])) / group_sizes
                 results.append(group_means[step_group])
+            if not time_steps:
+                return results[0], results[1], None
             # Steps inside one execution share its duration evenly.
-            group_ends = np.asarray(self.ends)
+            group_ends = np.array([self.ends[step] for step in last_steps])
             group_starts = np.concatenate([[self.start], group_ends[:-1]])
             first_step = np.concatenate([[0], last_steps[:-1] + 1])
             fraction = (np.arange(len(seen)) - first_step[step_group] + 1) / (last_steps - first_step + 1)[step_group]

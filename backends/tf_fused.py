@@ -153,7 +153,7 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
         return self._resident[2], self._resident[3]
 
     def train_one_epoch(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray],
-                        on_step: StepCallback | None = None) -> EpochLog:
+                        on_step: StepCallback | None = None, time_steps: bool = False) -> EpochLog:
         """The whole epoch in one compiled call; per-step losses come back together at the end."""
         check_batches(batches, self.config.batch_size)
         x_device, y_device = self._device_data(x, y)

@@ -39,6 +39,10 @@ class Job:
     profile: bool = dataclasses.field(default=False, metadata=flag(
         "--profile", "trace a few steady-state steps of every run with the framework's profiler (profiled runs "
         "are left out of speed comparisons)", action="store_true"))
+    step_times: bool = dataclasses.field(default=False, metadata=flag(
+        "--step-times", "clock every step (p50/p90 step times, the step-time plot): a host sync after each step, "
+        "which stops the framework from running ahead, so epochs get slower; off, steps are timed per epoch",
+        action="store_true"))
     precision: str = dataclasses.field(default="highest", metadata=flag(
         "--precision", "float32 matmul precision: highest (pinned, no TF32) or each framework's default",
         choices=PRECISIONS))
@@ -68,6 +72,7 @@ class Job:
               "None or a folder path")
         check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         check(isinstance(self.profile, bool), "profile", self.profile, "true or false")
+        check(isinstance(self.step_times, bool), "step_times", self.step_times, "true or false")
         check(not self.profile or self.config.epochs >= 2, "profile", self.profile,
               "--epochs >= 2 with --profile: the trace is taken after the first, compiling epoch")
 
@@ -91,7 +96,7 @@ class Job:
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
                 "device": self.device, "devices": self.devices, "target_accuracy": self.target_accuracy,
                 "data_dir": self.data_dir,
-                "precision": self.precision, "profile": self.profile}
+                "precision": self.precision, "profile": self.profile, "step_times": self.step_times}
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:

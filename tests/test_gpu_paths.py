@@ -87,7 +87,8 @@ def test_tensorflow_on_the_cpu_is_hidden_from_the_gpus(monkeypatch):
 
 
 def test_the_step_clock_is_read_only_after_the_device_finished_the_step(monkeypatch):
-    """A per-step JAX trainer times each step after fetching that step's results (what blocks on a GPU)."""
+    """With --step-times a per-step JAX trainer clocks each step after waiting for it (what blocks on a GPU);
+    without, it waits once, for the first step, and reads the epoch's metrics in one transfer at its end."""
     import jax
 
     from backends import flax_models
@@ -97,19 +98,28 @@ def test_the_step_clock_is_read_only_after_the_device_finished_the_step(monkeypa
     config = ExperimentConfig(epochs=1, batch_size=8, train_limit=32, test_limit=8)
     trainer = make_trainer("flax", config, {0: initial_weights(config, 0)})
     events = []
-    real_device_get = jax.device_get
+    real_block, real_get = jax.block_until_ready, jax.device_get
+
+    def block_until_ready(value):
+        events.append("synchronized")
+        return real_block(value)
 
     def device_get(value):
-        events.append("synchronized")
-        return real_device_get(value)
+        events.append("read")
+        return real_get(value)
 
+    monkeypatch.setattr(flax_models.jax, "block_until_ready", block_until_ready)
     monkeypatch.setattr(flax_models.jax, "device_get", device_get)
     monkeypatch.setattr(flax_models, "time", types.SimpleNamespace(perf_counter=lambda: events.append("clock")
                                                                    or float(len(events))))
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 784), dtype=np.float32), rng.integers(0, 10, 32)
-    trainer.train_one_epoch(x, y, [np.arange(i, i + 8) for i in range(0, 32, 8)])
-    assert events == ["synchronized", "clock"] * 4
+    batches = [np.arange(i, i + 8) for i in range(0, 32, 8)]
+    trainer.train_one_epoch(x, y, batches, time_steps=True)
+    assert [event for event in events if event != "read"] == ["synchronized", "clock"] * 4
+    events.clear()
+    log = trainer.train_one_epoch(x, y, batches)
+    assert events.count("synchronized") == 1 and events.count("read") == 1 and log.step_end_s is None
 
 
 def test_the_op_table_reads_device_ops_on_a_gpu_and_xla_threads_on_the_cpu():

@@ -19,7 +19,7 @@ from benchmarks.measure.environment import usable_cores
 from benchmarks.report.plots import first_step_above
 from common.results import SCHEMA_VERSION, TIMING_KEYS, load_results
 
-QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500"]
+QUICK = ["--epochs", "2", "--train-limit", "2000", "--test-limit", "500", "--step-times"]
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -116,6 +116,9 @@ def test_precision_reaches_the_worker_and_is_recorded(tmp_path, mnist_data_dir, 
     assert ("JAX_DEFAULT_MATMUL_PRECISION" in run.settings) == pinned
     assert run.settings["JAX_PLATFORMS"] == "cpu"
     assert ("JAX_DEFAULT_MATMUL_PRECISION" in results.environment["framework_settings"]["flax"]) == pinned
+    # Without --step-times no step is clocked alone: a mean step time per epoch, no distribution.
+    assert not run.timing["steps_clocked"] and run.step_ms == [] and run.timing["step_ms_p90"] is None
+    assert run.timing["step_ms_median"] == pytest.approx(run.timing["epoch_s_median"] / 10 * 1e3)
     assert f"- Precision: {precision}" in (out / "summary.md").read_text()
 
 
@@ -137,7 +140,7 @@ def test_quick_run_writes_valid_results_for_every_backend(quick_run):
         assert run.status == "ok" and run.error is None
         assert [entry["epoch"] for entry in run.history] == [1, 2]
         assert set(TIMING_KEYS) <= set(run.timing)
-        assert run.timing["step_ms_p90"] >= run.timing["step_ms_median"] > 0
+        assert run.timing["steps_clocked"] and run.timing["step_ms_p90"] >= run.timing["step_ms_median"] > 0
         assert run.timing["samples_per_s"] == pytest.approx(1600 / run.timing["epoch_s_median"])
         assert len(run.step_ms) == 50  # epoch 2's 1600 / 32 steps
         assert len(run.step_losses) == 100 and all(0 < loss < 5 for loss in run.step_losses)  # both epochs

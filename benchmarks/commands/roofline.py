@@ -12,16 +12,19 @@ from common.job import Job
 
 def cmd_roofline(args) -> int:
     """Measure the fp32 GEMM peak and memory bandwidth, and the training floor they imply."""
-    from benchmarks.measure.roofline import ROOFLINE_BATCH_SIZES, describe, measure_limits, measure_step_floor
+    from benchmarks.harness.parent import measure_limits_in_child
+    from benchmarks.measure.roofline import ROOFLINE_BATCH_SIZES, describe
 
     try:
         config = ExperimentConfig(**given_settings(args, ExperimentConfig))
         job = Job(backends=DEFAULT_BACKENDS, config=config, **given_settings(args, Job))
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
-    limits = measure_limits(job)  # measures in this process, with JAX, configured as the job's workers are
-    step_floors = [limits["step_floor"]] + [measure_step_floor(config.replace(batch_size=size))
-                                            for size in ROOFLINE_BATCH_SIZES if size != config.batch_size]
+    # In a child, as a run measures them: JAX configured as the job's workers are, OpenBLAS on its fastest kernel.
+    limits, log = measure_limits_in_child(job, ROOFLINE_BATCH_SIZES)
+    if limits is None:
+        raise CliError(f"the measurement failed: {log.strip().splitlines()[-1] if log.strip() else 'no output'}")
+    step_floors = [floor for floor in [limits["step_floor"], *limits.get("other_step_floors", [])] if floor]
     print(describe(limits, config, step_floors))
     return EXIT_OK
 

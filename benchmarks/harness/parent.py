@@ -24,7 +24,7 @@ from benchmarks.harness import children
 from benchmarks.harness.children import python_module
 from benchmarks.harness.costs import SPAWNED_AT_ENV
 from benchmarks.measure.environment import collect_environment, framework_devices, git_commit, usable_cores
-from benchmarks.measure.roofline import training_floor_s
+from benchmarks.measure.roofline import blas_forcing, measuring_environment, training_floor_s
 from benchmarks.harness.worker import EVENT_PREFIX
 from common.atomic import DISK_FULL_ERRNOS, claim_output_directory, disk_full_error, new_output_directory
 from common.data import steps_per_epoch
@@ -178,20 +178,36 @@ def child_jobs(job: Job) -> list[Job]:
     return children
 
 
-def measure_roofline(job: Job, run_dir: Path) -> dict | None:
+def measure_roofline(job: Job, run_dir: Path | None) -> dict | None:
     """GEMM peak, bandwidth and the step floor of the job's model and batch size (and, on several devices, the
-    gradient all-reduce), measured in a child process before training."""
+    gradient all-reduce), measured in a child process before training; None (and a log in `run_dir`) if it fails."""
+    limits, log = measure_limits_in_child(job)
+    if limits is None and run_dir is not None:
+        (run_dir / "logs").mkdir(exist_ok=True)
+        (run_dir / "logs" / "roofline.log").write_text(log)
+        print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
+    return limits
+
+
+def measure_limits_in_child(job: Job, other_batch_sizes: tuple[int, ...] = ()) -> tuple[dict | None, str]:
+    """(limits, the child's stderr): measured with the fastest BLAS kernel the CPU has, in a child whose
+    environment alone lacks what forces OpenBLAS onto older kernels; if that child fails, measured again
+    with the environment as set (the limits then say so in `step_floor.blas_forced`)."""
     with tempfile.TemporaryDirectory(prefix="mnist-bench-roofline-") as scratch:
         job_path, limits_path = Path(scratch) / "job.json", Path(scratch) / "limits.json"
         job_path.write_text(json.dumps(job.to_dict()))
         # The whole job travels, its precision too: a --precision default run is set against default-precision floors.
-        probe = children.run(ROOFLINE_COMMAND, job_path, limits_path)
-        if probe.returncode:
-            (run_dir / "logs").mkdir(exist_ok=True)
-            (run_dir / "logs" / "roofline.log").write_text(probe.stderr)
-            print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
-            return None
-        return json.loads(limits_path.read_text(encoding="utf-8"))
+        extra = [",".join(map(str, other_batch_sizes))] if other_batch_sizes else []
+        environments = [measuring_environment(children.child_environment())]
+        if blas_forcing():
+            environments.append(children.child_environment())
+        log = ""
+        for environment in environments:
+            probe = children.run(ROOFLINE_COMMAND, job_path, limits_path, *extra, env=environment)
+            log += probe.stderr
+            if probe.returncode == 0:
+                return json.loads(limits_path.read_text(encoding="utf-8")), log
+        return None, log
 
 
 def best_roofline(first: dict | None, second: dict | None) -> dict | None:

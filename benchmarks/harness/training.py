@@ -51,12 +51,16 @@ class TimedEpoch:
         return self.end_s - self.start_s
 
     @property
-    def step_s(self) -> np.ndarray:
-        """Seconds per step, the first measured from the epoch's start; evenly shared without a per-step clock."""
-        steps = len(self.log.losses)
+    def step_s(self) -> np.ndarray | None:
+        """Seconds per step, the first measured from the epoch's start; None without a per-step clock."""
         if self.log.step_end_s is None:
-            return np.full(steps, self.seconds / steps)
+            return None
         return np.diff(np.concatenate([[self.start_s], self.log.step_end_s]))
+
+    @property
+    def mean_step_s(self) -> float:
+        """The epoch call's time over its steps."""
+        return self.seconds / len(self.log.losses)
 
 
 class Trace:
@@ -159,14 +163,14 @@ class TrainingSession:
         if self.job.profile and self.profile_dir is not None and epoch == 1:
             self.trace.start(self.profile_dir)  # steady state: the first epoch compiled everything
         start = time.perf_counter()
-        logs = self.trainer.train_epoch(x_train, self.splits.y_train, batches, on_step)
+        logs = self.trainer.train_epoch(x_train, self.splits.y_train, batches, on_step, self.job.step_times)
         end = time.perf_counter()
         self.trace.stop()  # a backend that reports once per epoch (a fused scan) is traced for the whole call
         if epoch == 0:
-            # Trace, compile and run of the first step; a backend without a per-step clock (a fused
+            # Trace, compile and run of the first step; a backend that runs the epoch as one program (a fused
             # epoch) reports its whole first call.
-            self.first_step_is_whole_call = logs[0].step_end_s is None
-            first_end = end if self.first_step_is_whole_call else logs[0].step_end_s[0]
+            self.first_step_is_whole_call = logs[0].first_step_end_s is None
+            first_end = end if self.first_step_is_whole_call else logs[0].first_step_end_s
             self.startup.phases["first_step_s"] = first_end - start
         for index, (result, log) in enumerate(zip(self.results, logs)):
             if result.status == "ok":  # a diverged seed of a vmapped program rides along, unrecorded
@@ -239,30 +243,39 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 
 
 def steady_step_seconds(epochs: list[TimedEpoch]) -> np.ndarray:
-    """Step times after warm-up: every epoch but the first, or the first without its compiling step."""
+    """Clocked step times after warm-up (every epoch but the first, or the first without its compiling step);
+    empty when the steps were not clocked one by one (no --step-times)."""
+    if not epochs or epochs[0].step_s is None:
+        return np.array([])
     if len(epochs) >= 2:
         return np.concatenate([epoch.step_s for epoch in epochs[1:]])
-    return epochs[0].step_s[1:] if epochs else np.array([])
+    return epochs[0].step_s[1:]
 
 
 def summarize_timing(epochs: list[TimedEpoch], train_samples: int, total_s: float,
                      time_to_target: float | None) -> dict:
     """The timing block of results.json: compile separate from steady state, units in the key names."""
     steps = steady_step_seconds(epochs)
-    epoch_s = [epoch.seconds for epoch in epochs[1:]] or [epoch.seconds for epoch in epochs]
+    steady = epochs[1:] or epochs
+    epoch_s = [epoch.seconds for epoch in steady]
     epoch_s_median = float(np.median(epoch_s)) if epoch_s else None
     if len(epochs) >= 2:
         # What the first epoch cost beyond a steady one: tracing, compilation, first-touch allocation.
         # Measured per epoch, so it is the same definition for per-step and whole-epoch backends.
         compile_s = max(0.0, epochs[0].seconds - epoch_s_median)
+    elif epochs and epochs[0].step_s is not None:
+        compile_s = float(epochs[0].step_s[0] - np.median(epochs[0].step_s))
     else:
-        compile_s = float(epochs[0].step_s[0] - np.median(epochs[0].step_s)) if epochs else None
+        compile_s = None  # one epoch without a per-step clock: nothing steady to set its first step against
     return dict(
         compile_s=compile_s,
         warmup_epoch_s=epochs[0].seconds if epochs else None,
         epoch_s_median=epoch_s_median,
-        step_ms_median=float(np.median(steps) * 1e3) if len(steps) else None,
+        # Without a per-step clock: the steady epochs' median time per step (no distribution, no p90).
+        step_ms_median=(float(np.median(steps) * 1e3) if len(steps) else
+                        float(np.median([epoch.mean_step_s for epoch in steady]) * 1e3) if steady else None),
         step_ms_p90=float(np.percentile(steps, 90) * 1e3) if len(steps) else None,
+        steps_clocked=bool(len(steps)),
         samples_per_s=train_samples / epoch_s_median if epoch_s_median else None,
         total_s=total_s,
         time_to_target_s=time_to_target,

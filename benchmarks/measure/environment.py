@@ -82,6 +82,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def blas_forcing() -> dict[str, str]:
+    """What this process' environment forces on OpenBLAS ({variable: value}; empty: OpenBLAS picks the CPU's kernel)."""
+    from benchmarks.measure.roofline import blas_forcing as forced
+
+    return forced()
+
+
 def collect_environment(data_source: str | None = None, data_canonical: bool | None = None) -> dict:
     """One flat record of the machine and software, stored in every results.json."""
     cores = usable_cores()
@@ -97,6 +104,8 @@ def collect_environment(data_source: str | None = None, data_canonical: bool | N
         "packages": package_versions(),
         "stack": stack_report(),
         "env": {name: os.environ[name] for name in RELEVANT_ENV if name in os.environ},
+        # Set here, these pin OpenBLAS to an older kernel family in every process but the floor's measurement.
+        "blas_forced": blas_forcing(),
         "git_commit": git_commit(),
         "data_source": data_source,
         "data_canonical": data_canonical,

@@ -23,6 +23,9 @@ from common.data import steps_per_epoch, train_sample_count
 from common.job import Job
 from common.workloads import training_flops_per_sample, workload
 
+# Variables with which some machines' set-up pins OpenBLAS to an older kernel family (env notes: older
+# OpenBLAS builds crash on newer CPUs). They slow a current NumPy, so the measuring child runs without them.
+BLAS_FORCING_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 GEMM_SIZE = 2048  # large enough to reach the BLAS/XLA peak, small enough to take ~0.1 s a call on a CPU
 BANDWIDTH_MIB = 256  # far beyond any cache
 ROOFLINE_BATCH_SIZES = (32, 512, 2048)  # step floors `mnist-bench roofline` prints beside the configured one
@@ -38,8 +41,30 @@ def _best_seconds(function, *args, repeats: int) -> float:
     return best
 
 
+def blas_forcing(environment=None) -> dict[str, str]:
+    """What `environment` (default: this process') forces on OpenBLAS, {variable: value}; empty when nothing."""
+    environment = os.environ if environment is None else environment
+    return {name: environment[name] for name in BLAS_FORCING_VARIABLES if name in environment}
+
+
+def measuring_environment(environment: dict[str, str]) -> dict[str, str]:
+    """A measuring child's environment: `environment` without the variables that force slower BLAS kernels."""
+    return {name: value for name, value in environment.items() if name not in BLAS_FORCING_VARIABLES}
+
+
+def numpy_gemm_gflops(repeats: int) -> float | None:
+    """NumPy's BLAS at GEMM_SIZE^3 on every usable thread, GFLOP/s (the peak's second candidate; on the CPU)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((GEMM_SIZE, GEMM_SIZE), dtype=np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    return 2 * GEMM_SIZE ** 3 / _best_of(lambda: np.matmul(a, b, out=out), repeats, 1) / 1e9
+
+
 def measure(device: str, repeats: int = 7) -> dict:
-    """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up).
+    """GEMM GFLOP/s and copy bandwidth GB/s on `device` (best of `repeats`, after warm-up): the GEMM peak is the
+    faster of XLA's dot and, on the CPU, NumPy's BLAS, named in `gemm_peak_by`.
 
     JAX's process settings must be in force already (`backends.frameworks.configure_process`).
     """
@@ -56,10 +81,16 @@ def measure(device: str, repeats: int = 7) -> dict:
     elements = BANDWIDTH_MIB * 2 ** 20 // 4
     x = jax.device_put(jnp.ones((elements,), jnp.float32), target)
     copy_s = _best_seconds(jax.jit(lambda v: v * 2.0 + 1.0), x, repeats=repeats)
+    peaks = {"xla": 2 * GEMM_SIZE ** 3 / gemm_s / 1e9}
+    if device == "cpu":
+        peaks["numpy"] = numpy_gemm_gflops(repeats)
+    peak_by = max(peaks, key=peaks.get)
     return {
         "device": describe_jax_devices([target]),
         "gemm_size": GEMM_SIZE,
-        "gemm_peak_gflops": 2 * GEMM_SIZE ** 3 / gemm_s / 1e9,
+        "gemm_peak_gflops": peaks[peak_by],
+        "gemm_peak_by": peak_by,
+        "gemm_peak_candidates_gflops": peaks,
         "bandwidth_gb_s": 2 * elements * 4 / copy_s / 1e9,  # one read and one write per element
     }
 
@@ -87,10 +118,40 @@ def _best_of(function, repeats: int, calls: int) -> float:
     return best
 
 
-def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
-    """The step floor for `config`'s batch size: its GEMMs with NumPy's BLAS at 1 and all threads, plus Adam's traffic."""
+def xla_step_gemm_s(config: ExperimentConfig, repeats: int, calls: int) -> float | None:
+    """Seconds for one step's GEMMs as one jitted XLA program on the CPU (None where JAX cannot run them)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
     import numpy as np
-    from threadpoolctl import threadpool_info, threadpool_limits
+
+    try:
+        cpu = jax.devices("cpu")[0]
+    except RuntimeError:  # JAX limited to other platforms (JAX_PLATFORMS=cuda)
+        return None
+    rng = np.random.default_rng(0)
+    operands = [tuple(jax.device_put(rng.random(shape, dtype=np.float32), cpu) for shape in ((m, k), (k, n)))
+                for m, k, n in step_gemm_shapes(config)]
+    products = jax.jit(lambda pairs: [jnp.matmul(a, b) for a, b in pairs])  # every product is an output: none elided
+    return _best_of(lambda: jax.block_until_ready(products(operands)), repeats, calls)
+
+
+def blas_kernel() -> str:
+    """The BLAS NumPy runs here, with the kernel family it picked (threadpoolctl's `architecture`)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('architecture')})"
+            for entry in threadpool_info() if entry.get("user_api") == "blas"]
+    return "; ".join(blas) or "unknown"
+
+
+def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
+    """The step floor for `config`'s batch size: its GEMMs with the fastest kernel found (NumPy's BLAS at 1 and
+    all threads, XLA's dot), plus Adam's traffic; `floor_gemms_by` names the kernel that set it."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     operands = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32), np.empty((m, n), np.float32))
@@ -120,20 +181,28 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
     stream_s = _best_of(adam_like, repeats, 20)
     bytes_streamed = 4 * parameters * 4 * 3  # four updates, each reads two arrays and writes one
     adam_s = 7 * 4 * parameters / (bytes_streamed / stream_s)
-    blas = [f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('architecture')})"
-            for entry in threadpool_info() if entry.get("user_api") == "blas"]
     flops = 2 * sum(m * k * n for m, k, n in step_gemm_shapes(config))
-    best_threads = min(gemm_s, key=gemm_s.get)
+    blas = blas_kernel()
+    candidates = {f"numpy {blas}, {threads} thread{'s' * (threads > 1)}": seconds for threads, seconds in gemm_s.items()}
+    xla_s = xla_step_gemm_s(config, repeats, calls)
+    if xla_s is not None:
+        candidates["xla dot (jax.jit)"] = xla_s
+    floor_by = min(candidates, key=candidates.get)
     return {
         "batch_size": config.batch_size,
         "gemm_flops_per_step": flops,
         "gemm_s_1_thread": gemm_s[1],
         "gemm_s_all_threads": gemm_s[usable],
+        "gemm_s_xla": xla_s,
         "threads": usable,
         "adam_traffic_s": adam_s,
         "step_floor_s_1_thread": gemm_s[1] + adam_s,
-        "step_floor_s": gemm_s[best_threads] + adam_s,
-        "blas": "; ".join(blas) or "unknown",
+        "step_floor_s": candidates[floor_by] + adam_s,
+        "floor_gemms_by": floor_by,
+        "blas": blas,
+        # What the measuring process' own environment forced on OpenBLAS: empty unless the parent's
+        # unforced measurement failed and it fell back to the environment as set.
+        "blas_forced": blas_forcing(),
     }
 
 
@@ -188,7 +257,9 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
     lines = [
         f"model:               {config.model}",
         f"device:              {limits['device']}",
-        f"fp32 GEMM peak:      {limits['gemm_peak_gflops']:.1f} GFLOP/s ({limits['gemm_size']}^3 matmul, best of runs)",
+        f"fp32 GEMM peak:      {limits['gemm_peak_gflops']:.1f} GFLOP/s ({limits['gemm_size']}^3 matmul, best of runs, "
+        f"by {limits.get('gemm_peak_by', 'xla')}: "
+        + ", ".join(f"{name} {value:.1f}" for name, value in limits.get("gemm_peak_candidates_gflops", {}).items()) + ")",
         f"memory bandwidth:    {limits['bandwidth_gb_s']:.1f} GB/s ({BANDWIDTH_MIB} MiB read + write)",
         f"training FLOPs:      {flops:,} per sample, {flops * train_samples / 1e9:.1f} GFLOP per epoch "
         f"of {train_samples:,} samples",
@@ -208,8 +279,10 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
             f"step floor, batch {step['batch_size']:<5} {step['step_floor_s'] * 1e3:.3f} ms per step = "
             f"{step['step_floor_s'] * steps:.3f} s per epoch ({steps} steps): GEMMs "
             f"{step['gemm_s_1_thread'] * 1e6:.0f} us on 1 thread, {step['gemm_s_all_threads'] * 1e6:.0f} us on "
-            f"{step['threads']} ({step['gemm_flops_per_step'] / step['gemm_s_all_threads'] / 1e9:.0f} GFLOP/s), "
-            f"Adam traffic {step['adam_traffic_s'] * 1e6:.0f} us [{step['blas']}]")
+            f"{step['threads']} ({step['gemm_flops_per_step'] / step['gemm_s_all_threads'] / 1e9:.0f} GFLOP/s)"
+            + (f", XLA's dot {step['gemm_s_xla'] * 1e6:.0f} us" if step.get("gemm_s_xla") else "")
+            + f"; Adam traffic {step['adam_traffic_s'] * 1e6:.0f} us; set by {step.get('floor_gemms_by', step['blas'])}"
+            + (f" (environment forced {step['blas_forced']})" if step.get("blas_forced") else ""))
     return "\n".join(lines)
 
 
@@ -231,13 +304,18 @@ def measure_limits(job: Job) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child entry point: measure the limits of the job in JOB.json and write them to LIMITS.json."""
-    job_path, limits_path = argv if argv is not None else sys.argv[1:]
+    """Child entry point: measure the limits of the job in JOB.json and write them to LIMITS.json; with a third
+    argument (batch sizes, comma-separated), their step floors too, as `other_step_floors`."""
+    job_path, limits_path, *batch_sizes = argv if argv is not None else sys.argv[1:]
     from common.atomic import write_text_atomic
 
     with open(job_path, encoding="utf-8") as handle:
         job = Job.from_dict(json.load(handle))
-    write_text_atomic(limits_path, json.dumps(measure_limits(job)))
+    limits = measure_limits(job)
+    if batch_sizes and limits["step_floor"] is not None:
+        limits["other_step_floors"] = [measure_step_floor(job.config.replace(batch_size=int(size)))
+                                       for size in batch_sizes[0].split(",") if int(size) != job.config.batch_size]
+    write_text_atomic(limits_path, json.dumps(limits))
     return 0
 
 

@@ -86,8 +86,9 @@ def _cell(values, digits: int, scale: float = 1.0, with_ci: bool = False) -> str
     return text
 
 
-NO_FLOOR_NOTE = ("x step floor = epoch s / (steps x this batch size's GEMMs + Adam traffic, timed with NumPy's "
-                 "BLAS); '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
+NO_FLOOR_NOTE = ("x step floor = epoch s / (steps x this batch size's GEMMs + Adam traffic, timed with the faster of "
+                 "NumPy's BLAS on the CPU's own kernel and XLA's dot"
+                 "); '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
                  "not training, set the time")
 # summary.md has every column; the terminal leaves out the two read least, to stay readable.
 STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (interpreter, framework import, "
@@ -140,6 +141,37 @@ def _profiled(group: RunGroup) -> bool:
     return any(run.timing.get("profiled_epoch") for run in group.runs)
 
 
+def floor_errors(groups) -> list[str]:
+    """A line for every group that trained faster than its step floor: that floor is not this machine's limit."""
+    lines = []
+    for group in groups:
+        ratios = [r.timing.get("step_floor_ratio") for r in group.ok_runs if r.timing.get("step_floor_ratio")]
+        if ratios and min(ratios) < 1:
+            lines.append(f"{group.label}: floor error: an epoch ran in {min(ratios):.2f}x the step floor, so the floor "
+                         "is not this machine's limit (a faster kernel exists than the floor was timed with); "
+                         "measure it again with `mnist-bench roofline`")
+    return lines
+
+
+def floor_cell(values: list) -> str:
+    """A floor ratio; below 1 it is a floor error, never a ratio."""
+    present = [value for value in values if value is not None]
+    if present and min(present) < 1:
+        return "floor error"
+    return _cell(values, 2)
+
+
+def step_cell(runs: list) -> str:
+    """Median and p90 of the clocked steps; without --step-times the epoch's mean step and no p90 (marked ~)."""
+    medians = [r.timing.get("step_ms_median") for r in runs]
+    if not runs or medians[0] is None:
+        return "—"
+    p90s = [r.timing.get("step_ms_p90") for r in runs]
+    if any(p90 is None for p90 in p90s):
+        return f"~{np.median(medians):.3f} / —"
+    return f"{np.median(medians):.3f} / {np.median(p90s):.3f}"
+
+
 def status_cell(group: RunGroup) -> str:
     """'ok', 'ok 2, failed 1', 'interrupted (2/10 epochs)', '... (profiled)'."""
     statuses = sorted({run.status for run in group.runs})
@@ -174,12 +206,11 @@ def table_row(group: RunGroup, reference_epoch_s: float | None) -> dict[str, str
         "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
         "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
         "epoch s": _cell(timing("epoch_s_median"), 3),
-        "step ms p50/p90": (f"{np.median(timing('step_ms_median')):.3f} / {np.median(timing('step_ms_p90')):.3f}"
-                            if ok and timing("step_ms_median")[0] is not None else "—"),
+        "step ms p50/p90": step_cell(ok),
         "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
         "GFLOP/s": _cell(timing("gflops_per_s"), 1),
-        "x step floor": _cell(timing("step_floor_ratio"), 2),
-        "x GEMM floor": _cell(timing("floor_ratio"), 2),
+        "x step floor": floor_cell(timing("step_floor_ratio")),
+        "x GEMM floor": floor_cell(timing("floor_ratio")),
         "compile s": _cell(timing("compile_s"), 2),
         "time to target s": time_to_target_cell(group),
         "total s": _cell(timing("total_s"), 1),
@@ -285,12 +316,20 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
                          f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s"
                          + (f"; step floor at batch {step['batch_size']}: {step['step_floor_s'] * 1e3:.3f} ms "
                             f"(GEMMs {step['gemm_s_1_thread'] * 1e3:.3f} ms on 1 thread, "
-                            f"{step['gemm_s_all_threads'] * 1e3:.3f} ms on {step['threads']}; {step['blas']})"
+                            f"{step['gemm_s_all_threads'] * 1e3:.3f} ms on {step['threads']}"
+                            + (f", XLA's dot {step['gemm_s_xla'] * 1e3:.3f} ms" if step.get("gemm_s_xla") else "")
+                            + f"; set by {step.get('floor_gemms_by', step['blas'])})"
                             if step else "")
                          + (f"; gradient all-reduce over {reduce['devices']} devices: "
                             f"{reduce['allreduce_s'] * 1e3:.3f} ms per step"
                             if (reduce := roofline.get("allreduce")) else ""))
+    forced = results.environment.get("blas_forced")
+    if forced:
+        lines.append("this environment forces OpenBLAS' kernel (" + ", ".join(f"{k}={v}" for k, v in forced.items())
+                     + "): NumPy runs slower kernels than the CPU has everywhere but in the floor's measurement, "
+                     "which runs without them")
     lines += [f"! {line}" for line in failures(groups)]
+    lines += [f"! {line}" for line in floor_errors(groups)]
     return "\n".join(lines)
 
 

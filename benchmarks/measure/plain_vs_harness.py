@@ -1,0 +1,107 @@
+"""What the harness costs: each reference row against the plain script a user of its framework would write.
+
+    python -m benchmarks.measure.plain_vs_harness DATA_DIR OUT_DIR [--model mlp|cnn] [--rounds 5] [--epochs 4]
+        [--train-limit 12000]
+
+Every round runs, in a rotated order, each pair's harness row (`mnist-bench run --backend B`, a fresh process)
+and its plain script (benchmarks/plain: `keras_fit.py` on TensorFlow or JAX, `flax_loop.py`), so the machine's
+drift hits both alike. A process' figure is the median of its epochs after the first (compiling) one, training
+only (validation excluded on both sides); the ratio harness/plain comes with a paired 95% bootstrap CI over the
+rounds (benchmarks/report/stats.py). Goal: the CI inside [0.95, 1.05]. Writes OUT_DIR/plain_vs_harness.json and
+.md. Slow (minutes): a benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report.stats import speed_ratio
+from common.atomic import write_text_atomic
+
+PLAIN = Path(__file__).resolve().parents[1] / "plain"
+# backend row -> (plain script, KERAS_BACKEND for it)
+PAIRS = {"keras": ("keras_fit.py", "tensorflow"), "keras-jax": ("keras_fit.py", "jax"), "flax": ("flax_loop.py", None)}
+GOAL = (0.95, 1.05)
+
+
+def harness_epochs(backend: str, args, scratch: Path) -> list[float]:
+    """Training seconds of each epoch of one `mnist-bench run` of `backend`."""
+    out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
+    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", args.model,
+                    "--epochs", str(args.epochs), "--train-limit", str(args.train_limit), "--test-limit", "1000",
+                    "--data-dir", str(args.data_dir), "--out", str(out), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    return [entry["epoch_s"] for entry in run["history"]]
+
+
+def plain_epochs(backend: str, args, scratch: Path) -> list[float]:
+    """Training seconds of each epoch of the plain script paired with `backend`."""
+    script, keras_backend = PAIRS[backend]
+    out = scratch / f"plain-{backend}-{len(list(scratch.iterdir()))}.json"
+    env = {**os.environ, **({"KERAS_BACKEND": keras_backend} if keras_backend else {})}
+    subprocess.run([sys.executable, str(PLAIN / script), str(args.data_dir), str(out), "--model", args.model,
+                    "--epochs", str(args.epochs), "--train-limit", str(args.train_limit)], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())["epoch_s"]
+
+
+def steady(epochs: list[float]) -> float:
+    """A process' figure: the median of its epochs after the first."""
+    return float(np.median(epochs[1:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the interleaved rounds and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-limit", type=int, default=12000)
+    parser.add_argument("--backends", default=",".join(PAIRS))
+    args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    runs = [(backend, side) for backend in backends for side in ("harness", "plain")]
+    figures = {run: [] for run in runs}
+    with tempfile.TemporaryDirectory(prefix="plain-vs-harness-") as scratch:
+        for round_index in range(args.rounds):
+            shift = round_index % len(runs)
+            for backend, side in runs[shift:] + runs[:shift]:  # rotated: no run always goes first
+                measure = harness_epochs if side == "harness" else plain_epochs
+                figures[(backend, side)].append(steady(measure(backend, args, Path(scratch))))
+                print(f"round {round_index + 1}: {backend} {side} {figures[(backend, side)][-1]:.3f} s", flush=True)
+    rows = []
+    for backend in backends:
+        ratio = speed_ratio(figures[(backend, "harness")], figures[(backend, "plain")])
+        inside = ratio.low is not None and GOAL[0] <= ratio.low and ratio.high <= GOAL[1]
+        rows.append(dict(backend=backend, plain=PAIRS[backend][0], harness_epoch_s=figures[(backend, "harness")],
+                         plain_epoch_s=figures[(backend, "plain")], ratio=ratio.estimate, low=ratio.low,
+                         high=ratio.high, within_goal=inside))
+    lines = [f"model {args.model}, {args.rounds} rounds, {args.epochs} epochs of {args.train_limit} samples' "
+             "training split; figure per process: median epoch after the first",
+             "", "| row | plain script | harness epoch s | plain epoch s | harness / plain [95% CI] | within 5% |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        interval = f"[{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else "(no CI: 1 round)"
+        lines.append(f"| {row['backend']} | {row['plain']} | {np.median(row['harness_epoch_s']):.3f} | "
+                     f"{np.median(row['plain_epoch_s']):.3f} | {row['ratio']:.3f} {interval} | "
+                     f"{'yes' if row['within_goal'] else 'no'} |")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out_dir / f"plain_vs_harness-{args.model}.json", json.dumps(rows, indent=1))
+    write_text_atomic(args.out_dir / f"plain_vs_harness-{args.model}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The recipe as the Flax NNX MNIST example writes it: an nnx.Module, nnx.Optimizer, an nnx.jit train step that
+updates nnx.MultiMetric on the device, metrics read once per epoch. Importing nothing from mnist-bench.
+
+Usage: python flax_loop.py DATA_DIR OUT.json [--model mlp|cnn] [--epochs N] [--train-limit N]
+OUT.json gets each epoch's training seconds (validation excluded).
+"""
+
+import argparse
+import gzip
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+RECIPES = {"mlp": dict(batch_size=32, validation_split=0.2), "cnn": dict(batch_size=128, validation_split=0.1)}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped) as a uint8 array of its own shape."""
+    data = gzip.decompress(path.read_bytes())
+    dims = data[3]
+    shape = np.frombuffer(data, ">u4", dims, offset=4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+class MLP(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden1, self.hidden2 = nnx.Linear(784, 256, rngs=rngs), nnx.Linear(256, 128, rngs=rngs)
+        self.out = nnx.Linear(128, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.relu(self.hidden2(nnx.relu(self.hidden1(x)))))
+
+
+class CNN(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", rngs=rngs)
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+        self.out = nnx.Linear(1600, 10, rngs=rngs)
+        self.pool = partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
+
+    def __call__(self, x):
+        x = self.pool(nnx.relu(self.conv2(self.pool(nnx.relu(self.conv1(x))))))
+        return self.out(self.dropout(x.reshape(x.shape[0], -1)))
+
+
+def loss_fn(model, batch):
+    logits = model(batch["image"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean(), logits
+
+
+@nnx.jit
+def train_step(model, optimizer, metrics, batch):
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+    metrics.update(loss=loss, logits=logits, labels=batch["label"])
+    optimizer.update(model, grads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--model", choices=RECIPES, default="mlp")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-limit", type=int, default=None)
+    args = parser.parse_args()
+    recipe = RECIPES[args.model]
+    images = read_idx(args.data_dir / "train-images-idx3-ubyte.gz")[: args.train_limit].astype(np.float32) / 255
+    labels = read_idx(args.data_dir / "train-labels-idx1-ubyte.gz")[: args.train_limit].astype(np.int32)
+    images = images.reshape(len(images), -1) if args.model == "mlp" else images[..., None]
+    train = int(len(images) * (1 - recipe["validation_split"]))  # the last part validates, as Keras' split
+    model = (MLP if args.model == "mlp" else CNN)(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
+    rng, seconds = np.random.default_rng(0), []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        model.train()
+        order = rng.permutation(train)
+        for first in range(0, train, recipe["batch_size"]):
+            index = order[first:first + recipe["batch_size"]]
+            train_step(model, optimizer, metrics, {"image": images[index], "label": labels[index]})
+        logged = {name: float(value) for name, value in metrics.compute().items()}  # the epoch's one sync
+        seconds.append(time.perf_counter() - start)
+        metrics.reset()
+        print(f"epoch {epoch + 1}: loss {logged['loss']:.4f} accuracy {logged['accuracy']:.4f} ({seconds[-1]:.2f} s)")
+    args.out.write_text(json.dumps({"epoch_s": seconds, "backend": f"flax {jax.__version__}"}))
+
+
+if __name__ == "__main__":
+    main()
