@@ -1,6 +1,6 @@
 """Ratios with their uncertainty, and a verdict: the statistics every speed comparison is to be printed with.
 
-Groundwork for "every ratio with its CI" (issue 22): framework-free, NumPy only, unit-tested on synthetic
+Groundwork for "every ratio with its CI" (issue 22): framework-free (NumPy and SciPy), unit-tested on synthetic
 samples. The design follows Kalibera & Jones ("Rigorous benchmarking in reasonable time", 2013): the unit
 of analysis is a per-block median inside one process; processes (rounds) are resampled above it, so the
 drift a shared machine shows over minutes widens the interval instead of hiding in it. Steady state is
@@ -17,21 +17,31 @@ import numpy as np
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 FASTER, SLOWER, SAME = "faster", "slower", "~"
+NO_CI = "no CI (1 round)"
+# How far apart two runs of the same backend land on this machine: the half-width that an A/A comparison's
+# ratio stays inside (benchmarks/measure/aa_ab.py measures it; docs/performance.md has the figures). A ratio whose
+# whole CI lies inside 1 +- this is called `~`: the machine cannot tell such a difference from its own drift.
+NOISE_THRESHOLD = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
 class Ratio:
-    """A over B (here: B's time over A's, so > 1 means A is faster), its CI, and what it allows one to say."""
+    """A speed ratio (the baseline's time over the candidate's: > 1 means the candidate is faster), its 95% CI,
+    and what it allows one to say."""
 
     estimate: float
     low: float | None  # None: one round, no interval
     high: float | None
-    verdict: str  # FASTER, SLOWER, SAME, or "no CI (1 round)"
+    verdict: str  # FASTER, SLOWER, SAME, or NO_CI
 
     def __str__(self) -> str:
         if self.low is None:
             return f"{self.estimate:.2f}x (no CI: 1 round)"
         return f"{self.estimate:.2f}x [{self.low:.2f}, {self.high:.2f}] {self.verdict}"
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form, for results files and benchmark reports."""
+        return dataclasses.asdict(self)
 
 
 def steady_state_start(block_seconds: Sequence[float], tolerance: float = 0.1) -> int | None:
@@ -58,32 +68,96 @@ def process_estimate(block_seconds: Sequence[float]) -> float | None:
     return None if start is None else float(np.median(np.asarray(block_seconds)[start:]))
 
 
-def speed_ratio(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float], threshold: float = 0.0,
-                seed: int = 0) -> Ratio:
-    """baseline/candidate time ratio over paired rounds (one per-process figure each), with a 95% bootstrap CI.
+def _as_blocks(rounds) -> list[np.ndarray]:
+    """Each round as an array of its blocks: a bare number is a process already reduced to one figure."""
+    blocks = [np.atleast_1d(np.asarray(entry, dtype=np.float64)) for entry in rounds]
+    if any(block.ndim != 1 or not len(block) or not np.all(np.isfinite(block)) or np.any(block <= 0)
+           for block in blocks):
+        raise ValueError("every round needs one or more positive, finite times")
+    return blocks
 
-    Rounds are resampled in pairs, so drift that hit both in one round cancels. The verdict is FASTER or
-    SLOWER only when the whole interval lies beyond 1 +- `threshold` (the noise measured on the machine,
-    e.g. from an A/A comparison), SAME otherwise.
+
+def _resampled_medians(blocks: list[np.ndarray], picks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two-level bootstrap (Kalibera & Jones): the rounds `picks` chose, each one's blocks resampled in turn,
+    reduced to the median of each resampled process: shape (samples, rounds)."""
+    medians = np.empty(picks.shape)
+    for index, block in enumerate(blocks):
+        chosen = picks == index
+        draws = int(chosen.sum())
+        if draws:
+            inner = block[rng.integers(0, len(block), size=(draws, len(block)))] if len(block) > 1 else \
+                np.broadcast_to(block, (draws, 1))
+            medians[chosen] = np.median(inner, axis=1)
+    return medians
+
+
+def speed_ratio(baseline_rounds: Sequence, candidate_rounds: Sequence, threshold: float = 0.0, paired: bool = True,
+                seed: int = 0) -> Ratio:
+    """How many times faster the candidate ran than the baseline (baseline time / candidate time), 95% CI, verdict.
+
+    Each round is one process' figure, or its blocks (steady epochs, say), whose median is its figure; blocks are
+    resampled inside each resampled round, so a round's own noise widens the interval too. `paired`: round i of
+    both ran side by side (an interleaved round), so the ratio is taken per round and drift that hit both cancels;
+    the estimate is the geometric mean of the per-round ratios. Unpaired (runs of different sessions or machines):
+    the ratio of the two geometric means, each side resampled on its own. The verdict (`verdict`) is SAME when the
+    interval includes 1 or lies wholly within 1 +- `threshold` (NOISE_THRESHOLD: this machine's noise).
     """
-    baseline, candidate = np.asarray(baseline_rounds, float), np.asarray(candidate_rounds, float)
-    if baseline.shape != candidate.shape or baseline.ndim != 1 or not len(baseline):
-        raise ValueError(f"paired rounds expected; got {baseline.shape} and {candidate.shape}")
-    estimate = float(np.median(baseline) / np.median(candidate))
-    if len(baseline) == 1:
-        return Ratio(estimate, None, None, "no CI (1 round)")
+    baseline, candidate = _as_blocks(baseline_rounds), _as_blocks(candidate_rounds)
+    if not baseline or not candidate or (paired and len(baseline) != len(candidate)):
+        raise ValueError(f"paired rounds expected; got {len(baseline)} and {len(candidate)}" if paired else
+                         "rounds expected on both sides")
+    log_base = np.log([np.median(block) for block in baseline])
+    log_cand = np.log([np.median(block) for block in candidate])
+    estimate = float(np.exp(np.mean(log_base - log_cand) if paired else np.mean(log_base) - np.mean(log_cand)))
+    if len(baseline) == 1 and len(candidate) == 1:
+        return Ratio(estimate, None, None, NO_CI)
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(baseline), size=(BOOTSTRAP_SAMPLES, len(baseline)))
-    ratios = np.median(baseline[picks], axis=1) / np.median(candidate[picks], axis=1)
-    tail = (1 - CONFIDENCE) / 2
-    low, high = (float(value) for value in np.quantile(ratios, [tail, 1 - tail]))
+    base_picks = rng.integers(0, len(baseline), size=(BOOTSTRAP_SAMPLES, len(baseline)))
+    cand_picks = base_picks if paired else rng.integers(0, len(candidate), size=(BOOTSTRAP_SAMPLES, len(candidate)))
+    base = np.log(_resampled_medians(baseline, base_picks, rng)).mean(axis=1)
+    cand = np.log(_resampled_medians(candidate, cand_picks, rng)).mean(axis=1)
+    tail = expanded_tail(min(len(baseline), len(candidate)))
+    low, high = (float(value) for value in np.exp(np.quantile(base - cand, [tail, 1 - tail])))
     return Ratio(estimate, low, high, verdict(low, high, threshold))
 
 
+def expanded_tail(rounds: int) -> float:
+    """The tail probability at which to cut the bootstrap distribution for a 95% interval from `rounds` rounds.
+
+    A percentile bootstrap from a handful of rounds is too narrow (it cannot see beyond the rounds it has: on
+    synthetic A/A trials with 5 rounds it called 14% of them different); Hesterberg's expanded percentile
+    interval ("What teachers should know about the bootstrap", 2015) widens the nominal level to what the t
+    interval would use, sqrt(n/(n-1)) * t(n-1), which brings the coverage back to about 95%.
+    """
+    from scipy import stats
+
+    if rounds < 2:
+        return 0.0
+    t = stats.t.ppf(1 - (1 - CONFIDENCE) / 2, rounds - 1)
+    return float(stats.norm.cdf(-np.sqrt(rounds / (rounds - 1)) * t))
+
+
+def median_interval(values: Sequence[float], seed: int = 0) -> tuple[float, float | None, float | None]:
+    """The median of per-process figures (a floor ratio, say) and its 95% bootstrap CI; no CI from one value."""
+    values = np.asarray([value for value in values if value is not None], dtype=np.float64)
+    if not len(values):
+        raise ValueError("no values")
+    if len(values) == 1:
+        return float(values[0]), None, None
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, len(values), size=(BOOTSTRAP_SAMPLES, len(values)))], axis=1)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(medians, [tail, 1 - tail])
+    return float(np.median(values)), float(low), float(high)
+
+
 def verdict(low: float, high: float, threshold: float = 0.0) -> str:
-    """FASTER when the CI lies wholly above 1 + threshold, SLOWER wholly below 1 - threshold, else SAME."""
-    if low > 1 + threshold:
-        return FASTER
-    if high < 1 - threshold:
-        return SLOWER
-    return SAME
+    """SAME (`~`) when the CI includes 1 or lies wholly within 1 +- threshold; else FASTER (above 1) or SLOWER."""
+    if low <= 1 <= high or (1 - threshold <= low and high <= 1 + threshold):
+        return SAME
+    return FASTER if low > 1 else SLOWER
+
+
+def exceeds(ratio: Ratio, threshold: float) -> bool:
+    """Whether a time ratio (new/old) is wholly above 1 + threshold: the regression gate's rule, never one point."""
+    return ratio.low is not None and ratio.low > 1 + threshold
