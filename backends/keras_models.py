@@ -199,7 +199,7 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
 
         def __init__(self):
             super().__init__()
-            self.means, self.ends, self.first_end = {}, {}, None
+            self.means, self.ends, self.first_end, self.latest = {}, {}, None, -1
             self.lock = threading.Lock()  # async callbacks run on several threads, in any order
 
         def on_train_begin(self, logs=None):
@@ -216,8 +216,10 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
                 if self.first_end is None:
                     # Without time_steps read on the thread that got the first step's logs: its wait ended then.
                     self.first_end = time.perf_counter()
-                if on_step is not None and step == max(self.means):
-                    # Progress shows fit's running epoch means; per-step values are recovered at the end.
+                if on_step is not None and step > self.latest:
+                    # Progress shows fit's running epoch means (never going back, as threads may deliver late
+                    # steps after newer ones); per-step values are recovered at the end.
+                    self.latest = step
                     on_step(step, loss, accuracy)
 
         def per_step(self):
