@@ -106,11 +106,28 @@ DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 
 
 def backend_spec(name: str) -> BackendSpec:
-    """The spec registered under `name`; an unknown name lists the valid ones."""
+    """The spec registered under `name` (or under the `flax` of a label `flax#2`); an unknown name lists the valid ones."""
     try:
-        return BACKENDS[name]
+        return BACKENDS[base_name(name)]
     except KeyError:
         raise BackendError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}") from None
+
+
+def base_name(label: str) -> str:
+    """The backend a run label names: `flax#2` (the second `flax` of an A/A job) is `flax`."""
+    name, _, copy = label.rpartition("#")
+    return name if name and copy.isdigit() else label
+
+
+def backend_labels(names) -> tuple[str, ...]:
+    """Backend names as run labels: a name given more than once becomes `name#1`, `name#2`, ... (an A/A check)."""
+    names = list(names)
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(f"{name}#{seen[name]}" if names.count(name) > 1 else name)
+    return tuple(labels)
 
 
 def check_data_parallel(name: str, devices: int) -> None:

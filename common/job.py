@@ -19,6 +19,10 @@ DEVICES = ("cpu", "gpu")
 PRECISIONS = ("highest", "default")
 # Validation accuracy that time-to-accuracy waits for (DAWNBench / MLPerf style).
 TARGET_ACCURACY = 0.97
+# Interleaved rounds a run makes by default: what fits the README's main command in its 15 minutes and gives
+# every ratio a CI. Telling a 15% difference from noise takes 15-20 rounds on the 2-core machine (the A/A and
+# A/B benchmark, benchmarks/measure/aa_ab.py: docs/results/2026-12-03-aa-ab.md).
+DEFAULT_ROUNDS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,10 @@ class Job:
     devices: int = dataclasses.field(default=1, metadata=flag(
         "--devices", "data-parallel devices per run: the batch is split over N devices of --device (on CPU, N "
         "virtual devices sharing the host's cores)", type=int))
+    rounds: int = dataclasses.field(default=DEFAULT_ROUNDS, metadata=flag(
+        "--rounds", "interleaved rounds: every backend trains once per round, each time in a fresh process, the "
+        "order rotated from round to round, so that the machine's drift hits every backend alike; speed ratios "
+        "get a 95%% CI over the rounds (1: no CI)", type=int))
     target_accuracy: float = dataclasses.field(default=TARGET_ACCURACY, metadata=flag(
         "--target-accuracy", "validation accuracy that time-to-accuracy waits for", type=float))
     data_dir: str | None = dataclasses.field(default=None, metadata=flag(
@@ -59,6 +67,7 @@ class Job:
               "seeds", self.seeds, "a non-empty tuple of distinct integers >= 0")
         check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
         check(is_positive_int(self.devices), "devices", self.devices, "an integer >= 1")
+        check(is_positive_int(self.rounds), "rounds", self.rounds, "an integer >= 1")
         check(self.config.batch_size % self.devices == 0, "devices", self.devices,
               f"a divisor of --batch-size {self.config.batch_size} (the global batch is split evenly over the "
               "devices); choose a batch size divisible by it")
@@ -84,8 +93,8 @@ class Job:
         return self.backends[0]
 
     def for_backend(self, backend: str, seeds: tuple[int, ...]) -> Job:
-        """The part of this job one worker process does: one backend, some of the seeds."""
-        return dataclasses.replace(self, backends=(backend,), seeds=tuple(seeds))
+        """The part of this job one worker process does: one backend, some of the seeds, one round."""
+        return dataclasses.replace(self, backends=(backend,), seeds=tuple(seeds), rounds=1)
 
     def replace(self, **changes) -> Job:
         """A copy with some fields changed (validated like a new job)."""
@@ -94,7 +103,7 @@ class Job:
     def to_dict(self) -> dict:
         """Plain-JSON form: for results.json and for the worker's job file."""
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
-                "device": self.device, "devices": self.devices, "target_accuracy": self.target_accuracy,
+                "device": self.device, "devices": self.devices, "rounds": self.rounds, "target_accuracy": self.target_accuracy,
                 "data_dir": self.data_dir,
                 "precision": self.precision, "profile": self.profile, "step_times": self.step_times}
 
@@ -102,5 +111,6 @@ class Job:
     def from_dict(cls, data: dict) -> Job:
         """Inverse of `to_dict`, validated; unknown keys are an error."""
         data = dict(known_fields(cls, data, "job"))
+        data.setdefault("rounds", 1)  # written before rounds existed: every backend ran once
         data["config"] = ExperimentConfig.from_dict(data.get("config", {}))
         return cls(**data)

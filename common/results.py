@@ -29,7 +29,7 @@ class ResultsError(MnistBenchError, ValueError):
 
 @dataclasses.dataclass
 class RunResult:
-    """One (backend, seed) training run: what it learned, how fast, and whether it finished."""
+    """One (backend, seed, round) training run: what it learned, how fast, and whether it finished."""
 
     backend: str
     seed: int
@@ -54,11 +54,12 @@ class RunResult:
     test_predictions: list = dataclasses.field(default_factory=list)  # predicted class per test image
     confusion: list = dataclasses.field(default_factory=list)  # 10x10, rows true, columns predicted
     label: str | None = None  # how `compare` names the run; filled from the environment when absent
+    round: int = 0  # which of the job's interleaved rounds trained it (0-based)
 
 
 @dataclasses.dataclass
 class Results:
-    """A benchmark run folder's `results.json`: the job, where it ran, and one RunResult per (backend, seed)."""
+    """A benchmark run folder's `results.json`: the job, where it ran, and one RunResult per (backend, seed, round)."""
 
     created: str
     environment: dict

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backends.registry import backend_spec
@@ -96,6 +97,7 @@ def scaled_baseline(merged: dict, factor: float, path: Path) -> Path:
             if isinstance(bench["stats"].get(key), (int, float)):
                 bench["stats"][key] *= factor
         bench["stats"]["ops"] /= factor
+        bench["stats"]["data"] = [value * factor for value in bench["stats"]["data"]]
     path.write_text(json.dumps(data))
     return path
 
@@ -111,8 +113,8 @@ def test_baseline_gate_fails_only_when_slower(suite_run, tmp_path, mnist_data_di
         env={**os.environ, "MNIST_BENCH_DATA": str(mnist_data_dir)})
     assert completed.returncode == code, completed.stderr[-3000:]
     if code:
-        assert "Performance has regressed" in completed.stderr  # pytest-benchmark's own gate
-        assert f"slower than {baseline} by more than 20% (mean): " in completed.stderr
+        assert f"slower than {baseline} by more than 20% (new/old time, 95% CI over rounds wholly above 1.2)" \
+            in completed.stderr
         assert "test_train_step[flax-32]" in completed.stderr
     assert (tmp_path / "suite" / "benchmarks.json").exists()  # results are kept either way
 
@@ -122,3 +124,21 @@ def test_fail_over_needs_a_baseline(capsys):
 
     assert main(["suite", "--fail-over", "10"]) == 2
     assert "--fail-over: needs --baseline" in capsys.readouterr().err
+
+
+def bench_entry(name: str, data: list[float]) -> dict:
+    return {"name": name, "fullname": f"suite::{name}", "stats": {"data": data}}
+
+
+def test_regression_gate_needs_the_whole_ci_above_the_threshold():
+    from benchmarks.suite.runner import regressions_against
+
+    rng = np.random.default_rng(0)
+    old = [bench_entry(name, list(1e-3 * rng.lognormal(0, 0.03, 20))) for name in ("a", "b", "c")]
+    new = [bench_entry("a", list(1.5e-3 * rng.lognormal(0, 0.03, 20))),  # 50% slower: regressed
+           bench_entry("b", list(1.1e-3 * rng.lognormal(0, 0.03, 20))),  # 10% slower: inside a 20% threshold
+           bench_entry("c", [1.3e-3, 0.9e-3, 1.0e-3])]  # one slow round, a wide CI: not decided from a point
+    regressed = regressions_against({"benchmarks": new}, {"benchmarks": old}, 0.20)
+    assert len(regressed) == 1 and regressed[0].startswith("a: new/old time 1.5")
+    with pytest.raises(ValueError, match="no per-round timings"):
+        regressions_against({"benchmarks": new}, {"benchmarks": [{"name": "a", "fullname": "suite::a", "stats": {}}]}, 0.2)

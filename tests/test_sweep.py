@@ -34,7 +34,7 @@ FAILING_TRIAL = f"flax-b{BATCH}-d{TOO_MANY}-lr0.001-highest-s0"
 
 
 def dry_run(capsys, *argv) -> list[str]:
-    assert main(["sweep", "--dry-run", *argv]) == 0
+    assert main(["sweep", "--rounds", "1", "--dry-run", *argv]) == 0
     return capsys.readouterr().out.split()
 
 
@@ -63,7 +63,7 @@ def test_grid_from_flags_and_from_toml_is_the_same(tmp_path, capsys):
 ])
 def test_bad_grids_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "sweep"
-    assert main(["sweep", *argv, "--out", str(out)]) == 2
+    assert main(["sweep", "--rounds", "1", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not out.exists()
@@ -74,7 +74,7 @@ def test_a_ray_address_where_nothing_answers_is_refused_before_anything_is_writt
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
     out = tmp_path / "sweep"
-    assert main(["sweep", "--backend", "flax", "--executor", "ray", "--ray-address", address, "--out", str(out)]) == 2
+    assert main(["sweep", "--rounds", "1", "--backend", "flax", "--executor", "ray", "--ray-address", address, "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"mnist-bench: error: --ray-address {address}: nothing answers there; start the "
                                        "cluster (`ray start --head`) or give the address of a running one\n")
     assert not out.exists()
@@ -83,14 +83,14 @@ def test_a_ray_address_where_nothing_answers_is_refused_before_anything_is_writt
 def test_grid_file_with_an_unknown_key_is_refused(tmp_path, capsys):
     grid_file = tmp_path / "sweep.toml"
     grid_file.write_text('backends = ["flax"]\nbatch_size = [32]\n', encoding="utf-8")
-    assert main(["sweep", "--grid", str(grid_file), "--out", str(tmp_path / "out")]) == 2
+    assert main(["sweep", "--rounds", "1", "--grid", str(grid_file), "--out", str(tmp_path / "out")]) == 2
     assert "unknown keys batch_size; axes: backends, batch_sizes" in capsys.readouterr().err
 
 
 def test_ray_executor_without_ray_names_the_extra(tmp_path):
     from helpers import cli_without
 
-    done = cli_without("ray", ["sweep", "--executor", "ray", "--backend", "flax", "--out", str(tmp_path / "o")])
+    done = cli_without("ray", ["sweep", "--rounds", "1", "--executor", "ray", "--backend", "flax", "--out", str(tmp_path / "o")])
     assert done.returncode == 2
     assert done.stderr.strip() == ("mnist-bench: error: --executor ray needs Ray, which the `cluster` extra installs "
                                    "(docs/install.md); or use --executor local")
@@ -101,7 +101,7 @@ def test_ray_executor_without_ray_names_the_extra(tmp_path):
 def local_sweep(tmp_path_factory, mnist_data_dir):
     """The grid, trained by the local executor: (exit code, sweep folder)."""
     out = tmp_path_factory.mktemp("sweeps") / "local"
-    return main(["sweep", *GRID, "--data-dir", str(mnist_data_dir), "--out", str(out)]), out
+    return main(["sweep", "--rounds", "1", *GRID, "--data-dir", str(mnist_data_dir), "--out", str(out)]), out
 
 
 def check_sweep(sweep_dir: Path, executor: str) -> dict:
@@ -193,7 +193,7 @@ def test_ray_executor_matches_the_local_one_and_leaves_no_process(local_sweep, t
         started = ray_processes()
         assert started, "ray.init started no process"
         sweep_dir = tmp_path / "ray"
-        assert main(["sweep", *GRID, "--executor", "ray", "--data-dir", str(mnist_data_dir),
+        assert main(["sweep", "--rounds", "1", *GRID, "--executor", "ray", "--data-dir", str(mnist_data_dir),
                      "--out", str(sweep_dir)]) == 1
         check_sweep(sweep_dir, "ray")
         local_rows, ray_rows = summary_rows(local_sweep[1]), summary_rows(sweep_dir)
@@ -237,7 +237,7 @@ def check_a_lost_task_is_recorded_as_failed(address: str, sweep_dir: Path, mnist
     sweep ends, and the trial's own processes stop (their parent died: PR_SET_PDEATHSIG)."""
     from helpers import wait_for_text
 
-    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+    argv = ["sweep", "--rounds", "1", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
             "--executor", "ray", "--ray-address", address, "--data-dir", str(mnist_data_dir), "--out", str(sweep_dir),
             "--quiet"]
     process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
@@ -278,7 +278,7 @@ def test_table_labels_device_counts_and_shows_speed_vs_one_device():
 
     rows = table_rows(group_runs([results(1, 3.0), results(2, 2.0)]))
     assert [row["run"] for row in rows] == ["flax · cpu", "flax · cpu×2"]
-    assert [row["speed vs 1 device"] for row in rows] == ["—", "1.50x"]
+    assert [row["speed vs 1 device"] for row in rows] == ["—", "1.50x (no CI: 1 round)"]
     assert "speed vs 1 device" in format_text_table(rows)
     # Without a one-device twin there is nothing to compare with, and no column.
     alone = table_rows(group_runs([results(2, 2.0)]))
@@ -291,7 +291,7 @@ def test_ctrl_c_stops_the_running_trial_and_keeps_its_epochs(tmp_path, mnist_dat
     out = tmp_path / "sweep"
     first = "flax-b32-d1-lr0.001-highest-s0"
     # 100,000 epochs: the first trial can only end by Ctrl-C, which comes once its log shows an epoch done.
-    argv = ["sweep", "--backend", "flax", "--seeds", "0,1", "--epochs", "100000", "--train-limit", "250",
+    argv = ["sweep", "--rounds", "1", "--backend", "flax", "--seeds", "0,1", "--epochs", "100000", "--train-limit", "250",
             "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
     process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
                                 f"sys.exit(main({argv!r}))"], start_new_session=True, stdout=subprocess.PIPE,
@@ -318,7 +318,7 @@ def test_a_sigkilled_driver_leaves_no_trial_running_and_a_sweep_that_resumes(tmp
     out = tmp_path / "sweep"
     first = "flax-b32-d1-lr0.001-highest-s0"
     # 100,000 epochs: the trial is still training when its driver is killed, however fast the machine is.
-    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+    argv = ["sweep", "--rounds", "1", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
             "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
     process = subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
                                 f"sys.exit(main({argv!r}))"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -412,7 +412,7 @@ def test_a_sweep_outlives_its_ray_head_and_its_own_sigkill(tmp_path, mnist_data_
     out = tmp_path / "sweep"
     # 100,000 epochs: the trial is still training when its head (then its driver) is killed, however fast the
     # machine is; the last resume ends it with --trial-timeout.
-    argv = ["sweep", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
+    argv = ["sweep", "--rounds", "1", "--backend", "flax", "--epochs", "100000", "--train-limit", "250", "--test-limit", "100",
             "--executor", "ray", "--data-dir", str(mnist_data_dir), "--quiet"]
     first_head, first_address = start_ray_head()
     started = ray_processes()

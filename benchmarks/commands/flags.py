@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import re
 
-from backends.registry import BACKENDS, DEFAULT_BACKENDS, runs
+from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_labels, runs
 from common.config import ExperimentConfig
 from common.validation import ConfigError
 from common.errors import MnistBenchError
@@ -38,7 +38,8 @@ def parse_backends(values: list[str] | None, model: str = ExperimentConfig.model
     """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups.
 
     'all' keeps the backends that can train `model` on `device`; a backend named outright is kept, so that
-    the job's checks can refuse it with their reason.
+    the job's checks can refuse it with their reason. A backend named twice runs twice, as `name#1` and
+    `name#2`: an A/A check of the machine's noise.
     """
     names = [name.strip() for value in (values or ["reference"]) for name in value.split(",") if name.strip()]
     groups = {**BACKEND_GROUPS, "all": tuple(name for name, spec in BACKENDS.items() if runs(spec, model, device))}
@@ -47,7 +48,7 @@ def parse_backends(values: list[str] | None, model: str = ExperimentConfig.model
     if unknown or not names:
         raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
                        f"valid: {', '.join(BACKEND_GROUPS)}, {', '.join(BACKENDS)}")
-    return tuple(dict.fromkeys(names))
+    return backend_labels(names)
 
 
 def parse_seeds(value: str) -> tuple[int, ...]:

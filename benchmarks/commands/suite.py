@@ -14,7 +14,7 @@ def cmd_suite(args) -> int:
     """Run the pytest-benchmark suite per backend, merge the JSON, plot step time and GFLOP/s."""
     import json
 
-    from benchmarks.suite.runner import Regression, run_suite, suite_table
+    from benchmarks.suite.runner import Regression, round_timings, run_suite, suite_table
     from common.atomic import claim_output_directory, new_output_directory
     from benchmarks.report.plots import plot_suite
 
@@ -25,10 +25,15 @@ def cmd_suite(args) -> int:
         raise CliError(f"--fail-over: {args.fail_over}; expected a percentage > 0, e.g. --fail-over 10")
     if args.baseline is not None:
         try:
-            json.loads(Path(args.baseline).read_text(encoding="utf-8"))["benchmarks"]
+            saved = json.loads(Path(args.baseline).read_text(encoding="utf-8"))["benchmarks"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CliError(f"--baseline: {args.baseline} is not a readable pytest-benchmark JSON file ({error}); "
                            "pass the benchmarks.json of an earlier `mnist-bench suite`") from None
+        try:
+            for bench in saved:
+                round_timings(bench)  # the gate needs every round, not a mean: checked before anything runs
+        except (ValueError, TypeError, AttributeError) as error:
+            raise CliError(f"--baseline: {args.baseline}: {error}") from None
     out = claim_output_directory(Path(args.out) if args.out else new_output_directory("suite-"))
     code = EXIT_OK
     try:
@@ -59,6 +64,7 @@ def add_parser(commands, formatter) -> None:
     suite.add_argument("--baseline", default=None, metavar="OLD.json",
                        help="compare with the benchmarks.json of an earlier suite (pytest-benchmark's compare)")
     suite.add_argument("--fail-over", type=float, default=None, metavar="PCT",
-                       help="with --baseline: exit 1 when a benchmark's mean got slower by more than PCT percent")
+                       help="with --baseline: exit 1 when a benchmark got slower by more than PCT percent: the 95%% CI "
+                       "of its new/old time over the rounds wholly above 1 + PCT/100, never one point")
     suite.add_argument("--quiet", action="store_true", help="hide pytest's output")
     suite.set_defaults(handler=cmd_suite)

@@ -6,6 +6,7 @@ crash, a Ctrl-C or a power cut loses at most the run in progress, and `--resume`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import shutil
@@ -140,41 +141,69 @@ def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]
 
 def train_missing(results: Results, run_dir: Path, quiet: bool) -> Results:
     """Run every child job whose runs are not all `ok` yet; results.json is rewritten after each."""
-    done = {(run.backend, run.seed): run for run in results.runs if run.status == "ok"}
+    done = {run_key(run) for run in results.runs if run.status == "ok"}
     for child in child_jobs(results.job):
-        if all((child.backend, seed) in done for seed in child.seeds):
+        if all((child.job.backend, seed, child.round) in done for seed in child.job.seeds):
             continue
         try:
-            runs = run_child(child, run_dir, quiet)
+            runs = run_child(child.job, run_dir, quiet, child.round if results.job.rounds > 1 else None)
         except _ChildInterrupted as interrupted:
-            _merge_runs(results, interrupted.runs)
+            _merge_runs(results, _in_round(interrupted.runs, child.round))
             save_results(results, run_dir)
             raise Interrupted(results, run_dir) from None
-        for run in runs:
+        for run in _in_round(runs, child.round):
             add_floor_ratio(run, results.environment.get("roofline"), results.job)
         _merge_runs(results, runs)
         save_results(results, run_dir)
     return results
 
 
+def run_key(run: RunResult) -> tuple[str, int, int]:
+    """What identifies a run within its job: (backend label, seed, round)."""
+    return run.backend, run.seed, run.round
+
+
+def _in_round(runs: list[RunResult], round_index: int) -> list[RunResult]:
+    for run in runs:
+        run.round = round_index
+    return runs
+
+
 def _merge_runs(results: Results, new_runs: list[RunResult]) -> None:
-    """Put `new_runs` in place of any earlier attempt of the same (backend, seed), in the job's order."""
-    replaced = {(run.backend, run.seed) for run in new_runs}
-    runs = [run for run in results.runs if (run.backend, run.seed) not in replaced] + new_runs
-    order = {(child.backend, seed): position for position, child in enumerate(child_jobs(results.job))
-             for seed in child.seeds}
-    results.runs = sorted(runs, key=lambda run: (order.get((run.backend, run.seed), len(order)), run.seed))
+    """Put `new_runs` in place of any earlier attempt of the same (backend, seed, round), in the job's order."""
+    replaced = {run_key(run) for run in new_runs}
+    runs = [run for run in results.runs if run_key(run) not in replaced] + new_runs
+    order = {(child.job.backend, seed, child.round): position
+             for position, child in enumerate(child_jobs(results.job)) for seed in child.job.seeds}
+    results.runs = sorted(runs, key=lambda run: (order.get(run_key(run), len(order)), run.seed))
 
 
-def child_jobs(job: Job) -> list[Job]:
-    """The job's parts, one per worker process: seed by seed, backends side by side; a backend that trains
-    several seeds per process gets them together, at the position of the first."""
+@dataclasses.dataclass(frozen=True)
+class ChildJob:
+    """One worker process' part of a job: a one-backend job and the round it belongs to."""
+
+    round: int
+    job: Job
+
+
+def round_order(backends: tuple[str, ...], round_index: int) -> tuple[str, ...]:
+    """The backends in the order round `round_index` trains them: rotated by one each round, so that every
+    backend goes first, second, ... equally often and no backend always follows the same one."""
+    shift = round_index % len(backends)
+    return backends[shift:] + backends[:shift]
+
+
+def child_jobs(job: Job) -> list[ChildJob]:
+    """The job's parts, one per worker process: round by round, and in each round seed by seed with the backends
+    side by side (in the round's rotated order); a backend that trains several seeds per process gets them
+    together, at the position of the first."""
     children = []
-    for position, seed in enumerate(job.seeds):
-        for backend in job.backends:
-            per_process = backend_spec(backend).seeds_per_process or len(job.seeds)
-            if position % per_process == 0:
-                children.append(job.for_backend(backend, job.seeds[position:position + per_process]))
+    for round_index in range(job.rounds):
+        for position, seed in enumerate(job.seeds):
+            for backend in round_order(job.backends, round_index):
+                per_process = backend_spec(backend).seeds_per_process or len(job.seeds)
+                if position % per_process == 0:
+                    children.append(ChildJob(round_index, job.for_backend(backend, job.seeds[position:position + per_process])))
     return children
 
 
@@ -256,15 +285,17 @@ def add_floor_ratio(run: RunResult, roofline: dict | None, job: Job) -> None:
                                           if meaningful else None)
 
 
-def run_child(job: Job, run_dir: Path, quiet: bool = False) -> list[RunResult]:
-    """One worker process for a one-backend job; its crash, divergence or interruption becomes recorded runs."""
+def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | None = None) -> list[RunResult]:
+    """One worker process for a one-backend job (of round `round_index`, when the run has several); its crash,
+    divergence or interruption becomes recorded runs."""
     log_dir = run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    log_name = f"{job.backend}-seed{'-'.join(map(str, job.seeds))}.log"
+    in_round = f"-round{round_index + 1}" if round_index is not None else ""
+    log_name = f"{job.backend}-seed{'-'.join(map(str, job.seeds))}{in_round}.log"
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
         job_path.write_text(json.dumps(job.to_dict()))
-        progress = _Progress(job, quiet)
+        progress = _Progress(job, quiet, round_index)
         # Every finished epoch as the worker announced it: a worker that dies or is stopped before writing its
         # result still leaves its completed epochs in results.json.
         announced: dict[int, list[dict]] = {seed: [] for seed in job.seeds}
@@ -371,14 +402,16 @@ def _tail(path: Path, limit: int = 300) -> str:
 class _Progress:
     """A tqdm bar per run: epoch, step, loss and accuracy as the child reports them."""
 
-    def __init__(self, job: Job, quiet: bool):
+    def __init__(self, job: Job, quiet: bool, round_index: int | None = None):
         self.bar = None
         if quiet:
             return
         from tqdm import tqdm
 
         label = "seed" if len(job.seeds) == 1 else "seeds"
-        self.bar = tqdm(total=job.config.epochs, desc=f"{job.backend:<11} {label} {','.join(map(str, job.seeds))}",
+        in_round = f" round {round_index + 1}" if round_index is not None else ""
+        self.bar = tqdm(total=job.config.epochs,
+                        desc=f"{job.backend:<11} {label} {','.join(map(str, job.seeds))}{in_round}",
                         unit="epoch", file=sys.stderr,
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total_fmt} epochs "
                                    "[{elapsed}<{remaining}{postfix}]", dynamic_ncols=True)

@@ -19,6 +19,7 @@ import numpy as np
 from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
+from benchmarks.report.stats import steady_state_start
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
 from common.flops import gflops_per_s
@@ -242,13 +243,26 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return np.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, -1)
 
 
+def steady_start(epochs: list[TimedEpoch]) -> tuple[int, bool]:
+    """(index of the first steady epoch, whether steady state was found in the data).
+
+    A changepoint on the epoch times (`stats.steady_state_start`), never before the second epoch (the first
+    compiles); where the times never settle (or there are too few epochs to tell), every epoch after the first,
+    and False.
+    """
+    start = steady_state_start([epoch.seconds for epoch in epochs])
+    if start is None:
+        return min(1, max(len(epochs) - 1, 0)), False
+    return max(1, start), True
+
+
 def steady_step_seconds(epochs: list[TimedEpoch]) -> np.ndarray:
-    """Clocked step times after warm-up (every epoch but the first, or the first without its compiling step);
+    """Clocked step times in steady state (the steady epochs, or the first epoch without its compiling step);
     empty when the steps were not clocked one by one (no --step-times)."""
     if not epochs or epochs[0].step_s is None:
         return np.array([])
     if len(epochs) >= 2:
-        return np.concatenate([epoch.step_s for epoch in epochs[1:]])
+        return np.concatenate([epoch.step_s for epoch in epochs[steady_start(epochs)[0]:]])
     return epochs[0].step_s[1:]
 
 
@@ -256,7 +270,8 @@ def summarize_timing(epochs: list[TimedEpoch], train_samples: int, total_s: floa
                      time_to_target: float | None) -> dict:
     """The timing block of results.json: compile separate from steady state, units in the key names."""
     steps = steady_step_seconds(epochs)
-    steady = epochs[1:] or epochs
+    start, found = steady_start(epochs)
+    steady = epochs[start:] or epochs
     epoch_s = [epoch.seconds for epoch in steady]
     epoch_s_median = float(np.median(epoch_s)) if epoch_s else None
     if len(epochs) >= 2:
@@ -279,5 +294,7 @@ def summarize_timing(epochs: list[TimedEpoch], train_samples: int, total_s: floa
         samples_per_s=train_samples / epoch_s_median if epoch_s_median else None,
         total_s=total_s,
         time_to_target_s=time_to_target,
-        steady_epochs=max(len(epochs) - 1, 0) if len(epochs) >= 2 else len(epochs),
+        steady_from_epoch=start if epochs else None,  # 0-based index into the history
+        steady_state_found=found,
+        steady_epochs=len(steady),
     )

@@ -42,7 +42,7 @@ GOAL = (0.95, 1.05)
 def harness_epochs(backend: str, args, scratch: Path) -> list[float]:
     """Training seconds of each epoch of one `mnist-bench run` of `backend`."""
     out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
-    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", args.model,
+    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", args.model, "--rounds", "1",
                     "--epochs", str(args.epochs), "--train-limit", str(args.train_limit), "--test-limit", "1000",
                     "--data-dir", str(args.data_dir), "--out", str(out), "--quiet"], check=True,
                    stdout=subprocess.DEVNULL)

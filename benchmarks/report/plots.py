@@ -227,30 +227,41 @@ def plot_step_times(groups, path: Path) -> Path:
 
 
 def plot_speed(groups, path: Path) -> Path:
-    """Throughput and time-to-accuracy per configuration, error bars = std across seeds."""
+    """Throughput and time-to-accuracy per configuration: the median over its runs, with a 95% CI whisker only
+    where there are repeated runs (seeds, rounds) to draw one from."""
+    from benchmarks.report.stats import median_interval
+
     plt = _pyplot()
     colors = _colors(groups)
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(groups) + 4), 4.8))
     labels = [g.label for g in groups]
     x = np.arange(len(groups))
     target = groups[0].job.target_accuracy
+    repeated = False
     for ax, key, title, ylabel in (
             (left, "samples_per_s", "Training throughput (steady state)", "samples / s"),
             (right, "time_to_target_s", f"Time to {target:.0%} validation accuracy", "seconds from training start")):
-        means, stds = [], []
+        medians, whiskers = [], [[], []]
         for group in groups:
             values = [r.timing.get(key) for r in group.ok_runs if r.timing.get(key) is not None]
-            means.append(np.mean(values) if values else 0.0)
-            stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
-        bars = ax.bar(x, means, yerr=stds, capsize=4, color=[colors[label] for label in labels], alpha=0.8)
-        for bar, mean, group in zip(bars, means, groups):
-            text = f"{mean:,.0f}" if key == "samples_per_s" else (f"{mean:.1f} s" if mean else "not reached")
+            median, low, high = median_interval(values) if values else (0.0, None, None)
+            medians.append(median)
+            whiskers[0].append(median - low if low is not None else 0.0)
+            whiskers[1].append(high - median if high is not None else 0.0)
+            repeated |= low is not None
+        bars = ax.bar(x, medians, yerr=whiskers if any(map(any, whiskers)) else None, capsize=4,
+                      color=[colors[label] for label in labels], alpha=0.8)
+        for bar, median in zip(bars, medians):
+            text = f"{median:,.0f}" if key == "samples_per_s" else (f"{median:.1f} s" if median else "not reached")
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
                         textcoords="offset points", ha="center", fontsize=8)
         ax.set_xticks(x, labels, rotation=15, ha="right")
         ax.set(title=title, ylabel=ylabel)
-        ax.set_ylim(bottom=0, top=max(max(means) * 1.15, 1.0))
+        ax.set_ylim(bottom=0, top=max(max(medians) * 1.15, 1.0))
         ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("bars: median over each configuration's runs" + (
+        "; whiskers: its 95% bootstrap CI over the runs (seeds and rounds); none for a single run" if repeated
+        else " (one run each: no error bars)"), fontsize=9)
     return _save(fig, path)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.measure.stack import describe_stack
+from benchmarks.report.stats import NOISE_THRESHOLD, Ratio, median_interval, speed_ratio
 from common.atomic import write_text_atomic
 from common.workloads import describe_model, training_flops_per_sample
 from common.job import Job
@@ -30,6 +31,9 @@ class RunGroup:
     runs: list[RunResult]
     job: Job
     devices: int = 1
+    # Which of the compared Results each run came from (parallel to `runs`): only runs of one Results ran
+    # interleaved, so only they pair up in a ratio.
+    origins: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def ok_runs(self) -> list[RunResult]:
@@ -41,7 +45,7 @@ def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
     """Group runs by (backend, device, device count, machine); the machine shows in labels only when it varies."""
     machines = {_machine(results) for results in results_list}
     groups: dict[tuple, RunGroup] = {}
-    for results in results_list:
+    for origin, results in enumerate(results_list):
         machine = _machine(results)
         for run in results.runs:
             key = (run.backend, run.device, run.devices, machine)
@@ -51,6 +55,7 @@ def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
                 groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.job,
                                        run.devices)
             groups[key].runs.append(run)
+            groups[key].origins.append(origin)
     return list(groups.values())
 
 
@@ -91,6 +96,10 @@ NO_FLOOR_NOTE = ("x step floor = epoch s / (steps x this batch size's GEMMs + Ad
                  "); '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
                  "not training, set the time")
 # summary.md has every column; the terminal leaves out the two read least, to stay readable.
+SPEED_NOTE = ("speed vs keras: keras' steady epoch time over the row's, the geometric mean of the ratios of runs "
+              "that ran side by side (same round and seed), with a 95% bootstrap CI over them (rounds, then each "
+              "run's epochs) and a verdict: faster, slower, or ~ when the CI holds 1 or lies within "
+              f"1 ± {NOISE_THRESHOLD:.2f} (this machine's noise); '(no CI: 1 round)': use --rounds 3 or more")
 STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (interpreter, framework import, "
                 "data, model build, first step's trace + compile + run); peak RSS: the worker's largest resident "
                 "set; per-phase figures, device memory and plots in summary.md")
@@ -101,7 +110,8 @@ TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
-    """One formatted row per group; seeds are summarised as mean ± std [95% CI]."""
+    """One formatted row per group; seeds are summarised as mean ± std [95% CI], speed ratios as ratio [95% CI]
+    over the interleaved rounds with a verdict."""
     reference, one_device = yardsticks(groups)
     # The column appears only when some multi-device group has its one-device twin beside it.
     scaling = any(group.devices > 1 and (group.backend, group.device, group.machine) in one_device
@@ -110,31 +120,79 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
     for group in groups:
         row = table_row(group, reference.get((group.device, group.devices, group.machine)))
         if scaling:
-            single, epoch_s = one_device.get((group.backend, group.device, group.machine)), _median_epoch_s(group)
-            row["speed vs 1 device"] = ("— (profiled)" if _profiled(group) else f"{single / epoch_s:.2f}x"
-                                        if single and epoch_s and group.devices > 1 else "—")
+            single = one_device.get((group.backend, group.device, group.machine))
+            row["speed vs 1 device"] = ("— (profiled)" if _profiled(group) else ratio_cell(single, group)
+                                        if single and group.devices > 1 else "—")
         rows.append(row)
     return rows
 
 
 def yardsticks(groups: Sequence[RunGroup]) -> tuple[dict, dict]:
-    """The epoch times ratios are taken against: the reference backend's per (device, devices, machine), and each
+    """The groups ratios are taken against: the reference backend's per (device, devices, machine), and each
     backend's own on one device per (backend, device, machine). Profiled runs are never a yardstick."""
     reference, one_device = {}, {}
     for group in groups:
-        measured = [r for r in group.ok_runs if not r.timing.get("profiled_epoch")]
-        if not measured:
+        if not timed_units(group):
             continue
-        median_epoch_s = np.median([r.timing["epoch_s_median"] for r in measured])
         if group.backend == REFERENCE_BACKEND:
-            reference[(group.device, group.devices, group.machine)] = median_epoch_s
+            reference[(group.device, group.devices, group.machine)] = group
         if group.devices == 1:
-            one_device[(group.backend, group.device, group.machine)] = median_epoch_s
+            one_device[(group.backend, group.device, group.machine)] = group
     return reference, one_device
 
 
-def _median_epoch_s(group: RunGroup) -> float | None:
-    return np.median([r.timing.get("epoch_s_median") for r in group.ok_runs]) if group.ok_runs else None
+def steady_epoch_seconds(run: RunResult) -> list[float]:
+    """The run's steady-state epoch times: from where `summarize_timing` found steady state (or after the first,
+    compiling epoch); a one-epoch run has only its compiling epoch."""
+    start = run.timing.get("steady_from_epoch", 1)
+    times = [entry["epoch_s"] for entry in run.history[start:] if entry.get("epoch_s")]
+    if times:
+        return times
+    if run.timing.get("epoch_s_median"):
+        return [run.timing["epoch_s_median"]]  # a run saved without its history: its one figure
+    return [entry["epoch_s"] for entry in run.history[-1:] if entry.get("epoch_s")]
+
+
+def _shares_program(group: RunGroup) -> bool:
+    return any(run.timing.get("seeds_in_program", 1) > 1 for run in group.ok_runs)
+
+
+def timed_units(group: RunGroup, per_seed: bool = True) -> dict[tuple, list[float]]:
+    """The group's independent timings, keyed by (results, round, seed): one process each, its steady epoch
+    times as the blocks. Seeds that shared one program (or `per_seed` False) are one unit per (results, round)."""
+    per_seed = per_seed and not _shares_program(group)
+    units: dict[tuple, list[float]] = {}
+    for run, origin in zip(group.runs, group.origins or [0] * len(group.runs)):
+        if run.status != "ok" or run.timing.get("profiled_epoch"):
+            continue
+        key = (origin, run.round, run.seed if per_seed else None)
+        if key not in units or per_seed:
+            units.setdefault(key, []).extend(steady_epoch_seconds(run))
+    return {key: blocks for key, blocks in units.items() if blocks}
+
+
+def speed_ratio_between(baseline: RunGroup, candidate: RunGroup) -> Ratio | None:
+    """How many times faster `candidate` trained than `baseline`, with its 95% CI over their runs and a verdict.
+
+    Runs that ran side by side (the same results, round and seed) are paired, so drift common to both cancels;
+    with no such pairs (runs of different sessions) the two sides are compared unpaired.
+    """
+    per_seed = not (_shares_program(baseline) or _shares_program(candidate))
+    base, cand = timed_units(baseline, per_seed), timed_units(candidate, per_seed)
+    if not base or not cand:
+        return None
+    paired = sorted(set(base) & set(cand), key=str)
+    if paired:
+        return speed_ratio([base[key] for key in paired], [cand[key] for key in paired], NOISE_THRESHOLD)
+    return speed_ratio(list(base.values()), list(cand.values()), NOISE_THRESHOLD, paired=False)
+
+
+def ratio_cell(baseline: RunGroup | None, candidate: RunGroup) -> str:
+    """'3.42x [3.10, 3.80] faster', '1.02x [0.97, 1.08] ~', or '3.42x (no CI: 1 round)'."""
+    if baseline is candidate:
+        return "1.00x"
+    ratio = speed_ratio_between(baseline, candidate) if baseline is not None else None
+    return "—" if ratio is None else str(ratio)
 
 
 def _profiled(group: RunGroup) -> bool:
@@ -154,11 +212,14 @@ def floor_errors(groups) -> list[str]:
 
 
 def floor_cell(values: list) -> str:
-    """A floor ratio; below 1 it is a floor error, never a ratio."""
-    present = [value for value in values if value is not None]
-    if present and min(present) < 1:
+    """A floor ratio: the median over the runs and its 95% CI; below 1 it is a floor error, never a ratio."""
+    present = [value for value in values if value is not None and math.isfinite(value)]
+    if not present:
+        return "—"
+    if min(present) < 1:
         return "floor error"
-    return _cell(values, 2)
+    median, low, high = median_interval(present)
+    return f"{median:.2f} (no CI: 1 run)" if low is None else f"{median:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def step_cell(runs: list) -> str:
@@ -170,6 +231,25 @@ def step_cell(runs: list) -> str:
     if any(p90 is None for p90 in p90s):
         return f"~{np.median(medians):.3f} / —"
     return f"{np.median(medians):.3f} / {np.median(p90s):.3f}"
+
+
+def repeats_label(group: RunGroup) -> str:
+    """' ×3 seeds ×5 rounds': how many seeds and interleaved rounds the row's figures summarise."""
+    seeds = len({run.seed for run in group.runs})
+    rounds = len({(origin, run.round) for run, origin in zip(group.runs, group.origins or [0] * len(group.runs))})
+    return (f" ×{seeds} seeds" if seeds > 1 else "") + (f" ×{rounds} rounds" if rounds > 1 else "")
+
+
+def unsteady_runs(groups: Sequence[RunGroup]) -> list[str]:
+    """A line per group with runs whose epoch times never settled: their figures are over every epoch but the first."""
+    lines = []
+    for group in groups:
+        unsteady = [run for run in group.ok_runs if run.timing.get("steady_state_found") is False]
+        if unsteady and group.job.config.epochs >= 3:
+            lines.append(f"{group.label}: no steady state in {len(unsteady)} of {len(group.ok_runs)} runs (epoch "
+                         "times still drifting or too noisy to call, within 10%); their figures use every epoch "
+                         "after the first")
+    return lines
 
 
 def status_cell(group: RunGroup) -> str:
@@ -193,15 +273,13 @@ def time_to_target_cell(group: RunGroup) -> str:
     return cell
 
 
-def table_row(group: RunGroup, reference_epoch_s: float | None) -> dict[str, str]:
-    """One group's formatted cells; `reference_epoch_s` is its yardstick for `speed vs keras`."""
+def table_row(group: RunGroup, reference: RunGroup | None) -> dict[str, str]:
+    """One group's formatted cells; `reference` is its yardstick for `speed vs keras`."""
     ok = group.ok_runs
     timing = lambda key: [r.timing.get(key) for r in ok]  # noqa: E731
-    epoch_s = _median_epoch_s(group)
     shared = max((r.timing.get("seeds_in_program", 1) for r in ok), default=1)
     return {
-        "run": group.label + (f" ×{len(group.runs)} seeds" if len(group.runs) > 1 else "")
-        + (f" (one program; times are for all {shared})" if shared > 1 else ""),
+        "run": group.label + repeats_label(group) + (f" (one program; times are for all {shared})" if shared > 1 else ""),
         "status": status_cell(group),
         "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
         "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
@@ -217,8 +295,7 @@ def table_row(group: RunGroup, reference_epoch_s: float | None) -> dict[str, str
         # Costs are per process: also shown for runs that did not finish.
         "startup s": _cell([r.costs.get("time_to_first_step_s") for r in group.runs], 2),
         "peak RSS MiB": _cell([r.costs.get("peak_rss_mib") for r in group.runs], 0),
-        "speed vs keras": ("— (profiled)" if _profiled(group) else f"{reference_epoch_s / epoch_s:.2f}x"
-                           if reference_epoch_s and epoch_s else "—"),
+        "speed vs keras": "— (profiled)" if _profiled(group) else ratio_cell(reference, group),
     }
 
 
@@ -302,7 +379,8 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     groups = group_runs(results_list)
     target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),
-             f"epoch s, step ms: steady state (after the first, compiling epoch); time to target: "
+             f"epoch s, step ms: steady state (found from the epoch times, never the first, compiling epoch); "
+             f"{SPEED_NOTE}; time to target: "
              f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}",
              f"{STARTUP_NOTE}; precision {results_list[0].job.precision}"]
     for results in results_list:
@@ -330,6 +408,7 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
                      "which runs without them")
     lines += [f"! {line}" for line in failures(groups)]
     lines += [f"! {line}" for line in floor_errors(groups)]
+    lines += [f"note: {line}" for line in unsteady_runs(groups)]
     return "\n".join(lines)
 
 
@@ -373,7 +452,9 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
              f"lr {config.learning_rate}, validation split {config.validation_split}, "
              f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
              "", "## Results", "", format_markdown_table(table_rows(groups)), "",
-             "Steady state excludes the first epoch, whose first step traces and compiles (`compile s`). "
+             "Steady state starts where the epoch times settle (a changepoint on them; never the first epoch, "
+             "whose first step traces and compiles: `compile s`). "
+             f"{SPEED_NOTE}; `x step floor` has the median over runs and its 95% bootstrap CI. "
              "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
              "step times are wall-clock after the device finished the step. "
              f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config):,} "
@@ -383,7 +464,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
              f"Time to target: from the start of training to the end of the first epoch whose validation "
              f"accuracy is >= {job.target_accuracy}, validation time included. "
              f"{STARTUP_NOTE.replace('; per-phase figures, device memory and plots in summary.md', '')}. "
-             "Mean ± std [95% t-interval] over seeds.", "", "### Costs besides step time", "",
+             "Other cells: mean ± std [95% t-interval] over the runs (seeds and rounds).", "", "### Costs besides step time", "",
              format_costs_table(groups), ""]
     problems = failures(groups)
     if problems:

@@ -16,17 +16,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 MERGED_FILE = "benchmarks.json"
 
 
-REGRESSION_HEADER = "Performance has regressed:"  # what pytest-benchmark prints before each regressed benchmark
-
-
 class Regression(RuntimeError):
-    """Benchmarks got slower than the baseline allows (pytest-benchmark's --benchmark-compare-fail)."""
+    """Benchmarks got slower than the baseline allows: the 95% CI of new/old time wholly above 1 + the threshold."""
 
 
 def pytest_command(target: str, json_path: Path, quick: bool, backend: str | None, precision: str,
-                   baseline: Path | None = None,
-                   fail_over_pct: float | None = None) -> list[str]:
-    """The pytest invocation for one part of the suite; with a baseline, pytest-benchmark's own compare gate."""
+                   baseline: Path | None = None) -> list[str]:
+    """The pytest invocation for one part of the suite; with a baseline, pytest-benchmark's side-by-side table."""
     command = [sys.executable, "-m", "pytest", str(BENCH_DIR / target), "-p", "no:cacheprovider", "-p", "no:xdist",
                "-q", "--benchmark-json", str(json_path), "--benchmark-columns=min,median,mean,stddev,rounds",
                "--bench-precision", precision]
@@ -36,8 +32,6 @@ def pytest_command(target: str, json_path: Path, quick: bool, backend: str | Non
         command.append("--bench-quick")
     if baseline is not None:
         command.append(f"--benchmark-compare={baseline}")
-        if fail_over_pct is not None:
-            command.append(f"--benchmark-compare-fail=mean:{fail_over_pct:g}%")
     return command
 
 
@@ -45,24 +39,21 @@ def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet
               precision: str = Job.precision, baseline: Path | None = None, fail_over_pct: float | None = None) -> Path:
     """Run each backend's benchmarks in a fresh process, then the framework-free ones; merge the JSON.
 
-    Raises Regression when, against `baseline`, a benchmark's mean got slower by more than `fail_over_pct`,
-    RuntimeError when a part failed otherwise; the merged JSON is written either way.
+    Raises Regression when, against `baseline`, a benchmark got slower by more than `fail_over_pct` by the rule of
+    every ratio here (`regressions_against`), RuntimeError when a part failed; the merged JSON is written either way.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     parts_dir = out_dir / "parts"
     parts_dir.mkdir(exist_ok=True)
     jobs = [(f"backend-{name}", "test_bench_backends.py", name) for name in backends]
     jobs.append(("common", "test_bench_common.py", None))
-    parts, failures, regressions = [], [], []
+    parts, failures = [], []
     for label, target, backend in jobs:
         part = parts_dir / f"{label}.json"
         if not quiet:
             print(f"== {label}", file=sys.stderr, flush=True)
-        returncode, output = _run_streaming(
-            pytest_command(target, part, quick, backend, precision, baseline, fail_over_pct), quiet)
-        regressed = _regressed_benchmarks(output)
-        regressions += regressed
-        if (returncode not in (0, 5) and not regressed) or not part.exists():
+        returncode, _ = _run_streaming(pytest_command(target, part, quick, backend, precision, baseline), quiet)
+        if returncode not in (0, 5) or not part.exists():
             failures.append(f"{label} (pytest exit {returncode})")
         if part.exists():
             parts.append(json.loads(part.read_text(encoding="utf-8")))
@@ -70,10 +61,40 @@ def run_suite(backends: Sequence[str], out_dir: Path, quick: bool = False, quiet
     write_text_atomic(merged_path, json.dumps(merge_benchmark_json(parts), indent=2))
     if failures:
         raise RuntimeError(f"benchmarks failed for {', '.join(failures)}; partial results in {merged_path}")
-    if regressions:
-        raise Regression(f"{len(regressions)} benchmark(s) slower than {baseline} by more than {fail_over_pct:g}% "
-                         f"(mean): {'; '.join(regressions)}")
+    if baseline is not None and fail_over_pct is not None:
+        regressions = regressions_against(json.loads(merged_path.read_text(encoding="utf-8")),
+                                          json.loads(baseline.read_text(encoding="utf-8")), fail_over_pct / 100)
+        if regressions:
+            raise Regression(f"{len(regressions)} benchmark(s) slower than {baseline} by more than {fail_over_pct:g}% "
+                             f"(new/old time, 95% CI over rounds wholly above {1 + fail_over_pct / 100:g}): "
+                             f"{'; '.join(regressions)}")
     return merged_path
+
+
+def round_timings(bench: dict) -> list[float]:
+    """A pytest-benchmark entry's per-round seconds (`stats.data`, which --benchmark-json always saves)."""
+    data = bench.get("stats", {}).get("data")
+    if not data:
+        raise ValueError(f"benchmark {bench.get('fullname', bench.get('name'))!r} has no per-round timings "
+                         "(stats.data); record the baseline again with `mnist-bench suite`, which saves them")
+    return [float(value) for value in data]
+
+
+def regressions_against(merged: dict, baseline: dict, threshold: float) -> list[str]:
+    """'name: new/old time 1.35x [1.22, 1.49]' for each benchmark of both whose new/old time ratio has its 95% CI
+    (bootstrap over the rounds, unpaired: two sessions) wholly above 1 + `threshold`; never decided from one point."""
+    from benchmarks.report.stats import exceeds, speed_ratio
+
+    old = {bench["fullname"]: bench for bench in baseline.get("benchmarks", [])}
+    regressed = []
+    for bench in merged["benchmarks"]:
+        if bench["fullname"] not in old:
+            continue
+        # speed_ratio(a, b) is a's time over b's: new over old here.
+        ratio = speed_ratio(round_timings(bench), round_timings(old[bench["fullname"]]), threshold, paired=False)
+        if exceeds(ratio, threshold):
+            regressed.append(f"{bench['name']}: new/old time {ratio.estimate:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]")
+    return regressed
 
 
 def _run_streaming(command: list[str], quiet: bool) -> tuple[int, str]:
@@ -88,14 +109,6 @@ def _run_streaming(command: list[str], quiet: bool) -> tuple[int, str]:
         if not quiet:
             sys.stderr.write(line)
     return process.wait(), "".join(lines)
-
-
-def _regressed_benchmarks(output: str) -> list[str]:
-    """The 'name - reason' lines pytest-benchmark printed under its regression header."""
-    if REGRESSION_HEADER not in output:
-        return []
-    after = output.split(REGRESSION_HEADER, 1)[1].splitlines()[1:]
-    return [line.strip() for line in after if line.startswith("\t")]
 
 
 def merge_benchmark_json(parts: Sequence[dict]) -> dict:

@@ -15,7 +15,8 @@ from common.job import Job
 AXES = (("backends", "backend"), ("batch_sizes", "batch_size"), ("seeds", "seed"), ("devices", "devices"),
         ("learning_rates", "learning_rate"), ("precisions", "precision"))
 # Settings shared by every trial that a TOML grid may set under [settings].
-SHARED_SETTINGS = ("model", "dropout", "epochs", "train_limit", "test_limit", "device", "target_accuracy", "data_dir")
+SHARED_SETTINGS = ("model", "dropout", "epochs", "train_limit", "test_limit", "device", "rounds", "target_accuracy",
+                   "data_dir")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,13 +21,19 @@ def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 
 def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[str, str]]:
+    from benchmarks.report.stats import NOISE_THRESHOLD, speed_ratio
+    from benchmarks.report.tables import steady_epoch_seconds
+
     runs = {trial: saved.runs[0] for trial, saved in results.items()}
+    # Every ok round of a trial: its steady epochs, one process each.
+    rounds = {trial: [steady_epoch_seconds(run) for run in saved.runs if run.status == "ok"]
+              for trial, saved in results.items()}
     one_device = {}
     for record in index.trials:
         run = runs.get(record.id)
         job = Job.from_dict(record.job)
-        if run and run.status == "ok" and job.devices == 1:
-            one_device[_scaling_key(job)] = run.timing.get("epoch_s_median")
+        if run and run.status == "ok" and job.devices == 1 and all(rounds[record.id]):
+            one_device[_scaling_key(job)] = rounds[record.id]
     rows = []
     for record in index.trials:
         job, run = Job.from_dict(record.job), runs.get(record.id)
@@ -35,6 +41,9 @@ def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[s
         timing = run.timing if ok else {}
         single = one_device.get(_scaling_key(job))
         epoch_s = timing.get("epoch_s_median")
+        # Trials run one after another, not side by side: the two sides are resampled apart (unpaired).
+        scaling = (str(speed_ratio(single, rounds[record.id], NOISE_THRESHOLD, paired=False))
+                   if single and ok and job.devices > 1 and all(rounds[record.id]) else "—")
         tta = timing.get("time_to_target_s")
         rows.append({
             "trial": record.id, "backend": job.backend, "batch": str(job.config.batch_size),
@@ -45,7 +54,7 @@ def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[s
             "test acc %": f"{100 * run.test['accuracy']:.2f}" if ok and run.test else "—",
             "epoch s": f"{epoch_s:.3f}" if epoch_s else "—",
             "samples/s": f"{timing['samples_per_s']:.0f}" if timing.get("samples_per_s") else "—",
-            "speed vs 1 device": f"{single / epoch_s:.2f}x" if single and epoch_s and job.devices > 1 else "—",
+            "speed vs 1 device": scaling,
             "time to target s": f"{tta:.2f}" if tta is not None else ("not reached" if ok else "—"),
         })
     return rows
@@ -77,7 +86,8 @@ def write_sweep_report(sweep_dir: Path) -> list[dict[str, str]]:
              + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) + ".", "",
              format_summary(rows, markdown=True), "",
              "epoch s: median steady-state epoch (after the first, compiling one); speed vs 1 device: the same "
-             "grid point's one-device epoch time over this one's; each trial's full report: "
+             "grid point's one-device epoch time over this one's, with a 95% CI over the two trials' rounds "
+             "(unpaired; `--rounds 3` or more for a CI) and a verdict; each trial's full report: "
              f"`mnist-bench show {TRIALS_DIR}/<trial>`.", ""]
     lines += [f"![{path.stem}](plots/{path.name})" for path in plots]
     write_text_atomic(sweep_dir / "summary.md", "\n".join(lines) + "\n")
