@@ -36,9 +36,10 @@ mkdir -p "$out"
 log="$out/session.log"
 
 if [ "$quick" = 1 ]; then
-    batch_sizes=(32) epochs=1 profile_epochs=2 steps=3 limits=(--train-limit 640 --test-limit 128)
+    batch_sizes=(32) epochs=1 profile_epochs=2 steps=3 rounds=1 limits=(--train-limit 640 --test-limit 128)
 else
-    batch_sizes=(32 512 2048) epochs=3 profile_epochs=2 steps=20 limits=()
+    # Three interleaved rounds give every speed ratio a CI; profiled runs are never compared: one round.
+    batch_sizes=(32 512 2048) epochs=3 profile_epochs=2 steps=20 rounds=3 limits=()
 fi
 
 # Which rows this machine can run: the registry's backends that train the MLP on the device, split into the
@@ -86,8 +87,8 @@ done
 
 for batch in "${batch_sizes[@]}"; do
     say "run $jax_rows at batch $batch, $epochs epochs"
-    bench run --backend "$jax_rows" --device "$device" --batch-size "$batch" --epochs "$epochs" "${limits[@]}" \
-        --out "$out/run-b$batch" --quiet || failed "run at batch $batch"
+    bench run --backend "$jax_rows" --device "$device" --batch-size "$batch" --epochs "$epochs" --rounds "$rounds" \
+        "${limits[@]}" --out "$out/run-b$batch" --quiet || failed "run at batch $batch"
 done
 
 # XLA command buffers (CUDA graphs) for flax-fused's epoch program: off, XLA's default set, and the default set
@@ -100,7 +101,7 @@ if [[ ",$jax_rows," == *",flax-fused,"* ]]; then
         flags="$(echo ${XLA_FLAGS:-} ${command_buffers[$mode]})"
         say "flax-fused, command buffers $mode (XLA_FLAGS=$flags)"
         (if [ -n "$flags" ]; then export XLA_FLAGS="$flags"; else unset XLA_FLAGS; fi
-         bench run --backend flax-fused --device "$device" --epochs "$epochs" "${limits[@]}" \
+         bench run --backend flax-fused --device "$device" --epochs "$epochs" --rounds "$rounds" "${limits[@]}" \
              --out "$out/command-buffers-$mode" --quiet) || failed "command buffers $mode"
     done
     bench compare "$out/command-buffers-off" "$out/command-buffers-default" "$out/command-buffers-while-conditional" \
@@ -110,7 +111,7 @@ else
 fi
 
 say "profile of $jax_rows (epoch 2), and the ops that take each traced step's time"
-bench run --backend "$jax_rows" --device "$device" --profile --epochs "$profile_epochs" "${limits[@]}" \
+bench run --backend "$jax_rows" --device "$device" --profile --epochs "$profile_epochs" --rounds 1 "${limits[@]}" \
     --out "$out/profile" --quiet || failed "profiled run"
 "$python" -m benchmarks.measure.profile_ops "$out/profile" | tee "$out/profile-ops.txt" | tee -a "$log" || failed "op table of the profile"
 

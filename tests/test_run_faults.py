@@ -119,9 +119,9 @@ def test_resume_finishes_an_interrupted_run(tmp_path, mnist_data_dir, capsys):
     resumed = load_results(out)
     assert resumed.runs[0] == before.runs[0]  # the ok run is kept as it was, not retrained
     assert resumed.created == before.created and len(resumed.environment["resumed"]) == 1
-    fresh_out = tmp_path / "fresh"
-    assert main([*argv[:-3], "--out", str(fresh_out), "--quiet"]) == 0
-    assert run_shape(resumed) == run_shape(load_results(fresh_out))
+    # The resumed run is as complete as the one that was never interrupted: same epochs, steps and predictions.
+    finished, retrained = (shape[1:] for shape in run_shape(resumed))
+    assert retrained == finished and retrained[1] == "ok"
     assert "Resumed:" in (out / "summary.md").read_text()
     # A complete run has nothing left to train.
     assert main(["run", "--resume", str(out), "--quiet"]) == 0

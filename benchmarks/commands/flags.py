@@ -7,6 +7,7 @@ takes the fields it needs with `add_setting_flags` (one value) or `add_list_flag
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import re
 
@@ -38,17 +39,21 @@ def parse_backends(values: list[str] | None, model: str = ExperimentConfig.model
     """--backend given repeatedly and/or as comma lists; 'reference' (the default) and 'all' name groups.
 
     'all' keeps the backends that can train `model` on `device`; a backend named outright is kept, so that
-    the job's checks can refuse it with their reason. A backend named twice runs twice, as `name#1` and
-    `name#2`: an A/A check of the machine's noise.
+    the job's checks can refuse it with their reason. A backend named outright twice runs twice, as `name#1`
+    and `name#2`: an A/A check of the machine's noise (one that a group names again runs once).
     """
     names = [name.strip() for value in (values or ["reference"]) for name in value.split(",") if name.strip()]
     groups = {**BACKEND_GROUPS, "all": tuple(name for name, spec in BACKENDS.items() if runs(spec, model, device))}
+    named_outright = collections.Counter(name for name in names if name not in groups)
     names = [expanded for name in names for expanded in groups.get(name, (name,))]
     unknown = [name for name in names if name not in BACKENDS]
     if unknown or not names:
         raise CliError(f"--backend: unknown backend {', '.join(map(repr, unknown)) or '(empty)'}; "
                        f"valid: {', '.join(BACKEND_GROUPS)}, {', '.join(BACKENDS)}")
-    return backend_labels(names)
+    # A backend that a group brings in again is one run; only one named outright twice is an A/A pair.
+    kept = [name for position, name in enumerate(names)
+            if named_outright[name] > 1 or name not in names[:position]]
+    return backend_labels(kept)
 
 
 def parse_seeds(value: str) -> tuple[int, ...]:
