@@ -3,7 +3,7 @@
 Usage: python backend_probe.py BACKEND INPUTS.npz OUTPUT.npz
        python backend_probe.py BACKEND,BACKEND,... INPUTS.npz OUTPUT_DIR DEVICES
 The second form trains each backend (all of one framework family, so they can share the process) on
-DEVICES data-parallel devices (CPU: virtual devices) into OUTPUT_DIR/BACKEND.npz.
+DEVICES data-parallel devices (CPU: virtual devices; 1: one device) into OUTPUT_DIR/BACKEND.npz.
 INPUTS holds x, y, x_probe, batches (steps x batch indices), weights (w/<name>) and foreign weights
 (f/<name>) trained elsewhere; OUTPUT holds forward probabilities, weights after 1, 5 and all steps,
 per-step losses and accuracies, and predictions with the foreign weights.
@@ -32,7 +32,7 @@ def main(backends, inputs_path, output_path, devices="1"):
     names = backends.split(",")
     for backend in names:
         prepare_process(Job(backends=(backend,), devices=devices))  # before any framework is imported
-    if len(names) == 1 and devices == 1:
+    if len(names) == 1 and devices == 1 and not Path(output_path).is_dir():
         probe(names[0], inputs_path, output_path, devices)
         return
     for backend in names:

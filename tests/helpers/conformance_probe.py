@@ -1,10 +1,12 @@
-"""Check, in a fresh process, that one registered backend honours the Trainer contract of backends/base.py.
+"""Check, in a fresh process, that registered backends honour the Trainer contract of backends/base.py.
 
-Usage: python conformance_probe.py BACKEND
-Exits 0 and prints "conforms" when every check holds; an AssertionError names the first that does not.
+Usage: python conformance_probe.py BACKEND[,BACKEND...]   (several: of one framework family, sharing the process)
+Prints "BACKEND conforms" for each backend whose every check holds, or "BACKEND fails: ..." naming the first
+that does not (with its traceback on stderr); exits 1 if any failed.
 """
 
 import sys
+import traceback
 
 import numpy as np
 
@@ -95,5 +97,13 @@ def check(backend: str) -> None:
 
 
 if __name__ == "__main__":
-    check(sys.argv[1])
-    print("conforms")
+    failed = False
+    for name in sys.argv[1].split(","):
+        try:
+            check(name)
+            print(f"{name} conforms", flush=True)
+        except Exception as error:  # noqa: BLE001 - reported per backend, the others still checked
+            traceback.print_exc()
+            print(f"{name} fails: {type(error).__name__}: {error}", flush=True)
+            failed = True
+    sys.exit(1 if failed else 0)
