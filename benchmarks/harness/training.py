@@ -220,7 +220,7 @@ class TrainingSession:
                     training_flops_per_sample(self.config) * train_samples * len(self.job.seeds),
                     result.timing["epoch_s_median"])
             result.timing.update(seeds_in_program=len(self.job.seeds), train_samples=train_samples)
-            result.step_ms = [round(ms, 4) for ms in steady_step_seconds(self.epochs[index]) * 1e3]
+            result.step_ms = [round(ms, 4) for ms in steady_step_seconds(self.epochs[index], result.timing.get("steady_from_epoch")) * 1e3]
             # float32 is what the backends computed; 7 significant digits keep results.json small.
             result.step_losses = [float(f"{loss:.7g}") for epoch in self.epochs[index] for loss in epoch.log.losses]
             if self.trace.directory is not None:
@@ -256,21 +256,22 @@ def steady_start(epochs: list[TimedEpoch]) -> tuple[int, bool]:
     return max(1, start), True
 
 
-def steady_step_seconds(epochs: list[TimedEpoch]) -> np.ndarray:
-    """Clocked step times in steady state (the steady epochs, or the first epoch without its compiling step);
-    empty when the steps were not clocked one by one (no --step-times)."""
+def steady_step_seconds(epochs: list[TimedEpoch], start: int | None = None) -> np.ndarray:
+    """Clocked step times in steady state (the epochs from `start`, found from the data when not given, or the
+    first epoch without its compiling step); empty when the steps were not clocked one by one (no --step-times)."""
     if not epochs or epochs[0].step_s is None:
         return np.array([])
     if len(epochs) >= 2:
-        return np.concatenate([epoch.step_s for epoch in epochs[steady_start(epochs)[0]:]])
+        start = steady_start(epochs)[0] if start is None else start
+        return np.concatenate([epoch.step_s for epoch in epochs[start:]])
     return epochs[0].step_s[1:]
 
 
 def summarize_timing(epochs: list[TimedEpoch], train_samples: int, total_s: float,
                      time_to_target: float | None) -> dict:
     """The timing block of results.json: compile separate from steady state, units in the key names."""
-    steps = steady_step_seconds(epochs)
     start, found = steady_start(epochs)
+    steps = steady_step_seconds(epochs, start)
     steady = epochs[start:] or epochs
     epoch_s = [epoch.seconds for epoch in steady]
     epoch_s_median = float(np.median(epoch_s)) if epoch_s else None

@@ -36,6 +36,11 @@ class RunGroup:
     origins: list[int] = dataclasses.field(default_factory=list)
 
     @property
+    def runs_with_origins(self) -> list[tuple[RunResult, int]]:
+        """(run, index of its Results) pairs; a group made by hand, without origins, is one Results."""
+        return list(zip(self.runs, self.origins or [0] * len(self.runs)))
+
+    @property
     def ok_runs(self) -> list[RunResult]:
         """Runs that finished training."""
         return [run for run in self.runs if run.status == "ok"]
@@ -160,14 +165,16 @@ def _shares_program(group: RunGroup) -> bool:
 def timed_units(group: RunGroup, per_seed: bool = True) -> dict[tuple, list[float]]:
     """The group's independent timings, keyed by (results, round, seed): one process each, its steady epoch
     times as the blocks. Seeds that shared one program (or `per_seed` False) are one unit per (results, round)."""
-    per_seed = per_seed and not _shares_program(group)
+    shared = _shares_program(group)
+    per_seed = per_seed and not shared
     units: dict[tuple, list[float]] = {}
-    for run, origin in zip(group.runs, group.origins or [0] * len(group.runs)):
+    for run, origin in group.runs_with_origins:
         if run.status != "ok" or run.timing.get("profiled_epoch"):
             continue
         key = (origin, run.round, run.seed if per_seed else None)
-        if key not in units or per_seed:
-            units.setdefault(key, []).extend(steady_epoch_seconds(run))
+        if shared and key in units:
+            continue  # the seeds of one program share its clock: its epoch times once
+        units.setdefault(key, []).extend(steady_epoch_seconds(run))
     return {key: blocks for key, blocks in units.items() if blocks}
 
 
@@ -236,7 +243,7 @@ def step_cell(runs: list) -> str:
 def repeats_label(group: RunGroup) -> str:
     """' ×3 seeds ×5 rounds': how many seeds and interleaved rounds the row's figures summarise."""
     seeds = len({run.seed for run in group.runs})
-    rounds = len({(origin, run.round) for run, origin in zip(group.runs, group.origins or [0] * len(group.runs))})
+    rounds = len({(origin, run.round) for run, origin in group.runs_with_origins})
     return (f" ×{seeds} seeds" if seeds > 1 else "") + (f" ×{rounds} rounds" if rounds > 1 else "")
 
 
