@@ -25,6 +25,9 @@ StepCallback = Callable[[int, float, float], None]
 ModelBuilder = Callable[..., object]
 # Rows per evaluation / prediction call in every backend, so inference is compared like for like.
 INFERENCE_BATCH = 1000
+# How often a loop without per-step syncs reads its metrics back for the progress bar; the worker's event
+# stream shows a step at most every 0.25 s, so reading more often would only cost syncs.
+PROGRESS_INTERVAL_S = 0.25
 
 
 class BackendError(MnistBenchError, RuntimeError):
@@ -113,6 +116,12 @@ class Trainer(Protocol):
         """{"peak_bytes", "in_use_bytes"} of the device's allocator; None where it has none to ask (CPU)."""
         ...
 
+    def kernel_routes(self) -> dict:
+        """Which library runs each class of op of the training program it compiled (backends/routes.py), once it
+        has trained an epoch: {"source", "platform", "routes", and "hlo": the program's text where XLA compiled it};
+        {"note": why not} where it cannot be read."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
@@ -153,6 +162,10 @@ class SingleSeedTrainer:
         if len(batches) != 1:
             raise ValueError(f"this trainer trains one seed; got {len(batches)} batch lists")
         return [self.train_one_epoch(x, y, batches[0], on_step, time_steps)]
+
+    def kernel_routes(self) -> dict:
+        """Not read for this backend (the XLA backends override it)."""
+        return {"note": "not read for this backend"}
 
     def seed_model(self, index: int) -> SingleSeedTrainer:
         """The one model, which is this trainer."""

@@ -18,7 +18,7 @@ from backends.base import (EpochLog, ModelBuilder, Placement, StepCallback, chec
                            single_seed)
 from backends.devices import jax_devices
 from backends.flax_models import (FlaxDeviceInfo, FlaxModelOps, FlaxTrainer, conv_with_canonical_grads,
-                                  make_train_step)
+                                  first_max_pool, make_train_step)
 from backends.keras_adam import keras_adam
 from common.config import ExperimentConfig
 from common.data import one_hot
@@ -98,9 +98,10 @@ class FusedFlaxTrainer(FlaxTrainer):
         x_device, y_device = self._data.get(x, y)
         indices, mask = padded_batch_matrix(batches, self.config.batch_size)
         # On several devices each one gathers its share of every batch from its copy of the data.
-        self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, self.dropout_key, x_device, y_device, self.ops.split_batches(indices, 1),
-            self.ops.split_batches(mask, 1))
+        arguments = (self.params, self.opt_state, self.dropout_key, x_device, y_device,
+                     self.ops.split_batches(indices, 1), self.ops.split_batches(mask, 1))
+        self.note_program(self._epoch, "the jitted epoch (lax.scan)", *arguments)
+        self.params, self.opt_state, losses, accuracies = self._epoch(*arguments)
         losses, accuracies = jax.device_get((losses, accuracies))  # the one synchronization
         log = scanned_epoch_log(losses, accuracies, mask)
         if on_step is not None:
@@ -110,6 +111,10 @@ class FusedFlaxTrainer(FlaxTrainer):
     def conv_general_dilated(self):
         """Inside the scanned epoch XLA leaves autodiff's conv gradients in a form its CPU runtime runs slowly."""
         return conv_with_canonical_grads
+
+    def max_pool(self):
+        """The reshape-max pool, whose gradient is compares instead of `select_and_scatter`'s scatter loop."""
+        return first_max_pool
 
 
 class FfiFlaxTrainer(FusedFlaxTrainer):
@@ -145,7 +150,7 @@ class VmappedFlaxTrainer(FlaxDeviceInfo):
         # Several devices split every seed's batches (data parallel, like flax-fused), not the seeds:
         # any seed count runs on any device count, and each model computes what it would on one device.
         self.ops = FlaxModelOps(config, jax_devices(placement.device, placement.devices), build,
-                                conv_general_dilated=conv_with_canonical_grads)
+                                conv_general_dilated=conv_with_canonical_grads, max_pool=first_max_pool)
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         per_seed = [self.ops.params_from_weights(weights) for weights in initial_weights.values()]
         self.params = jax.tree.map(lambda *leaves: jax.numpy.stack(leaves), *per_seed)
@@ -167,9 +172,10 @@ class VmappedFlaxTrainer(FlaxDeviceInfo):
         matrices = [padded_batch_matrix(seed_batches, self.config.batch_size) for seed_batches in batches]
         indices = np.stack([m[0] for m in matrices])
         mask = np.stack([m[1] for m in matrices])
-        self.params, self.opt_state, losses, accuracies = self._epoch(
-            self.params, self.opt_state, self.dropout_keys, x_device, y_device, self.ops.split_batches(indices, 2),
-            self.ops.split_batches(mask, 2))
+        arguments = (self.params, self.opt_state, self.dropout_keys, x_device, y_device,
+                     self.ops.split_batches(indices, 2), self.ops.split_batches(mask, 2))
+        self.note_program(self._epoch, "the jitted, vmapped epoch (lax.scan)", *arguments)
+        self.params, self.opt_state, losses, accuracies = self._epoch(*arguments)
         losses, accuracies = jax.device_get((losses, accuracies))
         logs = [scanned_epoch_log(losses[k], accuracies[k], mask[k]) for k in range(len(self.seeds))]
         if on_step is not None:

@@ -17,11 +17,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from backends.base import (EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback, check_batches,
-                           padded_chunks, single_seed)
+from backends.base import (PROGRESS_INTERVAL_S, EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback,
+                           check_batches, padded_chunks, single_seed)
 from backends.devices import describe_jax_devices, jax_device_memory, jax_devices
 from backends.frameworks import framework_versions
 from backends.keras_adam import keras_adam
+from backends.routes import kernel_routes
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.mnist import NUM_CLASSES
@@ -29,9 +30,6 @@ from common.weights import Weights, check_weights
 from common.workloads import cnn, mlp, weight_shapes
 
 DATA_AXIS = "data"  # the mesh axis batches are split over
-# How often a loop without per-step syncs reads its metrics back for the progress bar; the worker's event
-# stream shows a step at most every 0.25 s, so reading more often would only cost syncs.
-PROGRESS_INTERVAL_S = 0.25
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
@@ -42,13 +40,20 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
 
 
 # The model builders (backends/registry.py names them per model). Each is an NNX module class called as
-# `Model(config, rngs, conv_general_dilated=..., dot_general=...)`: the products its layers use, so a variant
-# swaps a kernel without knowing the model (the fused variants' convolutions, flax-ffi's dense products).
+# `Model(config, rngs, conv_general_dilated=..., dot_general=..., max_pool=...)`: the products and the pooling its
+# layers use, so a variant swaps a kernel without knowing the model (the fused variants' convolutions and pooling,
+# flax-ffi's dense products).
 # The module is then called as `model(x, dropout_key)` on the flat (N, 784) rows; without a key dropout is
 # off (evaluation). Its random init is overwritten by the shared weights.
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+# Named scopes that label ops in the compiled programs' metadata, read by the per-op breakdown
+# (benchmarks/report/breakdown.py): autodiff's own ops say forward or backward, not which gradient or what for.
+OPTIMIZER_SCOPE = "optimizer_update"
+POOL_SCOPE = "max_pool"
+CONV_WEIGHT_GRADIENT_SCOPE = "conv_weight_gradient"
+CONV_INPUT_GRADIENT_SCOPE = "conv_input_gradient"
 
 
 @jax.custom_vjp
@@ -69,11 +74,13 @@ def _valid_conv_backward(residuals, d_out):
     kh, kw = kernel.shape[:2]
     # Weight gradient: correlate the inputs with the output gradients, input channels as the batch and
     # images as the contracted features.
-    d_kernel = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_out.transpose(1, 2, 0, 3), (1, 1), "VALID",
-                                            dimension_numbers=NHWC).transpose(1, 2, 0, 3)
+    with jax.named_scope(CONV_WEIGHT_GRADIENT_SCOPE):
+        d_kernel = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), d_out.transpose(1, 2, 0, 3), (1, 1),
+                                                "VALID", dimension_numbers=NHWC).transpose(1, 2, 0, 3)
     # Input gradient: the 'full' convolution of the output gradients with the flipped kernel.
-    d_x = jax.lax.conv_general_dilated(d_out, kernel[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
-                                       ((kh - 1, kh - 1), (kw - 1, kw - 1)), dimension_numbers=NHWC)
+    with jax.named_scope(CONV_INPUT_GRADIENT_SCOPE):
+        d_x = jax.lax.conv_general_dilated(d_out, kernel[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
+                                           ((kh - 1, kh - 1), (kw - 1, kw - 1)), dimension_numbers=NHWC)
     return d_x, d_kernel
 
 
@@ -96,6 +103,62 @@ def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=No
                                         out_sharding=out_sharding, **options)
 
 
+@jax.custom_vjp
+def first_max_pool(x):
+    """2x2 max pooling, stride 2 (a trailing odd row/column dropped) as a reshape and a max over the window axes,
+    NHWC; its gradient goes to each window's first maximum in row-major order, as the float64 reference's.
+
+    `nnx.max_pool` lowers to `reduce_window`, whose gradient is `select_and_scatter`: on XLA's CPU runtime a
+    scatter loop that took 40 of the convnet step's 84 ms (docs/models.md). Where window == stride no window
+    overlaps another, so the pool is a reshape, and its gradient a mask of elementwise compares.
+    """
+    with jax.named_scope(POOL_SCOPE):
+        return _pool_windows(x).max(axis=(2, 4))
+
+
+def _pool_windows(x):
+    """(n, h, w, c) -> (n, h // P, P, w // P, P, c): each pooling window on its own two axes."""
+    n, h, w, c = x.shape
+    rows, columns = h // cnn.POOL, w // cnn.POOL
+    return x[:, :rows * cnn.POOL, :columns * cnn.POOL].reshape(n, rows, cnn.POOL, columns, cnn.POOL, c)
+
+
+def _first_max_pool_forward(x):
+    pooled = first_max_pool(x)
+    return pooled, (x, pooled)
+
+
+def _first_max_pool_backward(residuals, d_pooled):
+    with jax.named_scope(POOL_SCOPE):
+        return _first_max_pool_gradient(*residuals, d_pooled)
+
+
+def _first_max_pool_gradient(x, pooled, d_pooled):
+    windows = _pool_windows(x)
+    # Walk each window in row-major order; an element takes the gradient if it is a maximum and no earlier
+    # element of its window took it (ties go to the first, exactly one element per window).
+    taken = jnp.zeros(pooled.shape, bool)
+    shares = [[None] * cnn.POOL for _ in range(cnn.POOL)]
+    for row in range(cnn.POOL):
+        for column in range(cnn.POOL):
+            takes = (windows[:, :, row, :, column, :] == pooled) & ~taken
+            taken = taken | takes
+            shares[row][column] = jnp.where(takes, d_pooled, 0.0)
+    d_windows = jnp.stack([jnp.stack(shares[row], axis=3) for row in range(cnn.POOL)], axis=2)
+    n, h, w, c = x.shape
+    d_x = d_windows.reshape(n, pooled.shape[1] * cnn.POOL, pooled.shape[2] * cnn.POOL, c)
+    return (jnp.pad(d_x, ((0, 0), (0, h - d_x.shape[1]), (0, w - d_x.shape[2]), (0, 0))),)
+
+
+first_max_pool.defvjp(_first_max_pool_forward, _first_max_pool_backward)
+
+
+def framework_max_pool(x):
+    """Flax's own 2x2 max pool (`nnx.max_pool`, `reduce_window`): what the reference rows use."""
+    window = (cnn.POOL, cnn.POOL)
+    return nnx.max_pool(x, window, strides=window)
+
+
 def dense_options(dot_general) -> dict:
     """nnx.Linear's keyword for a product other than `lax.dot_general` (none for the default)."""
     return {} if dot_general is None else {"dot_general": dot_general}
@@ -104,7 +167,8 @@ def dense_options(dot_general) -> dict:
 class MLP(nnx.Module):
     """The dense ReLU stack; logits out (softmax lives in the loss and in predict)."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None):
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None,
+                 max_pool=None):
         sizes = mlp.layer_sizes(config)
         options = dense_options(dot_general)
         self.layers = nnx.List([nnx.Linear(fan_in, fan_out, rngs=rngs, **options)
@@ -123,8 +187,10 @@ class MLP(nnx.Module):
 class ConvNet(nnx.Module):
     """Keras' MNIST convnet (common/workloads/cnn.py): two valid 3x3 conv + 2x2 max-pool stages, dropout, dense."""
 
-    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None):
+    def __init__(self, config: ExperimentConfig, rngs: nnx.Rngs, *, conv_general_dilated=None, dot_general=None,
+                 max_pool=None):
         channels = cnn.IMAGE_SHAPE[-1]
+        self.max_pool = max_pool or framework_max_pool
         self.convs = nnx.List()
         conv = conv_general_dilated or jax.lax.conv_general_dilated
         for filters in cnn.CONV_FILTERS:
@@ -137,8 +203,7 @@ class ConvNet(nnx.Module):
     def __call__(self, x, dropout_key=None):
         x = x.reshape(len(x), *cnn.IMAGE_SHAPE)
         for conv in self.convs:
-            window = (cnn.POOL, cnn.POOL)
-            x = nnx.max_pool(nnx.relu(conv(x)), window, strides=window)
+            x = self.max_pool(nnx.relu(conv(x)))
         x = self.dropout(x.reshape(len(x), -1), deterministic=dropout_key is None, rngs=dropout_key)
         return self.dense(x)
 
@@ -176,10 +241,12 @@ def make_train_step(graphdef, optimizer, apply_gradients=None):
         # The optimizer's own step count, whichever optimizer it is (Keras' rule, optax.adam, ...).
         step_key = jax.random.fold_in(dropout_key, optax.tree_utils.tree_get(opt_state, "count"))
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, mask, step_key)
-        if apply_gradients is not None:
-            return *apply_gradients(params, grads, opt_state), loss, accuracy
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, accuracy
+        # The scope names the update's ops in the compiled program: the per-op breakdown's "optimizer update".
+        with jax.named_scope(OPTIMIZER_SCOPE):
+            if apply_gradients is not None:
+                return *apply_gradients(params, grads, opt_state), loss, accuracy
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss, accuracy
 
     return train_step
 
@@ -194,7 +261,7 @@ class FlaxModelOps:
     """
 
     def __init__(self, config: ExperimentConfig, devices: Sequence, build: ModelBuilder, conv_general_dilated=None,
-                 dot_general=None):
+                 dot_general=None, max_pool=None):
         self.config, self.devices, self.device = config, list(devices), devices[0]
         if len(self.devices) == 1:
             self.replicated = jax.sharding.SingleDeviceSharding(self.device)
@@ -203,7 +270,7 @@ class FlaxModelOps:
             self.mesh = jax.sharding.Mesh(np.array(self.devices), (DATA_AXIS,))
             self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self.graphdef, self.template = nnx.split(build(config, nnx.Rngs(0), conv_general_dilated=conv_general_dilated,
-                                                             dot_general=dot_general))
+                                                             dot_general=dot_general, max_pool=max_pool))
         self._eval_chunk = jax.jit(functools.partial(_eval_chunk, self.graphdef))
         self._predict_chunk = jax.jit(functools.partial(_predict_chunk, self.graphdef))
 
@@ -284,6 +351,30 @@ class FlaxDeviceInfo:
         """The device allocator's peak and current bytes (None on CPU)."""
         return self.ops.device_memory()
 
+    # (jitted training program, what it does, its arguments' shapes and shardings), noted at its first call.
+    _program: tuple | None = None
+
+    def note_program(self, program, source: str, *arguments) -> None:
+        """Remember the training program and its argument specs once (before the call: it donates buffers)."""
+        if self._program is None:
+            self._program = (program, source, jax.tree.map(argument_spec, arguments))
+
+    def kernel_routes(self) -> dict:
+        """The training program's kernel routes, from XLA's optimized HLO of it (compiled again, outside any clock)."""
+        if self._program is None:
+            return {"note": "no training program ran"}
+        program, source, specs = self._program
+        hlo = program.lower(*specs).compile().as_text()
+        return {"source": f"optimized HLO of {source}", "platform": self.ops.device.platform,
+                "routes": kernel_routes(hlo, self.ops.device.platform), "hlo": hlo}
+
+
+def argument_spec(value):
+    """A jitted function's argument as its shape, dtype and, for an array committed to a device, its sharding:
+    what the call was compiled for, so lowering it again finds that compiled program in JAX's cache."""
+    sharding = value.sharding if getattr(value, "committed", False) else None
+    return jax.ShapeDtypeStruct(np.shape(value), value.dtype, sharding=sharding)
+
 
 class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
     """A Flax model + Keras-rule Adam, one jitted step per batch."""
@@ -293,7 +384,7 @@ class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
         self.seeds = (seed,)
         self.config = config
         self.ops = FlaxModelOps(config, jax_devices(placement.device, placement.devices), build,
-                                self.conv_general_dilated(), self.dense_dot_general())
+                                self.conv_general_dilated(), self.dense_dot_general(), self.max_pool())
         self.optimizer = keras_adam(config.learning_rate, config.beta_1, config.beta_2, config.epsilon)
         self.params = self.ops.params_from_weights(weights)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
@@ -310,6 +401,10 @@ class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
         """The dense layers' product: None for `lax.dot_general` (overridden by flax-ffi)."""
         return None
 
+    def max_pool(self):
+        """The convnet's pooling: None for `nnx.max_pool`, the idiomatic reference path (fused variants differ)."""
+        return None
+
     def apply_gradients(self):
         """The update as one function (see `make_train_step`): None for the Optax transformation (flax-ffi's differs)."""
         return None
@@ -323,8 +418,10 @@ class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
         metrics, ends = [], []
         progress = ProgressReader(on_step, [len(index) for index in batches])
         for step, index in enumerate(batches):
-            self.params, self.opt_state, loss, accuracy = self._train_step(
-                self.params, self.opt_state, self.dropout_key, *self._device_batch(x, y_one_hot, index))
+            arguments = (self.params, self.opt_state, self.dropout_key, *self._device_batch(x, y_one_hot, index))
+            if step == 0:
+                self.note_program(self._train_step, "the jitted train step", *arguments)
+            self.params, self.opt_state, loss, accuracy = self._train_step(*arguments)
             metrics.append((loss, accuracy))
             if time_steps or step == 0:
                 jax.block_until_ready(loss)

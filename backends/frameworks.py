@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 KERAS_BACKENDS = ("tensorflow", "jax")
 # Every variable an environment below may set: what a worker records as the settings it ran with.
 SETTING_VARIABLES = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "JAX_DEFAULT_MATMUL_PRECISION",
-                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND")
+                     "TF_CPP_MIN_LOG_LEVEL", "NVIDIA_TF32_OVERRIDE", "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND",
+                     "JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 PRECISION_VARIABLES = ("JAX_DEFAULT_MATMUL_PRECISION", "NVIDIA_TF32_OVERRIDE")
 # XLA's host platform shows this many CPU devices: how JAX gets N "devices" on one CPU.
 HOST_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -63,11 +64,13 @@ def _jax_environment(job: Job, keras_backend: str | None) -> dict:
     if job.device == "cpu":
         # Skip probing for CUDA/TPU plugins: faster start-up, and no GPU memory touched.
         environment["JAX_PLATFORMS"] = "cpu"
-        if job.devices > 1:
-            environment["XLA_FLAGS"] = with_host_device_count(os.environ.get("XLA_FLAGS", ""), job.devices)
     if job.precision == "highest":
         # jax_default_matmul_precision, read at import: full float32 dots instead of TF32 on GPUs.
         environment["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+    if job.compile_cache:
+        environment["JAX_COMPILATION_CACHE_DIR"] = str(Path(job.compile_cache).resolve())
+        # JAX caches only programs that took a second or more to compile by default: none of mnist-bench's would be.
+        environment["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return environment
 
 
@@ -160,12 +163,23 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def framework_environment(names: Iterable[str], job: Job, keras_backend: str | None = None) -> dict:
-    """The environment variables a process running frameworks `names` for `job` needs, before their import."""
+def framework_environment(names: Iterable[str], job: Job, keras_backend: str | None = None,
+                          xla_route: str = "") -> dict:
+    """The environment variables a process running frameworks `names` for `job` needs, before their import.
+
+    `xla_route`: XLA flags that choose the kernels of a JAX worker's ops (a backend's own route, or the job's
+    --xla-flags), after any the caller's environment sets, so that they win.
+    """
     names = tuple(names)
     environment = {}
     for framework in frameworks_of(names):
         environment.update(framework.environment(job, keras_backend))
+    if "jax" in names:
+        flags = " ".join(part for part in (os.environ.get("XLA_FLAGS", ""), xla_route) if part)
+        if job.device == "cpu" and job.devices > 1:
+            flags = with_host_device_count(flags, job.devices)
+        if flags:
+            environment["XLA_FLAGS"] = flags
     # Each worker runs one framework family; should a library load the other one there after all, it must not
     # take the GPU from under the framework that trains: JAX stays on the CPU in a TensorFlow worker, and
     # TensorFlow maps GPU memory only as it needs it in a JAX worker (it cannot be hidden by a variable alone).
@@ -182,11 +196,11 @@ def with_host_device_count(xla_flags: str, count: int) -> str:
     return " ".join([*kept, f"{HOST_DEVICE_COUNT_FLAG}={count}"])
 
 
-def configure_process(names: Iterable[str], job: Job, keras_backend: str | None = None) -> None:
-    """Set this process' environment for frameworks `names` running `job`; refuse if Keras already runs on
-    another backend here."""
+def configure_process(names: Iterable[str], job: Job, keras_backend: str | None = None, xla_route: str = "") -> None:
+    """Set this process' environment for frameworks `names` running `job` (XLA flags `xla_route` for JAX);
+    refuse if Keras already runs on another backend here."""
     names = tuple(names)
-    environment = framework_environment(names, job, keras_backend)
+    environment = framework_environment(names, job, keras_backend, xla_route)
     if "KERAS_BACKEND" in environment and "keras" in sys.modules:
         from backends.devices import check_keras_backend
 

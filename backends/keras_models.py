@@ -15,16 +15,18 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from backends.base import (INFERENCE_BATCH, EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback,
-                           check_batches, single_seed)
+from backends.base import (INFERENCE_BATCH, PROGRESS_INTERVAL_S, EpochLog, ModelBuilder, Placement,
+                           SingleSeedTrainer, StepCallback, check_batches, single_seed)
 from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
                               jax_devices, tensorflow_device_memory)
 from backends.frameworks import framework_versions
+from backends.routes import kernel_routes, tensorflow_graph_routes
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.mnist import NUM_CLASSES
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 from common.workloads import cnn, mlp, model_inputs, weight_shapes
+from common.workloads.cnn import IMAGE_SHAPE
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
@@ -168,6 +170,37 @@ class KerasTrainer(SingleSeedTrainer):
         check_weights(weights, self.shapes)
         self.model.set_weights(as_layer_list(weights, self.shapes))
 
+    def kernel_routes(self) -> dict:
+        """The train step's kernel routes: from the optimized HLO where XLA compiles it (Keras on JAX, jit_compile on
+        TensorFlow), else from the TensorFlow graph of `train_step` (one TensorFlow kernel per op)."""
+        if len(self._devices) > 1:
+            return {"note": "not read for a data-parallel model"}
+        batch = self.config.batch_size
+        x = model_inputs(self.config, np.zeros((batch, int(np.prod(IMAGE_SHAPE))), np.float32))  # flat pixel rows
+        y = np.zeros((batch, NUM_CLASSES), np.float32)
+        if self.keras_backend == "jax":
+            import jax
+
+            # The state fit passes its jitted train step (Keras' own, keras/src/backend/jax/trainer.py).
+            state = self.model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                              optimizer_variables=True, metrics_variables=True)
+            hlo = jax.jit(self.model.train_step).lower(state, (x, y)).compile().as_text()
+            platform = self._device.platform
+            return {"source": "optimized HLO of Keras' train_step under jax.jit, as fit compiles it",
+                    "platform": platform, "routes": kernel_routes(hlo, platform), "hlo": hlo}
+        import tensorflow as tf
+
+        platform = "gpu" if "GPU" in self._device.upper() else "cpu"
+        if self.model.jit_compile:
+            hlo = tf.function(self.model.train_step, jit_compile=True).experimental_get_compiler_ir((x, y))(
+                stage="optimized_hlo")
+            return {"source": "optimized HLO of Keras' train_step under tf.function(jit_compile=True)",
+                    "platform": platform, "routes": kernel_routes(hlo, platform), "hlo": hlo}
+        graph = tf.function(self.model.train_step).get_concrete_function(
+            (tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(y.shape, tf.float32))).graph
+        return {"source": "TensorFlow graph of Keras' train_step (before Grappler's rewrites)", "platform": platform,
+                "routes": tensorflow_graph_routes([op.type for op in graph.get_operations()], onednn_enabled())}
+
     def device_name(self) -> str:
         """The device Keras' backend computes on (all of them, on several)."""
         if self.keras_backend == "jax":
@@ -185,12 +218,24 @@ class KerasTrainer(SingleSeedTrainer):
         return framework_versions(("keras", self.keras_backend))
 
 
-def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):
-    """A callback that records fit's running metrics after each executed step (and the clock, with `time_steps`).
+def onednn_enabled() -> bool:
+    """Whether this TensorFlow runs oneDNN's kernels: built with oneDNN and not turned off by TF_ENABLE_ONEDNN_OPTS."""
+    import os
 
-    Without `time_steps` it is `async_safe`: where Keras' backend allows it (JAX), fit hands it each step's
-    logs on a worker thread and keeps dispatching, as it does with no callback at all; with `time_steps` it
-    runs in the training loop and its reading of the logs waits for the step, so the clock it reads is honest.
+    from tensorflow.python.util import _pywrap_util_port
+
+    return _pywrap_util_port.IsMklEnabled() and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+
+
+def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):
+    """A callback that keeps fit's running metrics of each executed step (and the clock, with `time_steps`).
+
+    Without `time_steps` it is `async_safe`: where Keras' backend allows it, fit hands it each step's logs on a
+    worker thread and keeps dispatching, as it does with no callback at all. It then only keeps the logs' tensors
+    and reads them to numbers once, at the end of the epoch, and for the progress bar every PROGRESS_INTERVAL_S:
+    reading a tensor waits for its step, and a read per step cost keras-jax 150 µs a step (7% of an MLP epoch,
+    benchmarks/measure/fit_overhead.py). With `time_steps` it runs in the training loop and reads every step's
+    logs at once, so the clock it reads after them is honest.
     """
     seen = np.cumsum(sizes)
 
@@ -200,6 +245,7 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
         def __init__(self):
             super().__init__()
             self.means, self.ends, self.first_end, self.latest = {}, {}, None, -1
+            self.last_report = -np.inf
             self.lock = threading.Lock()  # async callbacks run on several threads, in any order
 
         def on_train_begin(self, logs=None):
@@ -208,19 +254,25 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
         def on_train_batch_end(self, batch, logs=None):
             # Keras numbers an execution by its planned last step, which can run past a short epoch.
             step = min(batch, len(seen) - 1)
-            loss, accuracy = float(logs["loss"]), float(logs["accuracy"])
+            metrics = (logs["loss"], logs["accuracy"])
+            if time_steps or self.first_end is None:
+                metrics = (float(metrics[0]), float(metrics[1]))  # waits for the step
             with self.lock:
-                self.means[step] = (loss, accuracy)
+                self.means[step] = metrics
                 if time_steps:
                     self.ends[step] = time.perf_counter()
                 if self.first_end is None:
                     # Without time_steps read on the thread that got the first step's logs: its wait ended then.
                     self.first_end = time.perf_counter()
-                if on_step is not None and step > self.latest:
-                    # Progress shows fit's running epoch means (never going back, as threads may deliver late
-                    # steps after newer ones); per-step values are recovered at the end.
-                    self.latest = step
-                    on_step(step, loss, accuracy)
+                now = time.perf_counter()
+                report = (on_step is not None and step > self.latest
+                          and (now - self.last_report >= PROGRESS_INTERVAL_S or step == len(seen) - 1))
+                if report:
+                    self.latest, self.last_report = step, now
+            if report:
+                # Progress shows fit's running epoch means (never going back, as threads may deliver late steps
+                # after newer ones); per-step values are recovered at the end.
+                on_step(step, float(metrics[0]), float(metrics[1]))
 
         def per_step(self):
             """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
@@ -234,7 +286,8 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
             step_group = np.searchsorted(last_steps, np.arange(len(seen)))
             results = []
             for column in range(2):
-                means = np.array([self.means[step][column] for step in last_steps], dtype=np.float64)
+                # The epoch's one read of every kept tensor (fit has returned: all of them are done).
+                means = np.array([float(self.means[step][column]) for step in last_steps], dtype=np.float64)
                 group_means = np.diff(np.concatenate([[0.0], means * reported_seen])) / group_sizes
                 results.append(group_means[step_group])
             if not time_steps:

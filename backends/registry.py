@@ -27,6 +27,14 @@ KERAS_COMPILE_DEFAULTS = (("jit_compile", "auto"), ("steps_per_execution", 1))
 XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy fails in XLA (variables on another device)"
 
 
+# The fast Flax variants' kernel routes on this kind of machine (benchmarks/measure/xla_routes.py, 2026-12-03, 2-core
+# Xeon, jaxlib 0.10.2: docs/performance.md). The convnet: YNNPACK's fusions off, whose weight-gradient convolutions
+# run 3x slower than Eigen's (flax-fused's epoch 1.84x [1.12, 2.82] as fast as with XLA's defaults). The batch-32
+# MLP: Eigen on one thread per op, whose tiny products lose more to handing work to a second thread than they
+# gain (1.45x [1.08, 1.80]; measured on flax-fused alone, so flax-vmap's K seeds keep the threads).
+CNN_ROUTE = {("cnn", "cpu"): "--xla_cpu_experimental_ynn_fusion_type="}
+MLP_ROUTE = {("mlp", "cpu"): "--xla_cpu_multi_thread_eigen=false"}
+
 # Each framework family's builder of each model, as "module:name" (imported only when a trainer is made). A
 # backend can train exactly the models its family has a builder for; a new model adds one line per family.
 FLAX_BUILDERS = {"mlp": "backends.flax_models:MLP", "cnn": "backends.flax_models:ConvNet"}
@@ -53,6 +61,9 @@ class BackendSpec:
     single_device_reason: str | None = None
     # Why `--device gpu` is refused; None: it runs on CPU and GPU.
     cpu_only_reason: str | None = None
+    # A JAX backend's XLA flags by model and device ("cpu" or "gpu"): the kernel route it runs best on; a
+    # fast variant's own choice, measured (docs/performance.md). The reference rows run XLA's defaults.
+    xla_routes: Mapping[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -77,10 +88,10 @@ BACKENDS = {spec.name: spec for spec in (
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
     BackendSpec("flax-fused", "backends.flax_fused:create_trainer",
                 "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax"),
-                FLAX_BUILDERS),
+                FLAX_BUILDERS, xla_routes={**CNN_ROUTE, **MLP_ROUTE}),
     BackendSpec("flax-vmap", "backends.flax_fused:create_vmapped_trainer",
                 "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"), FLAX_BUILDERS,
-                seeds_per_process=None),
+                seeds_per_process=None, xla_routes=CNN_ROUTE),
     BackendSpec("keras-xla", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
                 KERAS_BUILDERS, (("jit_compile", True), ("steps_per_execution", 1)), keras_backend="tensorflow",
@@ -179,15 +190,24 @@ def check_installed(job: Job) -> None:
                                f"{framework.install_hint}")
 
 
+def xla_route(name: str, job: Job) -> str:
+    """The XLA flags backend `name` trains `job` with: the job's --xla-flags when given, else the backend's own
+    route for the model and device (none for the reference rows)."""
+    if job.xla_flags is not None:
+        return job.xla_flags
+    return backend_spec(name).xla_routes.get((job.config.model, job.device), "")
+
+
 def prepare_process(job: Job) -> None:
     """Set this process' framework environment for the job's one backend; call it before `create_trainer`."""
     spec = backend_spec(job.backend)
-    configure_process(spec.frameworks, job, spec.keras_backend)
+    configure_process(spec.frameworks, job, spec.keras_backend, xla_route(job.backend, job))
 
 
 def process_settings(job: Job) -> dict[str, dict[str, str]]:
     """The environment `prepare_process` gives each backend of `job`: recorded with every run."""
-    return {name: framework_environment(backend_spec(name).frameworks, job, backend_spec(name).keras_backend)
+    return {name: framework_environment(backend_spec(name).frameworks, job, backend_spec(name).keras_backend,
+                                        xla_route(name, job))
             for name in job.backends}
 
 

@@ -20,6 +20,7 @@ from backends.base import (EpochLog, ModelBuilder, Placement, SingleSeedTrainer,
                            padded_batch_matrix, padded_chunks, single_seed)
 from backends.devices import configure_tensorflow, tensorflow_device_memory
 from backends.frameworks import framework_versions
+from backends.routes import kernel_routes
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.mnist import NUM_CLASSES
@@ -159,7 +160,8 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
         x_device, y_device = self._device_data(x, y)
         indices, mask = padded_batch_matrix(batches, self.config.batch_size)
         with tf.device(self._device):
-            losses, accuracies = self._epoch(x_device, y_device, tf.constant(indices), tf.constant(mask))
+            self._epoch_arguments = (x_device, y_device, tf.constant(indices), tf.constant(mask))
+            losses, accuracies = self._epoch(*self._epoch_arguments)
         losses, accuracies = losses.numpy(), accuracies.numpy()  # the one synchronization
         log = EpochLog(losses.astype(np.float64), accuracies.astype(np.float64), mask.sum(axis=1).astype(int))
         if on_step is not None:
@@ -192,6 +194,16 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
         check_weights(weights, self.shapes)
         for param, array in zip(self.params, as_layer_list(weights, self.shapes)):
             param.assign(array)
+
+    def kernel_routes(self) -> dict:
+        """The epoch program's kernel routes, from the optimized HLO XLA compiled it to."""
+        if getattr(self, "_epoch_arguments", None) is None:
+            return {"note": "no training program ran"}
+        with tf.device(self._device):
+            hlo = self._epoch.experimental_get_compiler_ir(*self._epoch_arguments)(stage="optimized_hlo")
+        platform = "gpu" if "GPU" in self._device.upper() else "cpu"
+        return {"source": "optimized HLO of the epoch's tf.function(jit_compile=True)", "platform": platform,
+                "routes": kernel_routes(hlo, platform), "hlo": hlo}
 
     def device_name(self) -> str:
         """The TensorFlow device the variables live on."""

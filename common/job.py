@@ -54,6 +54,14 @@ class Job:
     precision: str = dataclasses.field(default="highest", metadata=flag(
         "--precision", "float32 matmul precision: highest (pinned, no TF32) or each framework's default",
         choices=PRECISIONS))
+    xla_flags: str | None = dataclasses.field(default=None, metadata=flag(
+        "--xla-flags", "XLA flags for the JAX workers, in place of the backend's own kernel route (write "
+        "--xla-flags='--xla_a=1 --xla_b' with an equals sign; '' for XLA's defaults); default: each backend's route "
+        "(docs/performance.md)"))
+
+    compile_cache: str | None = dataclasses.field(default=None, metadata=flag(
+        "--compile-cache", "a folder for JAX's persistent compilation cache, shared by the JAX workers (every "
+        "program cached, however fast it compiled): a second run loads its programs instead of compiling them"))
 
     def __post_init__(self):
         object.__setattr__(self, "backends", tuple(self.backends))
@@ -82,6 +90,11 @@ class Job:
         check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         check(isinstance(self.profile, bool), "profile", self.profile, "true or false")
         check(isinstance(self.step_times, bool), "step_times", self.step_times, "true or false")
+        check(self.compile_cache is None or (isinstance(self.compile_cache, str) and self.compile_cache),
+              "compile_cache", self.compile_cache, "None or a folder path")
+        check(self.xla_flags is None or (isinstance(self.xla_flags, str) and all(
+            flag.startswith("--xla_") for flag in self.xla_flags.split())), "xla_flags", self.xla_flags,
+            "XLA flags separated by spaces, each starting with --xla_ (or '' for XLA's defaults)")
         check(not self.profile or self.config.epochs >= 2, "profile", self.profile,
               "--epochs >= 2 with --profile: the trace is taken after the first, compiling epoch")
 
@@ -105,7 +118,8 @@ class Job:
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
                 "device": self.device, "devices": self.devices, "rounds": self.rounds, "target_accuracy": self.target_accuracy,
                 "data_dir": self.data_dir,
-                "precision": self.precision, "profile": self.profile, "step_times": self.step_times}
+                "precision": self.precision, "profile": self.profile, "step_times": self.step_times,
+                "xla_flags": self.xla_flags, "compile_cache": self.compile_cache}
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:

@@ -55,6 +55,9 @@ class RunResult:
     confusion: list = dataclasses.field(default_factory=list)  # 10x10, rows true, columns predicted
     label: str | None = None  # how `compare` names the run; filled from the environment when absent
     round: int = 0  # which of the job's interleaved rounds trained it (0-based)
+    # Which library ran each class of op in the compiled training program (backends/routes.py): {"source",
+    # "platform", "xla_flags", "routes": {op class: {library: instructions}}}; {"note"} where none was read.
+    kernel_routes: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

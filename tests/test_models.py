@@ -147,3 +147,43 @@ def test_flax_convnets_draw_the_same_dropout_masks():
             weights, vmapped = alone.seed_model(0).get_weights(), together.seed_model(index).get_weights()
             assert max(float(np.abs(weights[k] - vmapped[k]).max()) for k in weights) < 1e-5, name
     assert not np.allclose(logs[0].losses, logs[1].losses)
+
+
+def test_first_max_pool_matches_flax_forward_and_the_references_gradient_ties_included():
+    # The fast variants' pool: a reshape and a max, its gradient a custom_vjp. It must compute nnx.max_pool's
+    # values and send each window's gradient where the float64 reference does: to the first maximum, row-major.
+    import jax
+
+    from backends.flax_models import first_max_pool, framework_max_pool
+
+    rng = np.random.default_rng(0)
+    for shape in ((3, 26, 26, 4), (2, 11, 11, 5)):  # the convnet's two pools; 11 drops a row and a column
+        x = rng.standard_normal(shape).astype(np.float32)
+        x[0, 0, 0, 0] = x[0, 0, 1, 0] = x[0, 1, 1, 0] = 5.0  # a three-way tie: the first, (0, 0), takes it
+        x[1, 2:4, 2:4, 1] = 0.0  # a window of equal values, as ReLU makes
+        d_out = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
+        np.testing.assert_array_equal(first_max_pool(x), framework_max_pool(x))
+        gradient = jax.grad(lambda x: (first_max_pool(x) * d_out).sum())(x)
+        _, mask = cnn.max_pool(x.astype(np.float64))
+        expected = cnn.max_pool_backward(mask, d_out.astype(np.float64), shape).astype(np.float32)
+        np.testing.assert_array_equal(gradient, expected)
+        assert gradient[0, 0, 0, 0] == d_out[0, 0, 0, 0] and gradient[0, 0, 1, 0] == gradient[0, 1, 1, 0] == 0
+        # Exactly one element per window takes its gradient; the dropped row and column get none.
+        assert np.count_nonzero(gradient) == np.count_nonzero(d_out)
+        if shape[1] % 2:
+            assert not gradient[:, -1].any() and not gradient[:, :, -1].any()
+
+
+def test_fast_flax_variants_pool_without_select_and_scatter_and_the_reference_keeps_flaxs_own():
+    import jax
+    from flax import nnx
+
+    config = ExperimentConfig(model="cnn", batch_size=32)
+    x = np.zeros((32, 784), np.float32)
+    for name in ("flax", "flax-fused", "flax-vmap"):
+        trainer = make_trainer(name, config, {0: initial_weights(config, 0)})
+        graphdef = trainer.ops.graphdef
+        params = trainer.params if name != "flax-vmap" else jax.tree.map(lambda leaf: leaf[0], trainer.params)
+        program = jax.jit(jax.grad(lambda params: nnx.merge(graphdef, params)(x).sum())).lower(params).as_text()
+        # reduce_window's gradient is select_and_scatter: the CPU's scatter loop the fast variants avoid.
+        assert ("select_and_scatter" in program) == (name == "flax"), name

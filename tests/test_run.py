@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def test_unusable_out_exits_2_before_any_work(tmp_path, capsys, mnist_data_dir, 
 @pytest.mark.parametrize("precision, pinned", [("highest", True), ("default", False)])
 def test_precision_reaches_the_worker_and_is_recorded(tmp_path, mnist_data_dir, precision, pinned):
     out = tmp_path / precision
-    assert main(["run", "--rounds", "1", "--backend", "flax", "--precision", precision, "--epochs", "1", "--train-limit", "400",
+    assert main(["run", "--rounds", "1", "--no-floor", "--backend", "flax", "--precision", precision, "--epochs", "1", "--train-limit", "400",
                  "--test-limit", "50", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
     results = load_results(out)
     (run,) = results.runs
@@ -224,7 +225,7 @@ def test_floor_ratio_is_not_shown_for_degenerate_epochs(tmp_path, quick_run, mni
 
 
 def test_vmapped_seeds_run_matches_separate_runs(tmp_path, mnist_data_dir):
-    code = main(["run", "--rounds", "1", "--backend", "flax-vmap,flax-fused", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1500",
+    code = main(["run", "--rounds", "1", "--no-floor", "--backend", "flax-vmap,flax-fused", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1500",
                  "--test-limit", "200", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 0
     runs = load_results(tmp_path / "r").runs
@@ -257,7 +258,7 @@ print(json.dumps({"files": [str(f) for f in files], "events": events,
 
 def test_profile_writes_traces_the_profilers_reader_loads(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "profiled"
-    assert main(["run", "--rounds", "1", "--backend", "flax,keras", "--profile", "--epochs", "2", "--train-limit", "1000",
+    assert main(["run", "--rounds", "1", "--no-floor", "--backend", "flax,keras", "--profile", "--epochs", "2", "--train-limit", "1000",
                  "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
     table = capsys.readouterr().out
     assert "ok (profiled)" in table and "— (profiled)" in table  # marked, and left out of speed comparisons
@@ -274,5 +275,17 @@ def test_profile_writes_traces_the_profilers_reader_loads(tmp_path, mnist_data_d
         assert sum(found["events"].values()) > 100, found["events"]  # the traced steps' ops, not an empty shell
         if run.backend == "flax":
             assert found["perfetto"]  # JAX also writes a Perfetto trace
+            assert (trace_dir / "program.hlo.txt").read_text().startswith("HloModule")  # what each traced op is
+        assert run.costs["profile_steps"] >= 10
+    # The per-op breakdown of both traces, side by side: the MLP's time is GEMMs, activations and the update.
+    assert main(["breakdown", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in printed.splitlines()}
+    assert "flax s0 r0" in rows["category"] and "keras s0 r0" in rows["category"]
+    for name in ("GEMM forward", "GEMM backward", "optimizer update", "between ops"):
+        assert name in rows
+    assert not re.search(r"GEMM backward +0\.000", rows["GEMM backward"])  # both backends' backward GEMMs found
+    assert (out / "plots" / "breakdown.png").stat().st_size > 1000
+    assert "### Where the step's time goes" in (out / "summary.md").read_text()
     assert main(["run", "--rounds", "1", "--profile", "--epochs", "1", "--out", str(tmp_path / "x")]) == 2
     assert "--profile: invalid config: profile=True; expected --epochs >= 2" in capsys.readouterr().err

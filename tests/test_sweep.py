@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,19 @@ def test_grid_from_flags_and_from_toml_is_the_same(tmp_path, capsys):
     assert len(dry_run(capsys, "--grid", str(grid_file), "--seeds", "0-2", "--lr", "1e-3,3e-3")) == 12
     dry_run(capsys, *GRID, "--out", str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()  # a dry run writes nothing
+
+
+def test_kernel_routes_are_an_axis_with_ids_that_name_them(tmp_path, capsys):
+    # One trial per route; a backend's own route keeps the ids sweeps had before routes were an axis.
+    routes = dry_run(capsys, "--backend", "flax", "--xla-flags=xla,--xla_cpu_multi_thread_eigen=false")
+    assert routes[0] == "flax-b32-d1-lr0.001-highest-xla-defaults-s0"
+    assert re.fullmatch(r"flax-b32-d1-lr0\.001-highest-xla-[0-9a-f]{8}-s0", routes[1])
+    assert dry_run(capsys, "--backend", "flax") == ["flax-b32-d1-lr0.001-highest-s0"]
+    grid_file = tmp_path / "routes.toml"
+    grid_file.write_text('backends = ["flax"]\nxla_flags = ["", "--xla_cpu_multi_thread_eigen=false"]\n')
+    assert dry_run(capsys, "--grid", str(grid_file)) == routes
+    assert main(["sweep", "--dry-run", "--xla-flags=xla,,x"]) == 2
+    assert "--xla-flags: 'xla,,x' has an empty route" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from backends.registry import BACKENDS
+from backends.routes import CPU_ROUTES
+from benchmarks.harness.parent import HarnessError, check_xla_flags
 from backends.frameworks import DEVICE_PROBES
 from benchmarks.measure.environment import collect_environment, framework_devices
 from benchmarks.measure.stack import describe_stack
@@ -23,8 +29,31 @@ def machine_info() -> str:
         lines.append(f"  {framework:<11}{framework_devices(framework)}")
     lines.append("backends:")
     for spec in BACKENDS.values():
-        lines.append(f"  {spec.name:<11}{spec.description} [{', '.join(spec.frameworks)}]")
+        routes = "; ".join(f"{model} on {device}: {flags}" for (model, device), flags in spec.xla_routes.items())
+        lines.append(f"  {spec.name:<11}{spec.description} [{', '.join(spec.frameworks)}]"
+                     + (f" (own route: {routes})" if routes else ""))
+    lines.append("kernel routes (--xla-flags for the JAX workers; TensorFlow's kernels by its build):")
+    for flags, meaning in CPU_ROUTES.items():
+        try:
+            if flags:
+                check_xla_flags(flags)
+            known = "available"
+        except HarnessError:
+            known = "not known to this jaxlib"
+        lines.append(f"  {repr(flags) if flags else '(none)':<56}{meaning}: {known}")
+    lines.append(f"  TensorFlow oneDNN kernels: {tensorflow_onednn()}")
     return "\n".join(lines)
+
+
+def tensorflow_onednn() -> str:
+    """Whether this machine's TensorFlow runs oneDNN's kernels, asked of it in a child process."""
+    probe = subprocess.run([sys.executable, "-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+                            "from tensorflow.python.util import _pywrap_util_port as port; print(port.IsMklEnabled())"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        return "TensorFlow not importable here"
+    enabled = probe.stdout.strip().endswith("True") and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    return "on" if enabled else "off (TF_ENABLE_ONEDNN_OPTS=0, or not built in)"
 
 
 def cmd_info(args) -> int:

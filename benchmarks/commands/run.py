@@ -44,7 +44,8 @@ def cmd_run(args) -> int:
                 results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
             else:
                 job = job_from_args(args)
-                results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet)
+                results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet,
+                                                 measure_floor=not args.no_floor)
     except Interrupted as interrupted:
         write_report([interrupted.results], interrupted.run_dir)
         print(text_report([interrupted.results]))
@@ -71,4 +72,6 @@ def add_parser(commands, formatter) -> None:
                      help="finish an interrupted or partly failed run: keep its ok runs, train the rest with its "
                           "own saved settings (other flags must agree with them)")
     run.add_argument("--quiet", action="store_true", help="no progress bars, only the final table")
+    run.add_argument("--no-floor", action="store_true",
+                     help="skip measuring this machine's limits before training (a child of ~6 s): no floor columns")
     run.set_defaults(handler=cmd_run)

@@ -18,7 +18,8 @@ from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from common.job import Job
 
 
-SWEEP_AXIS_FLAGS = ("backend", "batch_size", "seeds", "devices", "learning_rate", "precision", *SHARED_SETTINGS)
+SWEEP_AXIS_FLAGS = ("backend", "batch_size", "seeds", "devices", "learning_rate", "precision", "xla_flags",
+                    *SHARED_SETTINGS)
 
 
 def grid_from_args(args):
@@ -35,7 +36,8 @@ def grid_from_args(args):
              "seeds": parse_seeds(args.seeds) if args.seeds is not None else None,
              "devices": parse_list("--devices", args.devices, int),
              "learning_rates": parse_list("--lr", args.learning_rate, float),
-             "precisions": parse_list("--precision", args.precision, str)}
+             "precisions": parse_list("--precision", args.precision, str),
+             "xla_flags": parse_routes(args.xla_flags)}
     axes.update({axis: values for axis, values in flags.items() if values is not None})
     if "backends" in axes:
         axes["backends"] = parse_backends(list(axes["backends"]), model, device)
@@ -46,6 +48,17 @@ def grid_from_args(args):
         raise CliError(f"{flag_for(error.field)}: {error}") from None
     except TypeError as error:
         raise CliError(f"--grid: {error}") from None
+
+
+def parse_routes(value: str | None) -> tuple[str, ...] | None:
+    """--xla-flags of a sweep: kernel routes separated by commas, `xla` for XLA's defaults; None when not given."""
+    if value is None:
+        return None
+    routes = tuple("" if part.strip() == "xla" else part.strip() for part in value.split(","))
+    if any(not route and part.strip() != "xla" for route, part in zip(routes, value.split(","))):
+        raise CliError(f"--xla-flags: {value!r} has an empty route; write `xla` for XLA's defaults, e.g. "
+                       "--xla-flags=xla,--xla_cpu_multi_thread_eigen=false")
+    return routes
 
 
 def cmd_sweep(args) -> int:
@@ -89,13 +102,16 @@ def add_parser(commands, formatter) -> None:
                                               "rates x precision), here or on a Ray cluster", formatter_class=formatter)
     sweep.add_argument("--grid", default=None, metavar="SWEEP.toml",
                        help="the grid as a TOML file (axes: backends, batch_sizes, seeds, devices, learning_rates, "
-                            "precisions; shared [settings]); flags below override it")
+                            "precisions, xla_flags; shared [settings]); flags below override it")
     sweep.add_argument("--backend", action="append", metavar="NAME", help=backend_help("reference"))
     # The grid's axes: the same fields as `run`'s flags, each as a comma list.
     add_list_flags(sweep, ExperimentConfig, DEFAULT_JOB.config, only=("batch_size", "learning_rate"))
     sweep.add_argument("--seeds", default=None, help=f"{SEEDS_HELP}, one trial each (default: "
                                                      f"{','.join(map(str, DEFAULT_JOB.seeds))})")
     add_list_flags(sweep, Job, DEFAULT_JOB, only=("devices", "precision"))
+    sweep.add_argument("--xla-flags", default=None, metavar="ROUTE,...",
+                       help="kernel routes, one trial each: XLA flags for the JAX workers, routes separated by commas, "
+                            "`xla` for XLA's defaults (write --xla-flags=...; default: each backend's own route)")
     add_setting_flags(sweep, ExperimentConfig, DEFAULT_JOB.config, only=SHARED_SETTINGS)
     add_setting_flags(sweep, Job, DEFAULT_JOB, only=SHARED_SETTINGS)
     sweep.add_argument("--executor", choices=EXECUTORS, default=EXECUTORS[0],

@@ -50,7 +50,7 @@ def add_parser(commands, formatter) -> None:
                                  formatter_class=formatter)
     verify.add_argument("--backend", action="append", metavar="NAME", help=backend_help("all"))
     add_setting_flags(verify, ExperimentConfig, DEFAULT_JOB.config, only=("model", "batch_size"))
-    add_setting_flags(verify, Job, DEFAULT_JOB, only=("device", "precision", "data_dir"))
+    add_setting_flags(verify, Job, DEFAULT_JOB, only=("device", "precision", "data_dir", "xla_flags"))
     verify.add_argument("--steps", type=int, default=100, help="training steps compared, one per call")
     verify.add_argument("--out", default=None, help="folder for verify.json and plots (default: runs/verify-<UTC timestamp>)")
     verify.add_argument("--quiet", action="store_true", help="no progress lines")

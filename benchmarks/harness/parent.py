@@ -96,14 +96,28 @@ def check_job_can_start(job: Job) -> None:
         # Virtual CPU devices beyond the cores would only take turns on them: not a parallel run.
         raise HarnessError(f"--devices {job.devices}: this machine has {usable_cores()} usable CPU cores, so at "
                            f"most {usable_cores()} CPU devices; use --devices {usable_cores()} or fewer")
+    if job.xla_flags and any("jax" in backend_spec(name).frameworks for name in job.backends):
+        check_xla_flags(job.xla_flags)
+
+
+def check_xla_flags(flags: str) -> None:
+    """Refuse XLA flags this jaxlib does not know, in one line, before anything trains (XLA aborts a process
+    whose XLA_FLAGS it cannot parse, at its first use of a backend)."""
+    probe = children.run((sys.executable, "-c", "import jax; jax.devices('cpu')"),
+                         env=children.child_environment(XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+    if probe.returncode != 0:
+        unknown = [line.split("] ", 1)[-1] for line in probe.stderr.splitlines() if "XLA_FLAGS" in line]
+        raise HarnessError(f"--xla-flags {flags!r}: {unknown[-1] if unknown else 'JAX fails to start with them'}; "
+                           "pass flags this jaxlib knows (docs/performance.md lists the kernel routes)")
 
 
 def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
-                  roofline: dict | None = None) -> tuple[Results, Path]:
+                  roofline: dict | None = None, measure_floor: bool = True) -> tuple[Results, Path]:
     """Train every (backend, seeds) part of `job` in its own process; save results.json after each.
 
     `roofline`: this machine's floors at the job's device and batch size, when the caller measured them
-    already (a sweep, once per batch size); measured here otherwise.
+    already (a sweep, once per batch size); measured here otherwise, unless `measure_floor` is False (`--no-floor`:
+    no limits, no floor columns, the measuring child's seconds saved).
     """
     check_job_can_start(job)
     data = load_mnist(job.data_dir)  # verify (or download) once, before any child starts
@@ -113,12 +127,14 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
         raise HarnessError(f"{run_dir} already holds a run; choose another --out, or finish it with --resume "
                            f"{run_dir} (runs are never overwritten)")
     environment = collect_environment(data.source, data.canonical)
-    environment["roofline"] = roofline or measure_roofline(job, run_dir)
+    environment["roofline"] = roofline or (measure_roofline(job, run_dir) if measure_floor else None)
+    if not measure_floor:
+        environment["roofline_skipped"] = "not measured (--no-floor)"
     environment["framework_settings"] = process_settings(job)
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
     training_started = time.monotonic()
     results = train_missing(results, run_dir, quiet)
-    if roofline is None and time.monotonic() - training_started >= REMEASURE_AFTER_S:
+    if roofline is None and measure_floor and time.monotonic() - training_started >= REMEASURE_AFTER_S:
         remeasure_floors(results, run_dir)
     return results, run_dir
 

@@ -33,6 +33,7 @@ from common.workloads import initial_weights, training_flops_per_sample
 DIVERGED_LOSS = 100 * math.log(NUM_CLASSES)
 
 PROFILE_STEPS = 10  # steady-state steps a --profile trace covers (a fused epoch: the whole epoch call)
+PROGRAM_FILE = "program.hlo.txt"  # the traced training program's optimized HLO, saved beside a --profile trace
 
 # on_event(kind, payload): "step" after each observed step, "epoch" after each validation.
 EventCallback = Callable[[str, dict], None]
@@ -104,6 +105,7 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     try:
         session.train()
         session.test()
+        session.record_routes()
     except KeyboardInterrupt:
         session.trace.stop()
         stop(session.results, "interrupted", "interrupted by the user (Ctrl-C)")
@@ -140,6 +142,7 @@ class TrainingSession:
         self.epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
         self.time_to_target: list[float | None] = [None] * len(job.seeds)
         self.rss_at_training_end, self.first_step_is_whole_call = None, None
+        self.traced_steps = None  # steps of epoch 2 the trace covers, when progress stopped it (else the whole epoch)
         self.trace = Trace(backend_spec(job.backend).frameworks)
 
     def train(self) -> None:
@@ -160,6 +163,7 @@ class TrainingSession:
             self.emit("step", dict(epoch=epoch + 1, step=step + 1, steps=steps, loss=loss, accuracy=accuracy))
             if self.trace.running and step + 1 >= PROFILE_STEPS:
                 self.trace.stop()
+                self.traced_steps = step + 1  # progress arrives every 0.25 s: the trace may hold more steps
 
         if self.job.profile and self.profile_dir is not None and epoch == 1:
             self.trace.start(self.profile_dir)  # steady state: the first epoch compiled everything
@@ -208,6 +212,20 @@ class TrainingSession:
                 result.test_predictions = predictions.astype(int).tolist()
                 result.confusion = confusion_matrix(self.splits.y_test, predictions).tolist()
 
+    def record_routes(self) -> None:
+        """Each run's kernel routes as the trainer reads them from its compiled program, after every clock stopped."""
+        try:
+            routes = self.trainer.kernel_routes()
+        except Exception as error:  # a route we cannot read never costs the run its results
+            routes = {"note": f"could not be read: {type(error).__name__}: {error}".splitlines()[0]}
+        routes.setdefault("xla_flags", self.results[0].settings.get("XLA_FLAGS", ""))
+        hlo = routes.pop("hlo", None)
+        if hlo and self.trace.directory is not None:
+            # Beside the trace: `mnist-bench breakdown` reads what each traced op was from the program's text.
+            (self.trace.directory / PROGRAM_FILE).write_text(hlo)
+        for result in self.results:
+            result.kernel_routes = routes
+
     def finish(self) -> None:
         """Every run's timing, per-step record and costs, from whatever epochs it completed."""
         train_samples = len(self.splits.x_train)
@@ -226,6 +244,9 @@ class TrainingSession:
             if self.trace.directory is not None:
                 result.timing["profiled_epoch"] = 2  # slower than unprofiled ones: no speed comparison
                 result.costs["profile_dir"] = str(self.trace.directory)
+                # Steps the trace covers: the first PROFILE_STEPS of epoch 2, or a fused backend's whole epoch.
+                result.costs["profile_steps"] = self.traced_steps or (
+                    len(self.epochs[index][1].log.losses) if len(self.epochs[index]) > 1 else None)
             result.costs.update(self.startup.summary(), rss_end_of_training_mib=self.rss_at_training_end,
                                 peak_rss_mib=peak_rss_mib(), device_memory=self.trainer.device_memory(),
                                 first_step_is_whole_call=self.first_step_is_whole_call)

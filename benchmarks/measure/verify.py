@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import itertools
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -72,7 +73,8 @@ def probe_backend(job: Job, inputs_path: Path, output_path: Path) -> None:
     # The precision each framework reports in force, read after training: what verify.json records it ran at.
     precision = json.dumps(precision_in_force(backend_spec(job.backend).frameworks))
     with atomic_path(output_path) as partial, open(partial, "wb") as handle:
-        np.savez(handle, probs=probs, losses=np.array(losses), weights=np.stack(snapshots), precision=precision)
+        np.savez(handle, probs=probs, losses=np.array(losses), weights=np.stack(snapshots), precision=precision,
+                 xla_flags=os.environ.get("XLA_FLAGS", ""))
 
 
 @dataclasses.dataclass
@@ -193,7 +195,9 @@ def verify(job: Job, steps: int, quiet: bool = True) -> Verification:
                           "loss_rel_per_step": figures["loss_rel_per_step"].tolist(),
                           "weight_diff_per_step": figures["weight_diff_per_step"].tolist(),
                           "losses": trajectory["losses"].tolist(),
-                          "precision_in_force": json.loads(str(trajectory["precision"]))}
+                          "precision_in_force": json.loads(str(trajectory["precision"])),
+                          # The kernel route it was verified under: a route is compared only once verify passes.
+                          "xla_flags_in_force": str(trajectory["xla_flags"])}
     pairs = []
     for a, b in itertools.combinations(trajectories, 2):
         checks, passed = judge(compare(trajectories[a], trajectories[b]), "pairwise", tolerances)

@@ -408,6 +408,8 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
                          + (f"; gradient all-reduce over {reduce['devices']} devices: "
                             f"{reduce['allreduce_s'] * 1e3:.3f} ms per step"
                             if (reduce := roofline.get("allreduce")) else ""))
+        elif results.environment.get("roofline_skipped"):
+            lines.append(f"limits and floors: {results.environment['roofline_skipped']}")
     forced = results.environment.get("blas_forced")
     if forced:
         lines.append("this environment forces OpenBLAS' kernel (" + ", ".join(f"{k}={v}" for k, v in forced.items())
@@ -430,6 +432,39 @@ def saved_test_set(results: Results):
     except MnistDataError as error:
         print(f"warning: no test-digit grid: {error}", file=sys.stderr)
         return None
+
+
+def breakdown_section(results_list: Sequence[Results], out_dir: Path) -> list[str]:
+    """The per-op breakdown of a --profile run (its table and stacked bars); nothing for a run without traces."""
+    from benchmarks.report.breakdown import format_breakdown, plot_breakdown, run_breakdowns
+
+    if len(results_list) != 1 or not (out_dir / "results.json").is_file():
+        return []  # compare's reports: each run's own summary has its breakdown
+    breakdowns = run_breakdowns(out_dir)
+    if not breakdowns:
+        return []
+    plot = plot_breakdown(breakdowns, out_dir / "plots" / "breakdown.png")
+    return ["### Where the step's time goes (profiled steps)", "",
+            "ms per traced step by op category (`mnist-bench breakdown`; on a CPU op times are summed over XLA's "
+            "threads; `between ops`: the traced window's wall time outside every op):", "",
+            format_breakdown(breakdowns, markdown=True), "", f"![breakdown](plots/{plot.name})", ""]
+
+
+def route_lines(groups) -> list[str]:
+    """One line per configuration: its kernel routes as its first run read them, and the XLA flags in force."""
+    from backends.routes import format_routes
+
+    lines = []
+    for group in groups:
+        recorded = next((run.kernel_routes for run in group.runs if run.kernel_routes), {})
+        if not recorded:
+            lines.append(f"{group.label}: not recorded (a run from before routes were read)")
+            continue
+        flags = recorded.get("xla_flags")
+        described = (format_routes(recorded["routes"]) + f" ({recorded['source']})" if "routes" in recorded
+                     else recorded.get("note", "—"))
+        lines.append(f"{group.label}: {described}" + (f"; XLA_FLAGS `{flags}`" if flags else ""))
+    return lines
 
 
 def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "mnist-bench run") -> Path:
@@ -476,6 +511,10 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
     problems = failures(groups)
     if problems:
         lines += ["### Runs that did not finish", ""] + [f"- {line}" for line in problems] + [""]
+    lines += ["### Kernel routes", "", "Which library ran each class of op of each backend's compiled training "
+              "program (instructions per class; `XLA codegen`: XLA's own generated loops), and the XLA flags in "
+              "force (docs/performance.md):", ""] + [f"- {line}" for line in route_lines(groups)] + [""]
+    lines += breakdown_section(results_list, out_dir)
     lines += ["## Plots", ""]
     for path in plots:
         lines += [f"![{path.stem}](plots/{path.name})", ""]
@@ -499,7 +538,8 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
                   f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
                   "- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
                                             f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
-                                            f"({env['roofline']['device']})" if env.get("roofline") else "—"),
+                                            f"({env['roofline']['device']})" if env.get("roofline") else
+                                            env.get("roofline_skipped", "—")),
                   f"- Commit: {env.get('git_commit')}"]
         lines += [f"- Resumed: {entry['at']} on {entry['hostname']} (commit {entry['git_commit']})"
                   for entry in env.get("resumed", [])] + [""]

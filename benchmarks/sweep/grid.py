@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import tomllib
 from pathlib import Path
@@ -13,10 +14,10 @@ from common.validation import ConfigError
 from common.job import Job
 
 AXES = (("backends", "backend"), ("batch_sizes", "batch_size"), ("seeds", "seed"), ("devices", "devices"),
-        ("learning_rates", "learning_rate"), ("precisions", "precision"))
+        ("learning_rates", "learning_rate"), ("precisions", "precision"), ("xla_flags", "xla_flags"))
 # Settings shared by every trial that a TOML grid may set under [settings].
 SHARED_SETTINGS = ("model", "dropout", "epochs", "train_limit", "test_limit", "device", "rounds", "target_accuracy",
-                   "data_dir")
+                   "data_dir", "compile_cache")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Grid:
     devices: tuple[int, ...] = (Job.devices,)
     learning_rates: tuple[float, ...] = (ExperimentConfig.learning_rate,)
     precisions: tuple[str, ...] = (Job.precision,)
+    # Kernel routes, one trial each: XLA flags for the JAX workers ("": XLA's defaults; None: each backend's own).
+    xla_flags: tuple[str | None, ...] = (Job.xla_flags,)
     base: Job = dataclasses.field(default_factory=lambda: Job(backends=("flax",)))
 
     def __post_init__(self):
@@ -44,10 +47,11 @@ class Grid:
     def trials(self) -> list[Trial]:
         """One Trial per combination, backends varying slowest; an impossible combination is a SweepError."""
         trials = []
-        for backend, batch_size, seed, devices, learning_rate, precision in itertools.product(
+        for backend, batch_size, seed, devices, learning_rate, precision, xla_flags in itertools.product(
                 *(getattr(self, axis) for axis, _ in AXES)):
             try:
                 job = self.base.replace(backends=(backend,), seeds=(seed,), devices=devices, precision=precision,
+                                        xla_flags=xla_flags,
                                         config=self.base.config.replace(batch_size=batch_size,
                                                                         learning_rate=learning_rate))
             except ConfigError as error:
@@ -63,7 +67,8 @@ class Grid:
     @classmethod
     def from_dict(cls, data: dict) -> Grid:
         """Inverse of `to_dict`."""
-        return cls(**{axis: tuple(data[axis]) for axis, _ in AXES}, base=Job.from_dict(data["base"]))
+        # A sweep saved before routes were an axis ran every backend's own route.
+        return cls(**{axis: tuple(data[axis]) for axis, _ in AXES if axis in data}, base=Job.from_dict(data["base"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +83,11 @@ def trial_id(job: Job) -> str:
     """A readable, file-name-safe name that tells the trial's grid point."""
     # Ids from before models existed name no model: the default model keeps them.
     model = "" if job.config.model == ExperimentConfig.model else f"{job.config.model}-"
+    # Ids from before routes existed name none: a backend's own route keeps them; a given one is named by a digest.
+    route = ("" if job.xla_flags is None else "-xla-defaults" if not job.xla_flags else
+             f"-xla-{hashlib.sha1(job.xla_flags.encode()).hexdigest()[:8]}")
     return (f"{model}{job.backend}-b{job.config.batch_size}-d{job.devices}-lr{job.config.learning_rate:g}-"
-            f"{job.precision}-s{job.seeds[0]}")
+            f"{job.precision}{route}-s{job.seeds[0]}")
 
 
 def grid_from_toml(path: Path) -> dict:

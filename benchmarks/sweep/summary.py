@@ -11,7 +11,7 @@ from common.atomic import write_text_atomic
 from common.job import Job
 from common.results import Results
 
-SUMMARY_COLUMNS = ("trial", "backend", "batch", "devices", "lr", "precision", "seed", "status", "node",
+SUMMARY_COLUMNS = ("trial", "backend", "batch", "devices", "lr", "precision", "XLA flags", "seed", "status", "node",
                    "test acc %", "epoch s", "samples/s", "speed vs 1 device", "time to target s")
 
 
@@ -48,7 +48,7 @@ def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[s
         rows.append({
             "trial": record.id, "backend": job.backend, "batch": str(job.config.batch_size),
             "devices": f"{job.device}×{job.devices}", "lr": f"{job.config.learning_rate:g}",
-            "precision": job.precision, "seed": str(job.seeds[0]),
+            "precision": job.precision, "XLA flags": route_label(job.xla_flags), "seed": str(job.seeds[0]),
             "status": record.status + (f" ({record.error})" if record.error else ""),
             "node": record.node or "—",
             "test acc %": f"{100 * run.test['accuracy']:.2f}" if ok and run.test else "—",
@@ -61,7 +61,13 @@ def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[s
 
 
 def _scaling_key(job: Job) -> tuple:
-    return (job.backend, job.device, job.config.batch_size, job.config.learning_rate, job.precision, job.seeds[0])
+    return (job.backend, job.device, job.config.batch_size, job.config.learning_rate, job.precision, job.xla_flags,
+            job.seeds[0])
+
+
+def route_label(xla_flags: str | None) -> str:
+    """A trial's kernel route in words: the backend's own, XLA's defaults, or the flags given."""
+    return "own route" if xla_flags is None else xla_flags or "XLA defaults"
 
 
 def format_summary(rows: Sequence[dict[str, str]], markdown: bool = False) -> str:

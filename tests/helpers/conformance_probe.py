@@ -65,6 +65,10 @@ def check(backend: str) -> None:
         else:
             assert log.step_end_s is None and log.first_step_end_s is None
 
+    # Every backend reads the kernel routes of the training program it compiled, each op class to a library.
+    routes = trainer.kernel_routes()
+    assert routes.get("source") and sum(routes["routes"].get("GEMM", {}).values()) >= 1, f"routes {routes}"
+
     models = [trainer.seed_model(index) for index in range(len(seeds))]
     for model in models:
         weights = model.get_weights()

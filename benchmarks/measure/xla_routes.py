@@ -1,0 +1,87 @@
+"""Which XLA kernel route trains a backend fastest on this machine: one `mnist-bench run` per route per round.
+
+    python -m benchmarks.measure.xla_routes DATA_DIR OUT_DIR [--backend flax-fused] [--model mlp|cnn]
+        [--rounds 4] [--epochs 3] [--train-limit 12000] [--route FLAGS ...]
+
+XLA_FLAGS are read once per process, so each route trains in its own `mnist-bench run --xla-flags=...` (a fresh
+worker, no floor measured), the routes in a rotated order each round so that the machine's drift hits them alike.
+A run's figure is its steady epoch median; every route is set against the first (XLA's defaults unless --route
+says otherwise) as a paired ratio with a 95% bootstrap CI over the rounds. The winner becomes the backend's route
+(`BackendSpec.xla_routes`) only after `verify` passes under it. Writes OUT_DIR/xla_routes-BACKEND-MODEL.json and
+.md. Slow (minutes): a benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from backends.routes import CPU_ROUTES
+from benchmarks.report.stats import speed_ratio
+from common.atomic import write_text_atomic
+
+ROUTES = tuple(CPU_ROUTES)
+
+
+def route_run(route: str, args, scratch: Path) -> list[float]:
+    """The steady epochs' seconds of one run of the backend under `route`."""
+    out = scratch / f"run-{len(list(scratch.iterdir()))}"
+    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", args.backend, "--model", args.model,
+                    f"--xla-flags={route}", "--rounds", "1", "--no-floor", "--epochs", str(args.epochs),
+                    "--train-limit", str(args.train_limit), "--test-limit", "1000", "--data-dir", str(args.data_dir),
+                    "--out", str(out), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    start = run["timing"]["steady_from_epoch"]
+    return [entry["epoch_s"] for entry in run["history"][start:]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the interleaved rounds and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--backend", default="flax-fused")
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-limit", type=int, default=12000)
+    parser.add_argument("--route", action="append", default=None,
+                        help="XLA flags of one route (repeat; the first is the baseline); default: " + " | ".join(
+                            repr(route) for route in ROUTES))
+    args = parser.parse_args(argv)
+    routes = tuple(args.route) if args.route else ROUTES
+    blocks: dict[str, list[list[float]]] = {route: [] for route in routes}
+    with tempfile.TemporaryDirectory(prefix="xla-routes-") as scratch:
+        for round_index in range(args.rounds):
+            shift = round_index % len(routes)
+            for route in routes[shift:] + routes[:shift]:
+                blocks[route].append(route_run(route, args, Path(scratch)))
+                print(f"round {round_index + 1}: {route or '(XLA defaults)'} {np.median(blocks[route][-1]):.3f} s/epoch",
+                      flush=True)
+    lines = [f"{args.backend}, model {args.model}: {args.rounds} rounds, {args.epochs} epochs of {args.train_limit} "
+             "samples' split per run; figure: the run's steady epoch median", "",
+             f"| XLA flags | epoch s (median of rounds) | speed vs {routes[0] or 'XLA defaults'} [95% CI] |",
+             "|---|---|---|"]
+    rows = []
+    for route in routes:
+        ratio = speed_ratio(blocks[routes[0]], blocks[route])
+        rows.append(dict(route=route, epoch_s=[float(np.median(block)) for block in blocks[route]],
+                         speed=ratio.estimate, low=ratio.low, high=ratio.high, verdict=ratio.verdict))
+        lines.append(f"| `{route or '(XLA defaults)'}` | {np.median(rows[-1]['epoch_s']):.3f} | {ratio} |")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"xla_routes-{args.backend}-{args.model}"
+    write_text_atomic(args.out_dir / f"{stem}.json", json.dumps(dict(backend=args.backend, model=args.model,
+                                                                     rounds=args.rounds, rows=rows), indent=1))
+    write_text_atomic(args.out_dir / f"{stem}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
