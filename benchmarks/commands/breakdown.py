@@ -10,7 +10,8 @@ from common.errors import EXIT_OK
 
 def cmd_breakdown(args) -> int:
     """Print the per-category table of a `--profile` run and write its stacked-bar plot."""
-    from benchmarks.report.breakdown import format_breakdown, plot_breakdown, run_breakdowns
+    from benchmarks.report.breakdown import format_breakdown, run_breakdowns
+    from benchmarks.report.plots import plot_breakdown
 
     run_dir = Path(args.run)
     if run_dir.name == "results.json":

@@ -19,6 +19,7 @@ import numpy as np
 from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
+from benchmarks.report.breakdown import PROGRAM_FILE
 from benchmarks.report.stats import steady_state_start
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
@@ -33,7 +34,6 @@ from common.workloads import initial_weights, training_flops_per_sample
 DIVERGED_LOSS = 100 * math.log(NUM_CLASSES)
 
 PROFILE_STEPS = 10  # steady-state steps a --profile trace covers (a fused epoch: the whole epoch call)
-PROGRAM_FILE = "program.hlo.txt"  # the traced training program's optimized HLO, saved beside a --profile trace
 
 # on_event(kind, payload): "step" after each observed step, "epoch" after each validation.
 EventCallback = Callable[[str, dict], None]

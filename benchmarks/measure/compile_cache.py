@@ -14,16 +14,14 @@ OUT_DIR/compile_cache-MODEL.json and .md. Slow (minutes): a benchmark, never a t
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure.runs import one_run, write_outputs
 from benchmarks.report.stats import speed_ratio
-from common.atomic import write_text_atomic
 
 FIGURES = {"first step s": lambda run: run["costs"]["startup"]["first_step_s"],
            "start-up s": lambda run: run["costs"]["time_to_first_step_s"]}
@@ -31,13 +29,8 @@ FIGURES = {"first step s": lambda run: run["costs"]["startup"]["first_step_s"],
 
 def cached_run(backend: str, cache: Path, args, scratch: Path) -> dict:
     """One run of `backend` with `cache` as its compilation cache: its results.json run."""
-    out = scratch / f"run-{len(list(scratch.iterdir()))}"
-    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", args.model,
-                    "--compile-cache", str(cache), "--rounds", "1", "--no-floor", "--epochs", "1", "--train-limit",
-                    str(args.train_limit), "--test-limit", "1000", "--data-dir", str(args.data_dir), "--out", str(out),
-                    "--quiet"], check=True, stdout=subprocess.DEVNULL)
-    (run,) = json.loads((out / "results.json").read_text())["runs"]
-    return run
+    return one_run(backend, args.model, args.data_dir, scratch, "--compile-cache", str(cache), "--no-floor",
+                   "--epochs", "1", "--train-limit", str(args.train_limit))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {backend} | {np.median(cold):.2f} | {np.median(warm):.2f} | {ratio.estimate:.2f} {interval} | "
                      f"{np.median(values[(backend, 'cold', 'start-up s')]):.2f} | "
                      f"{np.median(values[(backend, 'warm', 'start-up s')]):.2f} |")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out_dir / f"compile_cache-{args.model}.json", json.dumps(rows, indent=1))
-    write_text_atomic(args.out_dir / f"compile_cache-{args.model}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_outputs(args.out_dir, f"compile_cache-{args.model}", rows, lines)
     return 0
 
 

@@ -24,7 +24,6 @@ Writes OUT_DIR/fit_overhead-BACKEND-MODEL.json and .md. Slow (minutes): a benchm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,8 +33,8 @@ import numpy as np
 
 from backends.registry import create_trainer, load_backend, model_builder, prepare_process
 from benchmarks.harness.worker import make_event_emitter
+from benchmarks.measure.runs import write_outputs
 from benchmarks.report.stats import median_interval
-from common.atomic import write_text_atomic
 from common.config import ExperimentConfig
 from common.data import epoch_batches, make_splits, one_hot, steps_per_epoch
 from common.job import Job
@@ -135,14 +134,10 @@ def main(argv: list[str] | None = None) -> int:
              "", "| harness beyond plain fit | median [95% CI] |", "|---|---|"]
     lines += [f"| {name} | {cell['median']:.2f} [{cell['low']:.2f}, {cell['high']:.2f}] {cell['unit']} |"
               for name, cell in cells.items()]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"fit_overhead-{args.backend}-{args.model}"
-    write_text_atomic(args.out_dir / f"{stem}.json", json.dumps(dict(
+    write_outputs(args.out_dir, f"fit_overhead-{args.backend}-{args.model}", dict(
         backend=args.backend, model=args.model, rounds=args.rounds, repeats=args.repeats, long_steps=steps_long,
         full_epoch_s=full, full_steps=full_steps, costs=cells,
-        seconds={f"{way} S={sizes[size] // batch}": values for (way, size), values in figures.items()}), indent=1))
-    write_text_atomic(args.out_dir / f"{stem}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+        seconds={f"{way} S={sizes[size] // batch}": values for (way, size), values in figures.items()}), lines)
     return 0
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure.runs import one_run, write_outputs
 from benchmarks.report.stats import speed_ratio
-from common.atomic import write_text_atomic
 
 PLAIN = Path(__file__).resolve().parents[1] / "plain"
 # backend row -> its plain scripts as (name, script, environment, arguments); the first is the idiom the row
@@ -41,12 +41,8 @@ GOAL = (0.95, 1.05)
 
 def harness_epochs(backend: str, args, scratch: Path) -> list[float]:
     """Training seconds of each epoch of one `mnist-bench run` of `backend`."""
-    out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
-    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", args.model, "--rounds", "1",
-                    "--epochs", str(args.epochs), "--train-limit", str(args.train_limit), "--test-limit", "1000",
-                    "--data-dir", str(args.data_dir), "--out", str(out), "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
-    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    run = one_run(backend, args.model, args.data_dir, scratch, "--epochs", str(args.epochs), "--train-limit",
+                  str(args.train_limit))
     return [entry["epoch_s"] for entry in run["history"]]
 
 
@@ -108,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row['backend']} | {row['plain']} | {np.median(row['harness_epoch_s']):.3f} | "
                      f"{np.median(row['plain_epoch_s']):.3f} | {row['ratio']:.3f} {interval} | "
                      + (f"{'yes' if row['within_goal'] else 'no'} |" if row["goal_applies"] else "(another idiom) |"))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out_dir / f"plain_vs_harness-{args.model}.json", json.dumps(rows, indent=1))
-    write_text_atomic(args.out_dir / f"plain_vs_harness-{args.model}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_outputs(args.out_dir, f"plain_vs_harness-{args.model}", rows, lines)
     return 0
 
 

@@ -14,8 +14,6 @@ says otherwise) as a paired ratio with a 95% bootstrap CI over the rounds. The w
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,22 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from backends.routes import CPU_ROUTES
+from benchmarks.measure.runs import one_run, write_outputs
 from benchmarks.report.stats import speed_ratio
-from common.atomic import write_text_atomic
 
 ROUTES = tuple(CPU_ROUTES)
 
 
 def route_run(route: str, args, scratch: Path) -> list[float]:
     """The steady epochs' seconds of one run of the backend under `route`."""
-    out = scratch / f"run-{len(list(scratch.iterdir()))}"
-    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", args.backend, "--model", args.model,
-                    f"--xla-flags={route}", "--rounds", "1", "--no-floor", "--epochs", str(args.epochs),
-                    "--train-limit", str(args.train_limit), "--test-limit", "1000", "--data-dir", str(args.data_dir),
-                    "--out", str(out), "--quiet"], check=True, stdout=subprocess.DEVNULL)
-    (run,) = json.loads((out / "results.json").read_text())["runs"]
-    start = run["timing"]["steady_from_epoch"]
-    return [entry["epoch_s"] for entry in run["history"][start:]]
+    run = one_run(args.backend, args.model, args.data_dir, scratch, f"--xla-flags={route}", "--no-floor", "--epochs",
+                  str(args.epochs), "--train-limit", str(args.train_limit))
+    return [entry["epoch_s"] for entry in run["history"][run["timing"]["steady_from_epoch"]:]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,12 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(dict(route=route, epoch_s=[float(np.median(block)) for block in blocks[route]],
                          speed=ratio.estimate, low=ratio.low, high=ratio.high, verdict=ratio.verdict))
         lines.append(f"| `{route or '(XLA defaults)'}` | {np.median(rows[-1]['epoch_s']):.3f} | {ratio} |")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"xla_routes-{args.backend}-{args.model}"
-    write_text_atomic(args.out_dir / f"{stem}.json", json.dumps(dict(backend=args.backend, model=args.model,
-                                                                     rounds=args.rounds, rows=rows), indent=1))
-    write_text_atomic(args.out_dir / f"{stem}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_outputs(args.out_dir, f"xla_routes-{args.backend}-{args.model}",
+                  dict(backend=args.backend, model=args.model, rounds=args.rounds, rows=rows), lines)
     return 0
 
 

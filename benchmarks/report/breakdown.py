@@ -25,7 +25,7 @@ from backends.routes import parse_computations
 
 CATEGORIES = ("GEMM forward", "GEMM backward", "conv forward", "conv weight gradient", "conv input gradient",
               "pooling and its gradient", "activations and loss", "optimizer update", "between ops")
-PROGRAM_FILE = "program.hlo.txt"
+PROGRAM_FILE = "program.hlo.txt"  # the traced program's optimized HLO, which the worker saves beside its trace
 # Scope names the Flax backends put on their ops (backends/flax_models.py), as they appear in op_name metadata.
 OPTIMIZER_SCOPES = ("optimizer_update", "adam", "optimizer")
 POOL_MARKS = ("max_pool", "reduce_window_max", "select_and_scatter", "reduce-window", "select-and-scatter")
@@ -232,32 +232,3 @@ def format_breakdown(breakdowns: list[Breakdown], markdown: bool = False) -> str
                          + ["| " + " | ".join(row) + " |" for row in rows])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows])
-
-
-def plot_breakdown(breakdowns: list[Breakdown], path: Path) -> Path | None:
-    """A stacked bar per profiled run: ms per step by category."""
-    if not breakdowns:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from common.atomic import atomic_path
-
-    figure, axes = plt.subplots(figsize=(max(6, 1.4 * len(breakdowns) + 3), 4.5))
-    bottoms = [0.0] * len(breakdowns)
-    colors = plt.get_cmap("tab10")
-    for index, name in enumerate(CATEGORIES):
-        values = [b.ms_per_step[name] for b in breakdowns]
-        axes.bar([b.run for b in breakdowns], values, bottom=bottoms, label=name, color=colors(index))
-        bottoms = [bottom + value for bottom, value in zip(bottoms, values)]
-    axes.set_ylabel("ms per step (traced)")
-    axes.set_title("Where a step's time goes (--profile trace)")
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as partial:
-        figure.savefig(partial, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path

@@ -485,3 +485,24 @@ def _plot_sweep_accuracy(runs, color: dict, path: Path) -> Path | None:
     ax.set_xticks(range(1, len(keys) + 1), [f"{b}\nbatch {batch}" for b, batch in keys], fontsize=8)
     ax.set(ylabel="test accuracy % (bar: mean ± std)", title="Accuracy spread over seeds and trials")
     return _save(fig, path)
+
+
+def plot_breakdown(breakdowns: Sequence, path: Path) -> Path | None:
+    """A stacked bar per profiled run (benchmarks/report/breakdown.py): ms per traced step by op category."""
+    from benchmarks.report.breakdown import CATEGORIES
+
+    if not breakdowns:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(figsize=(max(6, 1.4 * len(breakdowns) + 3), 4.5))
+    bottoms = np.zeros(len(breakdowns))
+    colors = plt.get_cmap("tab10")
+    for index, name in enumerate(CATEGORIES):
+        values = np.array([b.ms_per_step[name] for b in breakdowns])
+        axes.bar([b.run for b in breakdowns], values, bottom=bottoms, label=name, color=colors(index))
+        bottoms += values
+    axes.set_ylabel("ms per step (traced)")
+    axes.set_title("Where a step's time goes (--profile trace)")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)

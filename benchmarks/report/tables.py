@@ -436,7 +436,8 @@ def saved_test_set(results: Results):
 
 def breakdown_section(results_list: Sequence[Results], out_dir: Path) -> list[str]:
     """The per-op breakdown of a --profile run (its table and stacked bars); nothing for a run without traces."""
-    from benchmarks.report.breakdown import format_breakdown, plot_breakdown, run_breakdowns
+    from benchmarks.report.breakdown import format_breakdown, run_breakdowns
+    from benchmarks.report.plots import plot_breakdown
 
     if len(results_list) != 1 or not (out_dir / "results.json").is_file():
         return []  # compare's reports: each run's own summary has its breakdown
