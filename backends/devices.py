@@ -96,3 +96,15 @@ def configure_tensorflow(device: str, devices: int) -> list[str]:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     return [f"/GPU:{index}" for index in range(devices)]
+
+
+def tensorflow_platform(device: str) -> str:
+    """"gpu" or "cpu": the platform of a TensorFlow device name ("/GPU:0", "/device:CPU:0")."""
+    return "gpu" if "GPU" in device.upper() else "cpu"
+
+
+def onednn_enabled() -> bool:
+    """Whether this TensorFlow runs oneDNN's kernels: built with oneDNN and not turned off by TF_ENABLE_ONEDNN_OPTS."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return _pywrap_util_port.IsMklEnabled() and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"

@@ -22,7 +22,8 @@ from backends.base import (PROGRESS_INTERVAL_S, EpochLog, ModelBuilder, Placemen
 from backends.devices import describe_jax_devices, jax_device_memory, jax_devices
 from backends.frameworks import framework_versions
 from backends.keras_adam import keras_adam
-from backends.routes import kernel_routes
+from backends.routes import (CONV_INPUT_GRADIENT_SCOPE, CONV_WEIGHT_GRADIENT_SCOPE, OPTIMIZER_SCOPE, POOL_SCOPE,
+                             kernel_routes)
 from common.config import ExperimentConfig
 from common.data import one_hot
 from common.mnist import NUM_CLASSES
@@ -48,12 +49,6 @@ def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weigh
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
-# Named scopes that label ops in the compiled programs' metadata, read by the per-op breakdown
-# (benchmarks/report/breakdown.py): autodiff's own ops say forward or backward, not which gradient or what for.
-OPTIMIZER_SCOPE = "optimizer_update"
-POOL_SCOPE = "max_pool"
-CONV_WEIGHT_GRADIENT_SCOPE = "conv_weight_gradient"
-CONV_INPUT_GRADIENT_SCOPE = "conv_input_gradient"
 
 
 @jax.custom_vjp

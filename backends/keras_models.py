@@ -18,15 +18,14 @@ import numpy as np
 from backends.base import (INFERENCE_BATCH, PROGRESS_INTERVAL_S, EpochLog, ModelBuilder, Placement,
                            SingleSeedTrainer, StepCallback, check_batches, single_seed)
 from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
-                              jax_devices, tensorflow_device_memory)
+                              jax_devices, onednn_enabled, tensorflow_device_memory, tensorflow_platform)
 from backends.frameworks import framework_versions
 from backends.routes import kernel_routes, tensorflow_graph_routes
 from common.config import ExperimentConfig
 from common.data import one_hot
-from common.mnist import NUM_CLASSES
+from common.mnist import INPUT_DIM, NUM_CLASSES
 from common.weights import Weights, as_layer_list, check_weights, from_layer_list
 from common.workloads import cnn, mlp, model_inputs, weight_shapes
-from common.workloads.cnn import IMAGE_SHAPE
 
 
 def create_trainer(config: ExperimentConfig, initial_weights: Mapping[int, Weights], placement: Placement, *,
@@ -176,7 +175,7 @@ class KerasTrainer(SingleSeedTrainer):
         if len(self._devices) > 1:
             return {"note": "not read for a data-parallel model"}
         batch = self.config.batch_size
-        x = model_inputs(self.config, np.zeros((batch, int(np.prod(IMAGE_SHAPE))), np.float32))  # flat pixel rows
+        x = model_inputs(self.config, np.zeros((batch, INPUT_DIM), np.float32))
         y = np.zeros((batch, NUM_CLASSES), np.float32)
         if self.keras_backend == "jax":
             import jax
@@ -190,7 +189,7 @@ class KerasTrainer(SingleSeedTrainer):
                     "platform": platform, "routes": kernel_routes(hlo, platform), "hlo": hlo}
         import tensorflow as tf
 
-        platform = "gpu" if "GPU" in self._device.upper() else "cpu"
+        platform = tensorflow_platform(self._device)
         if self.model.jit_compile:
             hlo = tf.function(self.model.train_step, jit_compile=True).experimental_get_compiler_ir((x, y))(
                 stage="optimized_hlo")
@@ -216,15 +215,6 @@ class KerasTrainer(SingleSeedTrainer):
     def versions(self) -> dict[str, str]:
         """keras and the backend framework's version."""
         return framework_versions(("keras", self.keras_backend))
-
-
-def onednn_enabled() -> bool:
-    """Whether this TensorFlow runs oneDNN's kernels: built with oneDNN and not turned off by TF_ENABLE_ONEDNN_OPTS."""
-    import os
-
-    from tensorflow.python.util import _pywrap_util_port
-
-    return _pywrap_util_port.IsMklEnabled() and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
 
 
 def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):

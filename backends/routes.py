@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import collections
 import re
+from typing import NamedTuple
 
 # The CPU kernel routes worth trying (jaxlib 0.10): XLA's defaults (YNNPACK for forward convolutions, pooling
 # and weight-gradient convolutions, Eigen for the rest), YNNPACK for dots only, YNNPACK off, Eigen on one thread.
 CPU_ROUTES = {"": "XLA's defaults", "--xla_cpu_experimental_ynn_fusion_type=individual_dot": "YNNPACK for dots only",
               "--xla_cpu_experimental_ynn_fusion_type=": "YNNPACK off (Eigen and XLA's own loops)",
               "--xla_cpu_multi_thread_eigen=false": "Eigen on one thread per op"}
+
+# Named scopes the Flax backends put on their ops (jax.named_scope): they reach the compiled program's op_name
+# metadata, where the per-op breakdown (benchmarks/report/breakdown.py) reads them; autodiff's own names say
+# forward or backward, not which gradient or what for.
+OPTIMIZER_SCOPE = "optimizer_update"
+POOL_SCOPE = "max_pool"
+CONV_WEIGHT_GRADIENT_SCOPE = "conv_weight_gradient"
+CONV_INPUT_GRADIENT_SCOPE = "conv_input_gradient"
 
 # Op classes, most telling first: a fusion is classed by the most telling op it contains.
 OP_CLASSES = ("convolution", "GEMM", "pooling gradient", "pooling", "scatter", "reduction", "elementwise")
@@ -36,12 +45,21 @@ LOOSE_OPCODES_SKIPPED = {"parameter", "constant", "get-tuple-element", "tuple", 
                          "after-all", "partition-id", "replica-id", "while", "conditional", "call"}
 
 _COMPUTATION = re.compile(r"^(ENTRY )?%?([\w.\-]+) .*\{\s*$")
-_INSTRUCTION = re.compile(r"^\s*(ROOT )?%?([\w.\-]+) = .*?\s([a-z][\w\-]*)\((.*)$")
+_INSTRUCTION = re.compile(r"^\s*(ROOT )?%?([\w.\-]+) = (.*?)\s([a-z][\w\-]*)\((.*)$")
 
 
-def parse_computations(hlo_text: str) -> tuple[dict[str, list[tuple[str, str]]], str | None]:
-    """({computation name: [(opcode, the rest of the line)]}, the entry computation's name) of an HLO module."""
-    computations: dict[str, list[tuple[str, str]]] = {}
+class Instruction(NamedTuple):
+    """One line of an HLO computation: `name = shape opcode(rest`."""
+
+    name: str
+    shape: str  # its result type as written: `f32[128,26,26,32]{3,2,1,0}`, or a tuple of them
+    opcode: str
+    rest: str  # the operands and attributes, after the opcode's opening parenthesis
+
+
+def parse_computations(hlo_text: str) -> tuple[dict[str, list[Instruction]], str | None]:
+    """({computation name: its instructions}, the entry computation's name) of an HLO module."""
+    computations: dict[str, list[Instruction]] = {}
     entry, current = None, None
     for line in hlo_text.splitlines():
         if current is None:
@@ -57,7 +75,7 @@ def parse_computations(hlo_text: str) -> tuple[dict[str, list[tuple[str, str]]],
             continue
         match = _INSTRUCTION.match(line)
         if match:
-            computations[current].append((match.group(3), match.group(4)))
+            computations[current].append(Instruction(match.group(2), match.group(3), match.group(4), match.group(5)))
     return computations, entry
 
 
@@ -121,14 +139,14 @@ def kernel_routes(hlo_text: str, platform: str = "cpu") -> dict[str, dict[str, i
         if name in seen or name not in computations:
             continue
         seen.add(name)
-        for opcode, rest in computations[name]:
+        for _, _, opcode, rest in computations[name]:
             if opcode in ("while", "conditional", "call"):
                 pending.extend(_called(rest))
                 continue
             if opcode in LOOSE_OPCODES_SKIPPED:
                 continue
             if opcode == "fusion":
-                body = [op for called in _called(rest) for op, _ in computations.get(called, [])]
+                body = [inner.opcode for called in _called(rest) for inner in computations.get(called, [])]
                 op_class = _class_of_ops(body)
                 if op_class == "elementwise" and "kind=kCustom" in rest:
                     op_class = _class_from_metadata(rest) or op_class

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from backends.base import (EpochLog, ModelBuilder, Placement, SingleSeedTrainer, StepCallback, check_batches,
                            padded_batch_matrix, padded_chunks, single_seed)
-from backends.devices import configure_tensorflow, tensorflow_device_memory
+from backends.devices import configure_tensorflow, tensorflow_device_memory, tensorflow_platform
 from backends.frameworks import framework_versions
 from backends.routes import kernel_routes
 from common.config import ExperimentConfig
@@ -201,7 +201,7 @@ class FusedTensorFlowTrainer(SingleSeedTrainer):
             return {"note": "no training program ran"}
         with tf.device(self._device):
             hlo = self._epoch.experimental_get_compiler_ir(*self._epoch_arguments)(stage="optimized_hlo")
-        platform = "gpu" if "GPU" in self._device.upper() else "cpu"
+        platform = tensorflow_platform(self._device)
         return {"source": "optimized HLO of the epoch's tf.function(jit_compile=True)", "platform": platform,
                 "routes": kernel_routes(hlo, platform), "hlo": hlo}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -46,14 +45,13 @@ def machine_info() -> str:
 
 
 def tensorflow_onednn() -> str:
-    """Whether this machine's TensorFlow runs oneDNN's kernels, asked of it in a child process."""
+    """Whether this machine's TensorFlow runs oneDNN's kernels, asked of it in a child (info never imports it)."""
     probe = subprocess.run([sys.executable, "-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
-                            "from tensorflow.python.util import _pywrap_util_port as port; print(port.IsMklEnabled())"],
+                            "from backends.devices import onednn_enabled; print(onednn_enabled())"],
                            capture_output=True, text=True)
     if probe.returncode:
         return "TensorFlow not importable here"
-    enabled = probe.stdout.strip().endswith("True") and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    return "on" if enabled else "off (TF_ENABLE_ONEDNN_OPTS=0, or not built in)"
+    return "on" if probe.stdout.strip().endswith("True") else "off (TF_ENABLE_ONEDNN_OPTS=0, or not built in)"
 
 
 def cmd_info(args) -> int:

@@ -54,11 +54,11 @@ def parse_routes(value: str | None) -> tuple[str, ...] | None:
     """--xla-flags of a sweep: kernel routes separated by commas, `xla` for XLA's defaults; None when not given."""
     if value is None:
         return None
-    routes = tuple("" if part.strip() == "xla" else part.strip() for part in value.split(","))
-    if any(not route and part.strip() != "xla" for route, part in zip(routes, value.split(","))):
+    parts = [part.strip() for part in value.split(",")]
+    if not all(parts):
         raise CliError(f"--xla-flags: {value!r} has an empty route; write `xla` for XLA's defaults, e.g. "
                        "--xla-flags=xla,--xla_cpu_multi_thread_eigen=false")
-    return routes
+    return tuple("" if part == "xla" else part for part in parts)
 
 
 def cmd_sweep(args) -> int:

@@ -6,7 +6,7 @@ XLA's threads (or the GPU's "XLA Ops" line) are named by HLO instruction; the HL
 is: its opcode, the ops fused into it, and the `op_name` metadata JAX writes (`transpose(jvp(...))` marks the
 backward pass; mnist-bench's named scopes mark the optimizer update, the pool and each convolution gradient).
 TensorFlow's own kernels are named by their op type in its trace (`MatMul`, `Conv2DBackpropFilter`), with
-`gradient_tape/` marking the backward pass. One table, `CATEGORY_RULES` below, maps both to the categories.
+`gradient_tape/` marking the backward pass. One table, `category()` below, maps both to the categories.
 
 Per category: milliseconds of op time per traced step (op events summed: on several CPU threads this is CPU
 time) and its share of the backend's op time; "between ops" is the traced window's wall time per step not
@@ -21,24 +21,19 @@ import json
 import re
 from pathlib import Path
 
-from backends.routes import parse_computations
+from backends.routes import (CONV_INPUT_GRADIENT_SCOPE, CONV_WEIGHT_GRADIENT_SCOPE, OPTIMIZER_SCOPE, POOL_SCOPE,
+                             parse_computations)
 
 CATEGORIES = ("GEMM forward", "GEMM backward", "conv forward", "conv weight gradient", "conv input gradient",
               "pooling and its gradient", "activations and loss", "optimizer update", "between ops")
 PROGRAM_FILE = "program.hlo.txt"  # the traced program's optimized HLO, which the worker saves beside its trace
-# Scope names the Flax backends put on their ops (backends/flax_models.py), as they appear in op_name metadata.
-OPTIMIZER_SCOPES = ("optimizer_update", "adam", "optimizer")
-POOL_MARKS = ("max_pool", "reduce_window_max", "select_and_scatter", "reduce-window", "select-and-scatter")
-WEIGHT_GRADIENT_MARKS = ("conv_weight_gradient", "Conv2DBackpropFilter")
-INPUT_GRADIENT_MARKS = ("conv_input_gradient", "Conv2DBackpropInput")
+# What marks each category in op_name metadata or a TensorFlow kernel's type: the Flax backends' scope names
+# (backends/routes.py), JAX's primitive names, HLO opcodes, TensorFlow's op types.
+OPTIMIZER_SCOPES = (OPTIMIZER_SCOPE, "adam", "optimizer")
+POOL_MARKS = (POOL_SCOPE, "reduce_window_max", "select_and_scatter", "reduce-window", "select-and-scatter")
+WEIGHT_GRADIENT_MARKS = (CONV_WEIGHT_GRADIENT_SCOPE, "Conv2DBackpropFilter")
+INPUT_GRADIENT_MARKS = (CONV_INPUT_GRADIENT_SCOPE, "Conv2DBackpropInput")
 BACKWARD_MARKS = ("transpose(", "gradient_tape/", "gradients/")
-# TensorFlow kernel types by class (its trace names events by op type or "name:type").
-TF_GEMM = ("MatMul", "_FusedMatMul", "_MklMatMul", "_MklFusedMatMul", "_MklNativeFusedMatMul", "BatchMatMulV2")
-TF_CONV = ("Conv2D", "_FusedConv2D", "_MklNativeConv2D", "_MklConv2D", "Conv2DBackpropFilter",
-           "Conv2DBackpropInput", "_MklNativeConv2DBackpropFilter", "_MklNativeConv2DBackpropInput")
-TF_POOL = ("MaxPool", "MaxPoolGrad", "_MklNativeMaxPool", "_MklNativeMaxPoolGrad", "_MklMaxPool", "_MklMaxPoolGrad")
-
-
 @dataclasses.dataclass(frozen=True)
 class OpInfo:
     """What one traced op is: its opcode (or TensorFlow op type), the opcodes fused into it, its op_name."""
@@ -96,30 +91,25 @@ def attributed_categories(ops: dict[str, OpInfo], kernel_size: int = 3) -> dict[
     return categories
 
 
-_SHAPE = re.compile(r"= \(?[a-z]\w*\[([\d,]*)\]")
+_SHAPE = re.compile(r"\(?[a-z]\w*\[([\d,]*)\]")
 
 
 def hlo_ops(hlo_text: str) -> dict[str, OpInfo]:
     """{instruction name: OpInfo} for every instruction of an HLO module (a trace names ops by instruction)."""
     computations, _ = parse_computations(hlo_text)
-    names: dict[str, str] = {}
-    for line in hlo_text.splitlines():
-        match = re.match(r"^\s*(?:ROOT )?%?([\w.\-]+) = ", line)
-        if match:
-            names.setdefault(match.group(1), line)
     ops = {}
-    for name, line in names.items():
-        opcode = re.search(r"= .*?\s([a-z][\w\-]*)\((.*)", line)
-        called = re.findall(r"calls=%?([\w.\-]+)", line)
-        body = tuple(op for computation in called for op, _ in computations.get(computation, []))
-        op_names = re.findall(r'op_name="([^"]+)"', line) + [
-            found for computation in called for _, rest in computations.get(computation, [])
-            for found in re.findall(r'op_name="([^"]+)"', rest)]
-        shape = _SHAPE.search(line)
-        arguments = opcode.group(2).split(")", 1)[0] if opcode else ""  # the operand list after the opcode
-        ops[name] = OpInfo(opcode.group(1) if opcode else "", body, " ".join(op_names),
-                           tuple(int(d) for d in shape.group(1).split(",") if d) if shape else (),
-                           tuple(re.findall(r"%([\w.\-]+)", arguments)))
+    for instructions in computations.values():
+        for instruction in instructions:
+            called = [computations.get(name, []) for name in re.findall(r"calls=%?([\w.\-]+)", instruction.rest)]
+            body = tuple(inner.opcode for computation in called for inner in computation)
+            op_names = [found for line in (instruction, *(inner for computation in called for inner in computation))
+                        for found in re.findall(r'op_name="([^"]+)"', line.rest)]
+            shape = _SHAPE.match(instruction.shape)
+            operands = instruction.rest.split(")", 1)[0]  # the operand list, up to the opcode's closing parenthesis
+            ops.setdefault(instruction.name, OpInfo(
+                instruction.opcode, body, " ".join(op_names),
+                tuple(int(d) for d in shape.group(1).split(",") if d) if shape else (),
+                tuple(re.findall(r"%([\w.\-]+)", operands))))
     return ops
 
 
