@@ -98,54 +98,61 @@ def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=No
                                         out_sharding=out_sharding, **options)
 
 
-@jax.custom_vjp
 def first_max_pool(x):
     """2x2 max pooling, stride 2 (a trailing odd row/column dropped) as a reshape and a max over the window axes,
     NHWC; its gradient goes to each window's first maximum in row-major order, as the float64 reference's.
 
     `nnx.max_pool` lowers to `reduce_window`, whose gradient is `select_and_scatter`: on XLA's CPU runtime a
     scatter loop that took 40 of the convnet step's 84 ms (docs/models.md). Where window == stride no window
-    overlaps another, so the pool is a reshape, and its gradient a mask of elementwise compares.
+    overlaps another, so the pool is a reshape, and its gradient a select.
     """
-    with jax.named_scope(POOL_SCOPE):
-        return _pool_windows(x).max(axis=(2, 4))
-
-
-def _pool_windows(x):
-    """(n, h, w, c) -> (n, h // P, P, w // P, P, c): each pooling window on its own two axes."""
     n, h, w, c = x.shape
-    rows, columns = h // cnn.POOL, w // cnn.POOL
-    return x[:, :rows * cnn.POOL, :columns * cnn.POOL].reshape(n, rows, cnn.POOL, columns, cnn.POOL, c)
-
-
-def _first_max_pool_forward(x):
-    pooled = first_max_pool(x)
-    return pooled, (x, pooled)
-
-
-def _first_max_pool_backward(residuals, d_pooled):
     with jax.named_scope(POOL_SCOPE):
-        return _first_max_pool_gradient(*residuals, d_pooled)
+        # Cropping outside the custom_vjp leaves the crop's gradient (a pad) to autodiff.
+        return _even_max_pool(x[:, :h // cnn.POOL * cnn.POOL, :w // cnn.POOL * cnn.POOL])
 
 
-def _first_max_pool_gradient(x, pooled, d_pooled):
-    windows = _pool_windows(x)
-    # Walk each window in row-major order; an element takes the gradient if it is a maximum and no earlier
-    # element of its window took it (ties go to the first, exactly one element per window).
-    taken = jnp.zeros(pooled.shape, bool)
-    shares = [[None] * cnn.POOL for _ in range(cnn.POOL)]
-    for row in range(cnn.POOL):
-        for column in range(cnn.POOL):
-            takes = (windows[:, :, row, :, column, :] == pooled) & ~taken
-            taken = taken | takes
-            shares[row][column] = jnp.where(takes, d_pooled, 0.0)
-    d_windows = jnp.stack([jnp.stack(shares[row], axis=3) for row in range(cnn.POOL)], axis=2)
+@jax.custom_vjp
+def _even_max_pool(x):
+    return _max_and_first_corner(x)[0]
+
+
+def _window_corners(x):
+    """(n, h, w, c) -> the P * P arrays (n, h // P, w // P, c) of each window's elements, in row-major order."""
     n, h, w, c = x.shape
-    d_x = d_windows.reshape(n, pooled.shape[1] * cnn.POOL, pooled.shape[2] * cnn.POOL, c)
-    return (jnp.pad(d_x, ((0, 0), (0, h - d_x.shape[1]), (0, w - d_x.shape[2]), (0, 0))),)
+    windows = x.reshape(n, h // cnn.POOL, cnn.POOL, w // cnn.POOL, cnn.POOL, c)
+    return [windows[:, :, row, :, column] for row in range(cnn.POOL) for column in range(cnn.POOL)]
 
 
-first_max_pool.defvjp(_first_max_pool_forward, _first_max_pool_backward)
+def _max_and_first_corner(x):
+    """Each window's maximum, and which of its corners (row-major) holds it first."""
+    corners = _window_corners(x)
+    # The elementwise maximum of the corners, not `.max(axis=(2, 4))` on the window view: XLA's CPU loop emitter
+    # vectorizes an elementwise op along the channels, a reduction over non-minor axes it does not (7x slower at
+    # the convnet's shapes, docs/performance.md).
+    pooled = functools.reduce(jnp.maximum, corners)
+    first = jnp.full(pooled.shape, len(corners) - 1, jnp.int8)
+    for index in reversed(range(len(corners) - 1)):
+        first = jnp.where(corners[index] == pooled, jnp.int8(index), first)
+    return pooled, first
+
+
+def _even_max_pool_forward(x):
+    pooled, first = _max_and_first_corner(x)
+    # The winning corner, one byte per window, is all the gradient needs: saving it here spares the backward pass
+    # from recomputing every window's maximum (and the activations under it) per element.
+    return pooled, first
+
+
+def _even_max_pool_backward(first, d_pooled):
+    n, rows, columns, c = d_pooled.shape
+    corner = jnp.arange(cnn.POOL * cnn.POOL, dtype=jnp.int8).reshape(1, 1, cnn.POOL, 1, cnn.POOL, 1)
+    with jax.named_scope(POOL_SCOPE):
+        d_windows = jnp.where(first[:, :, None, :, None, :] == corner, d_pooled[:, :, None, :, None, :], 0.0)
+        return (d_windows.reshape(n, rows * cnn.POOL, columns * cnn.POOL, c),)
+
+
+_even_max_pool.defvjp(_even_max_pool_forward, _even_max_pool_backward)
 
 
 def framework_max_pool(x):
