@@ -149,13 +149,41 @@ def test_flax_convnets_draw_the_same_dropout_masks():
     assert not np.allclose(logs[0].losses, logs[1].losses)
 
 
-def test_first_max_pool_matches_flax_forward_and_the_references_gradient_ties_included():
-    # The fast variants' pool: a reshape and a max, its gradient a custom_vjp. It must compute nnx.max_pool's
-    # values and send each window's gradient where the float64 reference does: to the first maximum, row-major.
+def _jax_pools():
+    """flax-fused's pool, nnx.max_pool, and the pool's gradient of sum(pool(x) * d_out)."""
     import jax
 
     from backends.flax_models import first_max_pool, framework_max_pool
 
+    return first_max_pool, framework_max_pool, lambda x, d_out: jax.grad(lambda x: (first_max_pool(x) * d_out).sum())(x)
+
+
+def _tensorflow_pools():
+    """tf-fused's pool, tf.nn.max_pool2d, and the pool's gradient, compiled by XLA as tf-fused's epoch is."""
+    import tensorflow as tf
+
+    from backends.tf_fused import first_max_pool
+
+    @tf.function(jit_compile=True)
+    def gradient(x, d_out):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(first_max_pool(x) * d_out)
+        return tape.gradient(loss, x)
+
+    def framework_pool(x):
+        return tf.nn.max_pool2d(x, cnn.POOL, strides=cnn.POOL, padding="VALID").numpy()
+
+    return (lambda x: first_max_pool(tf.constant(x)).numpy(), framework_pool,
+            lambda x, d_out: gradient(tf.constant(x), tf.constant(d_out)).numpy())
+
+
+@pytest.mark.parametrize("pools", [_jax_pools, _tensorflow_pools], ids=["flax-fused", "tf-fused"])
+def test_first_max_pool_matches_the_framework_forward_and_the_references_gradient_ties_included(pools):
+    # The fast variants' pool: a reshape and a max, its gradient a select on the saved first corner. It must
+    # compute the framework pool's values and send each window's gradient where the float64 reference does: to
+    # the first maximum, row-major.
+    first_max_pool, framework_max_pool, pool_gradient = pools()
     rng = np.random.default_rng(0)
     for shape in ((3, 26, 26, 4), (2, 11, 11, 5)):  # the convnet's two pools; 11 drops a row and a column
         x = rng.standard_normal(shape).astype(np.float32)
@@ -163,7 +191,7 @@ def test_first_max_pool_matches_flax_forward_and_the_references_gradient_ties_in
         x[1, 2:4, 2:4, 1] = 0.0  # a window of equal values, as ReLU makes
         d_out = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
         np.testing.assert_array_equal(first_max_pool(x), framework_max_pool(x))
-        gradient = jax.grad(lambda x: (first_max_pool(x) * d_out).sum())(x)
+        gradient = np.asarray(pool_gradient(x, d_out))
         _, mask = cnn.max_pool(x.astype(np.float64))
         expected = cnn.max_pool_backward(mask, d_out.astype(np.float64), shape).astype(np.float32)
         np.testing.assert_array_equal(gradient, expected)
