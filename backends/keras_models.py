@@ -18,7 +18,7 @@ import numpy as np
 from backends.base import (INFERENCE_BATCH, PROGRESS_INTERVAL_S, EpochLog, ModelBuilder, Placement,
                            SingleSeedTrainer, StepCallback, check_batches, single_seed)
 from backends.devices import (check_keras_backend, configure_tensorflow, describe_jax_devices, jax_device_memory,
-                              jax_devices, onednn_enabled, tensorflow_device_memory, tensorflow_platform)
+                              jax_devices, tensorflow_device_memory, tensorflow_platform)
 from backends.frameworks import framework_versions
 from backends.routes import kernel_routes, tensorflow_graph_routes
 from common.config import ExperimentConfig
@@ -107,7 +107,7 @@ class KerasTrainer(SingleSeedTrainer):
                 keras.distribution.set_distribution(keras.distribution.DataParallel(
                     devices=[f"{d.platform}:{d.id}" for d in self._devices]))
         self._device = self._devices[0]
-        self._resident = None  # (the training array, its TensorFlow tensors), made at the first epoch
+        self._resident = None  # (the training array, its model inputs, one-hot targets), made at the first epoch
         with scope:
             self.model = build_reference_model(config, build, jit_compile, steps_per_execution, seed)
             self.model.set_weights(as_layer_list(weights, self.shapes))
@@ -118,38 +118,44 @@ class KerasTrainer(SingleSeedTrainer):
         check_batches(batches, self.config.batch_size)
         sizes = np.array([len(b) for b in batches])
         recorder = _make_recorder(sizes, on_step, time_steps)
-        self.model.fit(*self._epoch_data(x, y, batches), batch_size=None if self.keras_backend == "tensorflow"
-                       else self.config.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
+        self.model.fit(self._epoch_data(x, y, batches), epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
         losses, accuracies, ends = recorder.per_step()
         return EpochLog(losses, accuracies, sizes, ends, first_step_end_s=recorder.first_end)
 
-    def _epoch_data(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]) -> tuple:
-        """`fit`'s data arguments: the epoch's batches in the shared order, fed as `fit(x, y)` feeds Keras' own shuffle.
+    def _epoch_data(self, x: np.ndarray, y: np.ndarray, batches: Sequence[np.ndarray]):
+        """`fit`'s data: the epoch's batches in the shared order, gathered per batch as `fit(x, y, shuffle=True)` does.
 
-        On TensorFlow Keras turns arrays into tensors once per `fit` and gathers each batch in a tf.data
-        pipeline; here the tensors are made once per trainer (a per-epoch `fit` must not convert the data set
-        every epoch, which a user's one `fit` does not) and the pipeline is Keras' own with the shared order
-        in place of its permutation. On JAX Keras slices NumPy arrays per batch; the epoch is gathered once.
+        A user's one `fit` converts the data set once and gathers each batch of its permutation as training goes
+        (on TensorFlow in a tf.data pipeline, on JAX in the loop that feeds the steps); here the data set is
+        converted once per trainer (a per-epoch `fit` must not convert it every epoch) and each batch is gathered
+        the same way, the shared order in place of Keras' permutation. Gathering the whole epoch up front instead
+        put a copy of the training set in front of every keras-jax epoch that plain `fit` does not make.
         """
-        order = np.concatenate(batches)
+        if self._resident is None or self._resident[0] is not x:
+            inputs, targets = model_inputs(self.config, x), one_hot(y)
+            if self.keras_backend == "tensorflow":
+                import tensorflow as tf
+
+                inputs, targets = tf.convert_to_tensor(inputs), tf.convert_to_tensor(targets)
+            self._resident = (x, inputs, targets)
+        _, inputs, targets = self._resident
         if self.keras_backend != "tensorflow":
-            return model_inputs(self.config, x[order]), one_hot(y[order])
+            # Keras' JAX trainer gathers each batch from NumPy arrays in its training loop (ArrayDataAdapter); a
+            # generator of the same gathers is fed the same way, one batch ahead of nothing on a CPU.
+            return ((inputs[batch], targets[batch]) for batch in batches)
         import tensorflow as tf
 
-        if self._resident is None or self._resident[0] is not x:
-            self._resident = (x, tf.convert_to_tensor(model_inputs(self.config, x)),
-                              tf.convert_to_tensor(one_hot(y)))
-        _, x_tensor, y_tensor = self._resident
+        order = np.concatenate(batches)
         batch_size = self.config.batch_size
         full = len(order) // batch_size * batch_size
         indices = tf.data.Dataset.from_tensor_slices(order[:full].reshape(-1, batch_size))
         if full < len(order):
             indices = indices.concatenate(tf.data.Dataset.from_tensors(order[full:]))
-        dataset = indices.map(lambda index: (tf.gather(x_tensor, index), tf.gather(y_tensor, index)),
+        dataset = indices.map(lambda index: (tf.gather(inputs, index), tf.gather(targets, index)),
                               num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
         options.experimental_optimization.apply_default_optimizations = False  # as Keras' array adapter sets it
-        return (dataset.with_options(options).prefetch(tf.data.AUTOTUNE),)
+        return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """`model.evaluate`: sample-mean loss and accuracy."""
@@ -195,10 +201,34 @@ class KerasTrainer(SingleSeedTrainer):
                 stage="optimized_hlo")
             return {"source": "optimized HLO of Keras' train_step under tf.function(jit_compile=True)",
                     "platform": platform, "routes": kernel_routes(hlo, platform), "hlo": hlo}
-        graph = tf.function(self.model.train_step).get_concrete_function(
-            (tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(y.shape, tf.float32))).graph
-        return {"source": "TensorFlow graph of Keras' train_step (before Grappler's rewrites)", "platform": platform,
-                "routes": tensorflow_graph_routes([op.type for op in graph.get_operations()], onednn_enabled())}
+        return {"source": "TensorFlow kernels of one executed train_step (its partitioned graph, after Grappler and "
+                          "the oneDNN rewrite)", "platform": platform,
+                "routes": tensorflow_graph_routes(self._executed_op_types(tf.constant(x), tf.constant(y)))}
+
+    def _executed_op_types(self, x, y) -> list[str]:
+        """The op type of every kernel one `train_step` runs, from TensorFlow's run metadata; the model's state is
+        put back after the step, so reading the routes never changes what was trained."""
+        from tensorflow.python.eager import context
+
+        variables = [*self.model.variables, *self.model.optimizer.variables, *self.model.metrics_variables]
+        saved = [variable.numpy() for variable in variables]
+        import tensorflow as tf
+
+        step = tf.function(self.model.train_step)
+        context.enable_run_metadata()
+        context.enable_graph_collection()
+        try:
+            step((x, y))
+            metadata = context.export_run_metadata()
+        finally:
+            context.disable_graph_collection()
+            context.disable_run_metadata()
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
+        # The step's own function is the one with the most kernels (the others are variable set-up helpers).
+        graphs = [[node.op for partition in graph.partition_graphs for node in partition.node]
+                  for graph in metadata.function_graphs]
+        return max(graphs, key=len, default=[])
 
     def device_name(self) -> str:
         """The device Keras' backend computes on (all of them, on several)."""

@@ -166,25 +166,27 @@ def format_routes(routes: dict[str, dict[str, int]]) -> str:
                      for op_class, libraries in routes.items()) or "—"
 
 
-# TensorFlow graph op types by class (a graph without XLA runs one TensorFlow kernel per op).
-TENSORFLOW_CLASSES = {"MatMul": "GEMM", "BatchMatMulV2": "GEMM", "_FusedMatMul": "GEMM", "Conv2D": "convolution",
-                      "Conv2DBackpropFilter": "convolution", "Conv2DBackpropInput": "convolution",
-                      "_FusedConv2D": "convolution", "MaxPool": "pooling", "MaxPoolGrad": "pooling gradient",
-                      "Sum": "reduction", "Mean": "reduction", "Max": "reduction", "ArgMax": "reduction",
-                      "UnsortedSegmentSum": "scatter", "TensorScatterAdd": "scatter"}
+# TensorFlow kernel op types by class, as an executed graph names them once oneDNN's rewrite has run: `_Mkl` and
+# `_MklNative` prefix the ops oneDNN runs (`_MklNativeFusedConv2D`), the rest are TensorFlow's Eigen kernels.
+TENSORFLOW_CLASSES = {"MatMul": "GEMM", "BatchMatMulV2": "GEMM", "FusedMatMul": "GEMM", "Conv2D": "convolution",
+                      "Conv2DBackpropFilter": "convolution", "Conv2DBackpropFilterWithBias": "convolution",
+                      "Conv2DBackpropInput": "convolution", "FusedConv2D": "convolution", "MaxPool": "pooling",
+                      "MaxPoolGrad": "pooling gradient", "Sum": "reduction", "Mean": "reduction", "Max": "reduction",
+                      "ArgMax": "reduction", "UnsortedSegmentSum": "scatter", "TensorScatterAdd": "scatter"}
 TENSORFLOW_ELEMENTWISE = {"Relu", "ReluGrad", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Sqrt", "Square", "Exp", "Log",
                           "Softmax", "LogSoftmax", "BiasAdd", "BiasAddGrad", "Maximum", "Minimum", "Neg", "Cast",
                           "Equal", "Select", "SelectV2", "Pow", "SoftmaxCrossEntropyWithLogits", "Rsqrt",
-                          "ResourceApplyAdam", "Tile", "Pack", "Reshape", "Transpose", "ConcatV2"}
+                          "ResourceApplyAdam", "Tile", "Pack", "Reshape", "Transpose", "ConcatV2", "DivNoNan"}
+_ONEDNN_PREFIX = re.compile(r"^_Mkl(Native)?")
 
 
-def tensorflow_graph_routes(op_types, onednn: bool) -> dict[str, dict[str, int]]:
-    """{op class: {library: ops}} of a TensorFlow graph run without XLA: each op is a TensorFlow kernel, oneDNN's
-    where the build has oneDNN on and oneDNN has that kernel (TensorFlow picks at run time), else Eigen's."""
-    library = "TensorFlow kernels (oneDNN on)" if onednn else "TensorFlow kernels (Eigen)"
+def tensorflow_graph_routes(op_types) -> dict[str, dict[str, int]]:
+    """{op class: {library: ops}} of the kernels an executed TensorFlow graph (no XLA) ran: oneDNN's where the op
+    carries oneDNN's prefix, else TensorFlow's own (Eigen) kernel."""
     routes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for op_type in op_types:
-        op_class = TENSORFLOW_CLASSES.get(op_type) or ("elementwise" if op_type in TENSORFLOW_ELEMENTWISE else None)
+        base = _ONEDNN_PREFIX.sub("", op_type).lstrip("_")
+        op_class = TENSORFLOW_CLASSES.get(base) or ("elementwise" if base in TENSORFLOW_ELEMENTWISE else None)
         if op_class:
-            routes[op_class][library] += 1
-    return {op_class: dict(routes[op_class]) for op_class in OP_CLASSES if op_class in routes}
+            routes[op_class]["oneDNN" if base != op_type.lstrip("_") else "TensorFlow kernels (Eigen)"] += 1
+    return {op_class: dict(sorted(routes[op_class].items())) for op_class in OP_CLASSES if op_class in routes}

@@ -43,13 +43,18 @@ def test_routes_inside_a_scanned_loop_and_on_a_gpu():
     assert format_routes({}) == "—"
 
 
-def test_tensorflow_graph_ops_are_classed_and_credited_to_the_build():
-    ops = ["ReadVariableOp", "MatMul", "BiasAdd", "Relu", "Conv2DBackpropFilter", "MaxPoolGrad", "Sum", "NoOp"]
-    assert tensorflow_graph_routes(ops, onednn=True) == {
-        "convolution": {"TensorFlow kernels (oneDNN on)": 1}, "GEMM": {"TensorFlow kernels (oneDNN on)": 1},
-        "pooling gradient": {"TensorFlow kernels (oneDNN on)": 1}, "reduction": {"TensorFlow kernels (oneDNN on)": 1},
-        "elementwise": {"TensorFlow kernels (oneDNN on)": 2}}
-    assert set(tensorflow_graph_routes(["MatMul"], onednn=False)["GEMM"]) == {"TensorFlow kernels (Eigen)"}
+def test_executed_tensorflow_kernels_are_classed_and_credited_to_onednn_or_eigen():
+    # The ops of a convnet train_step's partitioned graph as TensorFlow 2.21 ran it with oneDNN on (run metadata).
+    ops = ["ReadVariableOp", "_MklNativeFusedConv2D", "_MklNativeMaxPool", "_MklMatMul", "_MklNativeFusedMatMul",
+           "_MklSoftmax", "_MklNativeMaxPoolGrad", "_MklNativeConv2DBackpropFilterWithBias", "ReluGrad", "BiasAddGrad",
+           "Sum", "SoftmaxCrossEntropyWithLogits", "NoOp", "_Retval"]
+    assert tensorflow_graph_routes(ops) == {
+        "convolution": {"oneDNN": 2}, "GEMM": {"oneDNN": 2}, "pooling gradient": {"oneDNN": 1},
+        "pooling": {"oneDNN": 1}, "reduction": {"TensorFlow kernels (Eigen)": 1},
+        "elementwise": {"TensorFlow kernels (Eigen)": 3, "oneDNN": 1}}
+    # Without oneDNN the same graph keeps TensorFlow's own kernels (and Grappler's `_Fused...` names).
+    assert tensorflow_graph_routes(["MatMul", "_FusedConv2D"]) == {"convolution": {"TensorFlow kernels (Eigen)": 1},
+                                                                   "GEMM": {"TensorFlow kernels (Eigen)": 1}}
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])

@@ -11,14 +11,13 @@ from common.atomic import write_text_atomic
 
 
 def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str) -> dict:
-    """The one run (one backend, one seed, one round) of `mnist-bench run --backend backend ... flags`, as results.json
-    holds it; its folder goes under `scratch`."""
+    """The first seed's run of `mnist-bench run --backend backend --rounds 1 ... flags`, as results.json holds it; its
+    folder goes under `scratch`. Every seed of a vmapped program shares that program's epoch times."""
     out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
     subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", model, "--rounds",
                     "1", "--test-limit", "1000", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags],
                    check=True, stdout=subprocess.DEVNULL)
-    (run,) = json.loads((out / "results.json").read_text())["runs"]
-    return run
+    return json.loads((out / "results.json").read_text())["runs"][0]
 
 
 def write_outputs(out_dir: Path, stem: str, data, lines: list[str]) -> None:

@@ -1,7 +1,7 @@
 """Which XLA kernel route trains a backend fastest on this machine: one `mnist-bench run` per route per round.
 
     python -m benchmarks.measure.xla_routes DATA_DIR OUT_DIR [--backend flax-fused] [--model mlp|cnn]
-        [--rounds 4] [--epochs 3] [--train-limit 12000] [--route FLAGS ...]
+        [--rounds 4] [--epochs 3] [--train-limit 12000] [--seeds 0] [--route FLAGS ...]
 
 XLA_FLAGS are read once per process, so each route trains in its own `mnist-bench run --xla-flags=...` (a fresh
 worker, no floor measured), the routes in a rotated order each round so that the machine's drift hits them alike.
@@ -30,7 +30,7 @@ ROUTES = tuple(CPU_ROUTES)
 def route_run(route: str, args, scratch: Path) -> list[float]:
     """The steady epochs' seconds of one run of the backend under `route`."""
     run = one_run(args.backend, args.model, args.data_dir, scratch, f"--xla-flags={route}", "--no-floor", "--epochs",
-                  str(args.epochs), "--train-limit", str(args.train_limit))
+                  str(args.epochs), "--train-limit", str(args.train_limit), "--seeds", args.seeds)
     return [entry["epoch_s"] for entry in run["history"][run["timing"]["steady_from_epoch"]:]]
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-limit", type=int, default=12000)
+    parser.add_argument("--seeds", default="0", help="the run's seeds (flax-vmap trains them in one program)")
     parser.add_argument("--route", action="append", default=None,
                         help="XLA flags of one route (repeat; the first is the baseline); default: " + " | ".join(
                             repr(route) for route in ROUTES))
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 blocks[route].append(route_run(route, args, Path(scratch)))
                 print(f"round {round_index + 1}: {route or '(XLA defaults)'} {np.median(blocks[route][-1]):.3f} s/epoch",
                       flush=True)
-    lines = [f"{args.backend}, model {args.model}: {args.rounds} rounds, {args.epochs} epochs of {args.train_limit} "
+    lines = [f"{args.backend}, model {args.model}, seeds {args.seeds}: {args.rounds} rounds, {args.epochs} epochs of {args.train_limit} "
              "samples' split per run; figure: the run's steady epoch median", "",
              f"| XLA flags | epoch s (median of rounds) | speed vs {routes[0] or 'XLA defaults'} [95% CI] |",
              "|---|---|---|"]
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                          speed=ratio.estimate, low=ratio.low, high=ratio.high, verdict=ratio.verdict))
         lines.append(f"| `{route or '(XLA defaults)'}` | {np.median(rows[-1]['epoch_s']):.3f} | {ratio} |")
     write_outputs(args.out_dir, f"xla_routes-{args.backend}-{args.model}",
-                  dict(backend=args.backend, model=args.model, rounds=args.rounds, rows=rows), lines)
+                  dict(backend=args.backend, model=args.model, seeds=args.seeds, rounds=args.rounds, rows=rows), lines)
     return 0
 
 

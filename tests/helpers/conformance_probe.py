@@ -65,9 +65,17 @@ def check(backend: str) -> None:
         else:
             assert log.step_end_s is None and log.first_step_end_s is None
 
-    # Every backend reads the kernel routes of the training program it compiled, each op class to a library.
+    # Every backend reads the kernel routes of the training program it compiled, each op class to a library,
+    # and reading them (TensorFlow runs a step to see its kernels) leaves every model as it was.
+    before_routes = [trainer.seed_model(index).get_weights() for index in range(len(seeds))]
     routes = trainer.kernel_routes()
     assert routes.get("source") and sum(routes["routes"].get("GEMM", {}).values()) >= 1, f"routes {routes}"
+    for index, weights in enumerate(before_routes):
+        for name, value in trainer.seed_model(index).get_weights().items():
+            np.testing.assert_array_equal(value, weights[name], err_msg=f"kernel_routes changed {name}")
+    if "executed" in routes["source"]:
+        # TensorFlow without XLA: the kernels that ran, oneDNN's or TensorFlow's own, never a guess from the build.
+        assert set(routes["routes"]["GEMM"]) <= {"oneDNN", "TensorFlow kernels (Eigen)"}, routes
 
     models = [trainer.seed_model(index) for index in range(len(seeds))]
     for model in models:
