@@ -64,9 +64,9 @@ def plain_fit_seconds(model, job: Job, x: np.ndarray, y: np.ndarray, epochs: int
     return float(np.median(clock.seconds[1:]))
 
 
-def harness_seconds(trainer, job: Job, x: np.ndarray, y: np.ndarray, calls: int, emit) -> float:
+def harness_seconds(trainer, job: Job, x: np.ndarray, y: np.ndarray, calls: int, emit, time_steps: bool = False) -> float:
     """The median of `calls` harness epochs over x, y, each clocked around its one trainer call; `emit` gets the
-    progress events the worker sends its parent (None: no progress reporting at all)."""
+    progress events the worker sends its parent (None: no progress reporting at all); `time_steps` as --step-times."""
     seconds = []
     for call in range(calls):
         batches = epoch_batches(len(x), job.config.batch_size, 0, call)
@@ -75,7 +75,7 @@ def harness_seconds(trainer, job: Job, x: np.ndarray, y: np.ndarray, calls: int,
             emit("step", dict(epoch=call + 1, step=step + 1, steps=steps, loss=loss, accuracy=accuracy))
 
         start = time.perf_counter()
-        trainer.train_epoch(x, y, [batches], on_step if emit is not None else None, False)
+        trainer.train_epoch(x, y, [batches], on_step if emit is not None else None, time_steps)
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds))
 

@@ -1,13 +1,14 @@
-"""What the progress bar costs training: a reference row's epochs with the worker's progress events and without.
+"""What the progress bar and --step-times cost training: a row's epochs with and without them, in one process.
 
     python -m benchmarks.measure.progress_cost DATA_DIR OUT_DIR [--backend flax|keras|keras-jax] [--model mlp|cnn]
         [--rounds 16] [--train-limit 12000]
 
 The worker reports a running loss to its parent every 0.25 s (the bar and the per-epoch log line come from those
 events). Reading a running loss waits for the step that made it, so each report is one host sync, four a second,
-where idiomatic code has none. This benchmark trains the registry's trainer in one process, one epoch at a time,
-alternately with the worker's event emitter (writing to /dev/null) and with no progress callback at all, the order
-swapped every round; a round's figure is each side's epoch seconds, and progress on / off comes with a paired 95%
+where idiomatic code has none; `--step-times` waits for every step. This benchmark trains the registry's trainer in
+one process, one epoch at a time, three ways in a rotated order each round: with the worker's event emitter (writing
+to /dev/null), as every run trains; with no progress callback at all, as a user's script; and with `--step-times`.
+A round's figure is each way's epoch seconds; progress on / off and step times / progress on come with a paired 95%
 bootstrap CI over the rounds (benchmarks/report/stats.py). In one process, so the machine's per-process noise
 (benchmarks/measure/aa_ab.py) does not drown a difference of a few percent. Writes
 OUT_DIR/progress_cost-BACKEND-MODEL.json and .md. Slow (minutes): a benchmark, never a test.
@@ -51,27 +52,33 @@ def main(argv: list[str] | None = None) -> int:
     splits = make_splits(load_mnist(job.data_dir, progress=False), config)
     x, y = splits.x_train, splits.y_train
     trainer = create_trainer(job, {0: initial_weights(config, 0)})
-    figures = {"progress on": [], "progress off": []}
+    ways = {"progress on": (make_event_emitter, False), "progress off": (None, False),
+            "--step-times": (make_event_emitter, True)}
+    figures = {way: [] for way in ways}
     with open(os.devnull, "w") as null_stream:
-        emitters = {"progress on": make_event_emitter(null_stream), "progress off": None}
+        settings = {way: (emitter(null_stream) if emitter else None, clocked) for way, (emitter, clocked) in ways.items()}
         for way in figures:  # compile, and settle each way once, before the rounds
-            harness_seconds(trainer, job, x, y, 1, emitters[way])
+            harness_seconds(trainer, job, x, y, 1, *settings[way])
+        order = list(figures)
         for round_index in range(args.rounds):
-            ways = list(figures) if round_index % 2 == 0 else list(figures)[::-1]
-            for way in ways:
-                figures[way].append(harness_seconds(trainer, job, x, y, 1, emitters[way]))
+            shift = round_index % len(order)
+            for way in order[shift:] + order[:shift]:
+                figures[way].append(harness_seconds(trainer, job, x, y, 1, *settings[way]))
             print(f"round {round_index + 1}: " + ", ".join(f"{way} {values[-1]:.3f} s" for way, values in
                                                           figures.items()), flush=True)
-    # speed_ratio(a, b) is a's time over b's: here the factor progress reporting puts on an epoch.
-    cost = speed_ratio(figures["progress on"], figures["progress off"])
+    # speed_ratio(a, b) is a's time over b's: the factor the second way's extra work puts on an epoch.
+    costs = {"progress on / off": speed_ratio(figures["progress on"], figures["progress off"]),
+             "--step-times / progress on": speed_ratio(figures["--step-times"], figures["progress on"])}
     lines = [f"{args.backend}, model {args.model}: {args.rounds} rounds in one process, one epoch of {len(x)} samples "
-             "each way per round, order swapped every round", "",
-             "| backend | epoch s, progress on | epoch s, progress off | on / off time [95% CI] |", "|---|---|---|---|",
-             f"| {args.backend} | {np.median(figures['progress on']):.3f} | {np.median(figures['progress off']):.3f} | "
-             f"{cost.estimate:.3f} [{cost.low:.3f}, {cost.high:.3f}] |"]
+             "each way per round, order rotated every round", "",
+             "| backend | " + " | ".join(f"epoch s, {way}" for way in figures) + " | "
+             + " | ".join(f"{name} time [95% CI]" for name in costs) + " |", "|---|" + "---|" * (len(figures) + len(costs)),
+             f"| {args.backend} | " + " | ".join(f"{np.median(values):.3f}" for values in figures.values()) + " | "
+             + " | ".join(f"{cost.estimate:.3f} [{cost.low:.3f}, {cost.high:.3f}]" for cost in costs.values()) + " |"]
     write_outputs(args.out_dir, f"progress_cost-{args.backend}-{args.model}", dict(
         backend=args.backend, model=args.model, rounds=args.rounds, samples=len(x), seconds=figures,
-        on_over_off=dict(estimate=cost.estimate, low=cost.low, high=cost.high)), lines)
+        costs={name: dict(estimate=cost.estimate, low=cost.low, high=cost.high) for name, cost in costs.items()}),
+        lines)
     return 0
 
 
