@@ -31,7 +31,10 @@ XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy f
 # Xeon, jaxlib 0.10.2: docs/performance.md). The convnet: YNNPACK's fusions off, whose weight-gradient convolutions
 # run 3x slower than Eigen's (flax-fused's epoch 1.84x [1.12, 2.82] as fast as with XLA's defaults). The batch-32
 # MLP: Eigen on one thread per op, whose tiny products lose more to handing work to a second thread than they
-# gain (1.45x [1.08, 1.80]; measured on flax-fused alone, so flax-vmap's K seeds keep the threads).
+# gain (1.45x [1.08, 1.80]). flax-vmap, measured with 3 seeds in one program (2026-12-07): the convnet's route is
+# its best too (2.03x [1.74, 2.39] faster than XLA's defaults; YNNPACK for dots only 2.10x [1.94, 2.30], no
+# different), and no route beats XLA's defaults on its MLP (one thread per op 0.85x [0.69, 1.09]), whose 3 seeds'
+# products are large enough to share the cores.
 CNN_ROUTE = {("cnn", "cpu"): "--xla_cpu_experimental_ynn_fusion_type="}
 MLP_ROUTE = {("mlp", "cpu"): "--xla_cpu_multi_thread_eigen=false"}
 
