@@ -208,12 +208,12 @@ class KerasTrainer(SingleSeedTrainer):
     def _executed_op_types(self, x, y) -> list[str]:
         """The op type of every kernel one `train_step` runs, from TensorFlow's run metadata; the model's state is
         put back after the step, so reading the routes never changes what was trained."""
+        import tensorflow as tf
+        # TensorFlow 2's one switch for eager run metadata (what tf.summary.trace_on uses); no public equivalent.
         from tensorflow.python.eager import context
 
         variables = [*self.model.variables, *self.model.optimizer.variables, *self.model.metrics_variables]
         saved = [variable.numpy() for variable in variables]
-        import tensorflow as tf
-
         step = tf.function(self.model.train_step)
         context.enable_run_metadata()
         context.enable_graph_collection()
