@@ -151,14 +151,10 @@ class KerasTrainer(SingleSeedTrainer):
         indices = tf.data.Dataset.from_tensor_slices(order[:full].reshape(-1, batch_size))
         if full < len(order):
             indices = indices.concatenate(tf.data.Dataset.from_tensors(order[full:]))
-        # As Keras' array adapter builds it: the data set rides along as a zipped, repeated element that each batch
-        # gathers from (not a tensor the map function captures), mapped in parallel, prefetched.
-        data = tf.data.Dataset.from_tensors((inputs, targets)).repeat()
-        dataset = tf.data.Dataset.zip((indices, data)).map(
-            lambda index, data: (tf.gather(data[0], index), tf.gather(data[1], index)),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = indices.map(lambda index: (tf.gather(inputs, index), tf.gather(targets, index)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
-        options.experimental_optimization.apply_default_optimizations = False
+        options.experimental_optimization.apply_default_optimizations = False  # as Keras' array adapter sets it
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
