@@ -140,8 +140,8 @@ class KerasTrainer(SingleSeedTrainer):
             self._resident = (x, inputs, targets)
         _, inputs, targets = self._resident
         if self.keras_backend != "tensorflow":
-            # Keras' JAX trainer gathers each batch from NumPy arrays in its training loop (ArrayDataAdapter); a
-            # generator of the same gathers is fed the same way, one batch ahead of nothing on a CPU.
+            # Keras' JAX trainer gathers each batch from NumPy arrays in its training loop (ArrayDataAdapter, no
+            # look-ahead on a CPU); a generator of the same gathers is fed to the steps the same way.
             return ((inputs[batch], targets[batch]) for batch in batches)
         import tensorflow as tf
 

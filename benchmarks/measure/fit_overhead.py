@@ -64,6 +64,16 @@ def plain_fit_seconds(model, job: Job, x: np.ndarray, y: np.ndarray, epochs: int
     return float(np.median(clock.seconds[1:]))
 
 
+def worker_trainer(backend: str, model: str, data_dir: Path, train_limit: int | None = None):
+    """(job, splits, trainer) as a worker sets them up for `backend` training `model` (seed 0), in this process."""
+    config = ExperimentConfig.for_model(model, train_limit=train_limit)
+    job = Job(backends=(backend,), config=config, data_dir=str(data_dir), rounds=1)
+    prepare_process(job)  # the worker's framework settings, before the framework's import
+    load_backend(job)
+    splits = make_splits(load_mnist(job.data_dir, progress=False), config)
+    return job, splits, create_trainer(job, {0: initial_weights(config, 0)})
+
+
 def harness_seconds(trainer, job: Job, x: np.ndarray, y: np.ndarray, calls: int, emit, time_steps: bool = False) -> float:
     """The median of `calls` harness epochs over x, y, each clocked around its one trainer call; `emit` gets the
     progress events the worker sends its parent (None: no progress reporting at all); `time_steps` as --step-times."""
@@ -91,16 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="epochs (or calls) per measurement")
     parser.add_argument("--long-steps", type=int, default=41)
     args = parser.parse_args(argv)
-    config = ExperimentConfig.for_model(args.model)
-    job = Job(backends=(args.backend,), config=config, data_dir=str(args.data_dir), rounds=1)
-    prepare_process(job)  # the worker's framework settings, for both ways alike
-    load_backend(job)
+    job, splits, trainer = worker_trainer(args.backend, args.model, args.data_dir)  # for both ways alike
     from backends.keras_models import build_reference_model  # after prepare_process: Keras fixes its backend at import
 
-    splits = make_splits(load_mnist(job.data_dir, progress=False), config)
+    config = job.config
     batch = config.batch_size
     sizes = {"short": batch, "long": args.long_steps * batch}  # S = 1 and S = long-steps full batches
-    trainer = create_trainer(job, {0: initial_weights(config, 0)})
     model = build_reference_model(config, model_builder(job), "auto", 1, 0)
     model.set_weights(as_layer_list(initial_weights(config, 0), weight_shapes(config)))
     figures = {(way, size): [] for way in ("harness", "plain fit") for size in sizes}

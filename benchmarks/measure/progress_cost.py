@@ -23,16 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.registry import create_trainer, load_backend, prepare_process
 from benchmarks.harness.worker import make_event_emitter
-from benchmarks.measure.fit_overhead import harness_seconds
+from benchmarks.measure.fit_overhead import harness_seconds, worker_trainer
 from benchmarks.measure.runs import write_outputs
 from benchmarks.report.stats import speed_ratio
-from common.config import ExperimentConfig
-from common.data import make_splits
-from common.job import Job
-from common.mnist import load_mnist
-from common.workloads import initial_weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,13 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--train-limit", type=int, default=12000)
     args = parser.parse_args(argv)
-    config = ExperimentConfig.for_model(args.model, train_limit=args.train_limit)
-    job = Job(backends=(args.backend,), config=config, data_dir=str(args.data_dir), rounds=1)
-    prepare_process(job)  # the worker's framework settings
-    load_backend(job)
-    splits = make_splits(load_mnist(job.data_dir, progress=False), config)
+    job, splits, trainer = worker_trainer(args.backend, args.model, args.data_dir, args.train_limit)
     x, y = splits.x_train, splits.y_train
-    trainer = create_trainer(job, {0: initial_weights(config, 0)})
     ways = {"progress on": (make_event_emitter, False), "progress off": (None, False),
             "--step-times": (make_event_emitter, True)}
     figures = {way: [] for way in ways}
