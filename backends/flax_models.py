@@ -392,8 +392,8 @@ class FlaxTrainer(FlaxDeviceInfo, SingleSeedTrainer):
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.ops.replicated)
         self.dropout_key = self.ops.dropout_key(seed)
         # No buffer donation: the reference row is the step as Flax's and Optax's own training loops write it, and they
-        # do not donate. Donating params and optimizer state made this row's MLP epoch 12% faster than that code
-        # (benchmarks/measure/plain_vs_harness.py); the fused variants donate, as a tuned program does.
+        # do not donate (donating made this row faster than that code: docs/results/2026-12-07-harness-vs-plain.md);
+        # the fused variants donate, as a tuned program does.
         self._train_step = jax.jit(make_train_step(self.ops.graphdef, self.optimizer, self.apply_gradients()))
 
     def conv_general_dilated(self):

@@ -253,8 +253,8 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
     Without `time_steps` it is `async_safe`: where Keras' backend allows it, fit hands it each step's logs on a
     worker thread and keeps dispatching, as it does with no callback at all. It then only keeps the logs' tensors
     and reads them to numbers once, at the end of the epoch, and for the progress bar every PROGRESS_INTERVAL_S:
-    reading a tensor waits for its step, and a read per step cost keras-jax 150 µs a step (7% of an MLP epoch,
-    benchmarks/measure/fit_overhead.py). With `time_steps` it runs in the training loop and reads every step's
+    reading a tensor waits for its step, and a read per step cost keras-jax a measurable share of an MLP epoch
+    (docs/results/2026-12-03-fit-overhead.md). With `time_steps` it runs in the training loop and reads every step's
     logs at once, so the clock it reads after them is honest.
     """
     seen = np.cumsum(sizes)

@@ -22,19 +22,16 @@ from common.workloads import get_workload
 KERAS_TUNED_STEPS = 50
 # `model.compile`'s options as the tutorial leaves them (Keras' own defaults): the reference rows'.
 KERAS_COMPILE_DEFAULTS = (("jit_compile", "auto"), ("steps_per_execution", 1))
-# Measured (Keras 3.15, TF 2.21, CPU): fit under MirroredStrategy with jit_compile=True fails with XLA's
-# "Trying to access resource ... located in device CPU:1 from device CPU:0" (TF's XLA known issues).
+# fit under MirroredStrategy with jit_compile=True fails in XLA with "Trying to access resource ... located in device
+# CPU:1 from device CPU:0" (Keras 3.15, TF 2.21; TF's XLA known issues).
 XLA_MIRRORED = "fit with jit_compile=True under tf.distribute.MirroredStrategy fails in XLA (variables on another device)"
 
 
-# The fast Flax variants' kernel routes on this kind of machine (benchmarks/measure/xla_routes.py, 2026-12-03, 2-core
-# Xeon, jaxlib 0.10.2: docs/performance.md). The convnet: YNNPACK's fusions off, whose weight-gradient convolutions
-# run 3x slower than Eigen's (flax-fused's epoch 1.84x [1.12, 2.82] as fast as with XLA's defaults). The batch-32
-# MLP: Eigen on one thread per op, whose tiny products lose more to handing work to a second thread than they
-# gain (1.45x [1.08, 1.80]). flax-vmap, measured with 3 seeds in one program (2026-12-07): the convnet's route is
-# its best too (2.03x [1.74, 2.39] faster than XLA's defaults; YNNPACK for dots only 2.10x [1.94, 2.30], no
-# different), and no route beats XLA's defaults on its MLP (one thread per op 0.85x [0.69, 1.09]), whose 3 seeds'
-# products are large enough to share the cores.
+# The fast Flax variants' kernel routes, each the fastest that benchmarks/studies/xla_routes.py found on the 2-core
+# machines (docs/performance.md, "Kernel routes"). The convnet: YNNPACK's fusions off, whose weight-gradient
+# convolutions are slower than Eigen's. The batch-32 MLP: Eigen on one thread per op, whose tiny products lose more
+# to handing work to a second thread than they gain; flax-vmap's MLP keeps XLA's defaults (its seeds' products are
+# large enough to share the cores).
 CNN_ROUTE = {("cnn", "cpu"): "--xla_cpu_experimental_ynn_fusion_type="}
 MLP_ROUTE = {("mlp", "cpu"): "--xla_cpu_multi_thread_eigen=false"}
 

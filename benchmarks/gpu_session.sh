@@ -113,7 +113,7 @@ fi
 say "profile of $jax_rows (epoch 2), and the ops that take each traced step's time"
 bench run --backend "$jax_rows" --device "$device" --profile --epochs "$profile_epochs" --rounds 1 "${limits[@]}" \
     --out "$out/profile" --quiet || failed "profiled run"
-"$python" -m benchmarks.measure.profile_ops "$out/profile" | tee "$out/profile-ops.txt" | tee -a "$log" || failed "op table of the profile"
+"$python" -m benchmarks.report.profile_ops "$out/profile" | tee "$out/profile-ops.txt" | tee -a "$log" || failed "op table of the profile"
 
 bench compare "$out"/run-b* --out "$out/compare" > "$out/compare.txt" || failed "compare of the batch sizes"
 say "done: everything is under $out (session.log, info.txt, verify-*, run-b*, command-buffers*, profile*, compare*)"

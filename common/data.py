@@ -5,18 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from common.mnist import NUM_CLASSES, TRAIN_COUNT, MnistArrays
+from common.seeds import BATCH_ORDER_STREAM
 
 if TYPE_CHECKING:
     from common.config import ExperimentConfig
-
-# Independent random streams derived from one seed: weights and batch order never share draws.
-WEIGHTS_STREAM = 0
-BATCH_ORDER_STREAM = 1
 
 
 def to_features(images: np.ndarray) -> np.ndarray:

@@ -20,8 +20,7 @@ PRECISIONS = ("highest", "default")
 # Validation accuracy that time-to-accuracy waits for (DAWNBench / MLPerf style).
 TARGET_ACCURACY = 0.97
 # Interleaved rounds a run makes by default: what fits the README's main command in its 15 minutes and gives
-# every ratio a CI. Telling a 15% difference from noise takes 15-20 rounds on the 2-core machine (the A/A and
-# A/B benchmark, benchmarks/measure/aa_ab.py: docs/results/2026-12-03-aa-ab.md).
+# every ratio a CI; how many rounds a 15% difference takes: docs/results/2026-12-03-aa-ab.md.
 DEFAULT_ROUNDS = 3
 
 

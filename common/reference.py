@@ -13,18 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.weights import Weights
+from common.workloads.base import softmax
 
 if TYPE_CHECKING:
     from common.config import ExperimentConfig
 
+__all__ = ["LossAndGrads", "keras_adam_step", "softmax", "train_reference"]
+
 LossAndGrads = Callable[[Weights, np.ndarray, np.ndarray], tuple[float, Weights]]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def keras_adam_step(weights: Weights, grads: Weights, state: dict, step: int, lr: float = 1e-3, beta_1: float = 0.9,

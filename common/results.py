@@ -17,6 +17,8 @@ from common.job import TARGET_ACCURACY, Job
 # experiment settings); schema 1 files are still read.
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
+# In a --profile run's trace folder: the traced program's optimized HLO, which the worker saves beside its trace.
+PROGRAM_FILE = "program.hlo.txt"
 STATUSES = ("ok", "failed", "diverged", "interrupted")
 TIMING_KEYS = ("compile_s", "epoch_s_median", "step_ms_median", "step_ms_p90", "samples_per_s", "total_s",
                "time_to_target_s")

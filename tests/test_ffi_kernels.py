@@ -13,7 +13,7 @@ import pytest
 from backends import ffi_kernels
 from backends.base import BackendError, padded_batch_matrix
 from backends.keras_adam import keras_adam
-from benchmarks.measure import step_ablation
+from benchmarks.studies import step_ablation
 from common.config import ExperimentConfig
 from common.data import epoch_batches
 

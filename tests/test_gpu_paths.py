@@ -123,7 +123,7 @@ def test_the_step_clock_is_read_only_after_the_device_finished_the_step(monkeypa
 
 
 def test_the_op_table_reads_device_ops_on_a_gpu_and_xla_threads_on_the_cpu():
-    from benchmarks.measure.profile_ops import op_times_ms
+    from benchmarks.report.profile_ops import op_times_ms
 
     def plane(name, **lines):
         return types.SimpleNamespace(name=name, lines=[types.SimpleNamespace(

@@ -20,7 +20,9 @@ def test_the_gpu_session_runs_end_to_end_on_the_cpu(tmp_path, mnist_data_dir):
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n", encoding="utf-8")
     out = tmp_path / "session"
-    env = {**os.environ, "MNIST_BENCH_DATA": str(mnist_data_dir), "PYTHON": sys.executable,
+    # A fresh shell's environment: without the XLA_FLAGS that an in-process test in this worker may have set.
+    env = {**{key: value for key, value in os.environ.items() if key != "XLA_FLAGS"},
+           "MNIST_BENCH_DATA": str(mnist_data_dir), "PYTHON": sys.executable,
            "GPU_SESSION_BACKENDS": "flax-fused,keras", "PYTHONPATH": str(blocker)}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--device", "cpu", "--quick",
                            "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backends import registry
-from benchmarks.measure import verify
+from benchmarks.harness import verify
 from benchmarks.cli import main
 from benchmarks.commands.flags import parse_backends
 from common.config import ExperimentConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.report.stats import (FASTER, NO_CI, SAME, SLOWER, exceeds, median_interval, process_estimate,
+from benchmarks.measure.stats import (FASTER, NO_CI, SAME, SLOWER, exceeds, median_interval, process_estimate,
                                      speed_ratio, steady_state_start, verdict)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.measure import verify
+from benchmarks.harness import verify
 from benchmarks.cli import main
 from backends import registry
 from common.workloads import mlp

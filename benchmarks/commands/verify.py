@@ -16,7 +16,8 @@ from common.job import Job
 def cmd_verify(args) -> int:
     """Train every chosen backend and a float64 reference on the same batches; judge every difference."""
     from benchmarks.harness.parent import check_job_can_start
-    from benchmarks.measure.verify import VerifyError, text_table, verify, write_verification
+    from benchmarks.harness.verify import VerifyError, verify
+    from benchmarks.report.verification import text_table, write_verification
     from common.atomic import claim_output_directory, new_output_directory
 
     if args.steps < 1:

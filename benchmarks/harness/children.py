@@ -5,7 +5,7 @@ Every child is `python -m MODULE REQUEST RESULT [EXTRA...]`: the parent writes R
 verify's probes their inputs) before it starts the child, and the child writes RESULT atomically before it
 exits, so a parent never reads half a result; what the child prints is progress or log, never the result.
 The children: the run worker (`benchmarks.harness.worker`), the roofline probe (`benchmarks.measure.roofline`),
-verify's probes (`benchmarks.measure.verify`) and a sweep's trials (`benchmarks.sweep.trial`). The suite's
+verify's probes (`benchmarks.harness.verify`) and a sweep's trials (`benchmarks.sweep.trial`). The suite's
 pytest processes and the frameworks' device probes are other programs' command lines.
 """
 

@@ -19,14 +19,13 @@ import numpy as np
 from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
-from benchmarks.report.breakdown import PROGRAM_FILE
-from benchmarks.report.stats import steady_state_start
+from benchmarks.measure.stats import steady_state_start
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
 from common.flops import gflops_per_s
 from common.job import Job
 from common.mnist import NUM_CLASSES, load_mnist
-from common.results import RunResult
+from common.results import PROGRAM_FILE, RunResult
 from common.workloads import initial_weights, training_flops_per_sample
 
 # Adam's normalized steps keep a blown-up model's loss finite (huge logits, not NaN), so a run also

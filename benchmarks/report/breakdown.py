@@ -23,10 +23,10 @@ from pathlib import Path
 
 from backends.routes import (CONV_INPUT_GRADIENT_SCOPE, CONV_WEIGHT_GRADIENT_SCOPE, OPTIMIZER_SCOPE, POOL_SCOPE,
                              parse_computations)
+from common.results import PROGRAM_FILE
 
 CATEGORIES = ("GEMM forward", "GEMM backward", "conv forward", "conv weight gradient", "conv input gradient",
               "pooling and its gradient", "activations and loss", "optimizer update", "between ops")
-PROGRAM_FILE = "program.hlo.txt"  # the traced program's optimized HLO, which the worker saves beside its trace
 # What marks each category in op_name metadata or a TensorFlow kernel's type: the Flax backends' scope names
 # (backends/routes.py), JAX's primitive names, HLO opcodes, TensorFlow's op types.
 OPTIMIZER_SCOPES = (OPTIMIZER_SCOPE, "adam", "optimizer")
@@ -124,7 +124,7 @@ def trace_events(trace_path: Path) -> list[tuple[str, int, int]]:
     GPU's "XLA Ops" line) and, where there are none, TensorFlow's kernel events on its compute threads."""
     import jax
 
-    from benchmarks.measure.profile_ops import is_op
+    from benchmarks.report.profile_ops import is_op
 
     planes = jax.profiler.ProfileData.from_file(str(trace_path)).planes
     xla, tensorflow = [], []

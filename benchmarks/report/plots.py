@@ -229,7 +229,7 @@ def plot_step_times(groups, path: Path) -> Path:
 def plot_speed(groups, path: Path) -> Path:
     """Throughput and time-to-accuracy per configuration: the median over its runs, with a 95% CI whisker only
     where there are repeated runs (seeds, rounds) to draw one from."""
-    from benchmarks.report.stats import median_interval
+    from benchmarks.measure.stats import median_interval
 
     plt = _pyplot()
     colors = _colors(groups)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.measure.stack import describe_stack
-from benchmarks.report.stats import NOISE_THRESHOLD, Ratio, median_interval, speed_ratio
+from benchmarks.measure.stats import NOISE_THRESHOLD, Ratio, median_interval, speed_ratio
 from common.atomic import write_text_atomic
 from common.workloads import describe_model, training_flops_per_sample
 from common.job import Job

@@ -83,7 +83,7 @@ def round_timings(bench: dict) -> list[float]:
 def regressions_against(merged: dict, baseline: dict, threshold: float) -> list[str]:
     """'name: new/old time 1.35x [1.22, 1.49]' for each benchmark of both whose new/old time ratio has its 95% CI
     (bootstrap over the rounds, unpaired: two sessions) wholly above 1 + `threshold`; never decided from one point."""
-    from benchmarks.report.stats import exceeds, speed_ratio
+    from benchmarks.measure.stats import exceeds, speed_ratio
 
     old = {bench["fullname"]: bench for bench in baseline.get("benchmarks", [])}
     regressed = []

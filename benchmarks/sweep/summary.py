@@ -21,7 +21,7 @@ def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 
 def _summary_rows(index: SweepIndex, results: dict[str, Results]) -> list[dict[str, str]]:
-    from benchmarks.report.stats import NOISE_THRESHOLD, speed_ratio
+    from benchmarks.measure.stats import NOISE_THRESHOLD, speed_ratio
     from benchmarks.report.tables import steady_epoch_seconds
 
     runs = {trial: saved.runs[0] for trial, saved in results.items()}

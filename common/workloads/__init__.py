@@ -10,19 +10,16 @@ workload. Adding a model is one module here plus one builder per framework famil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.errors import MnistBenchError
 from common.weights import Weights
 from common.workloads import cnn, mlp
-from common.workloads.base import EARLY_STEPS, Tolerance, Workload
+from common.workloads.base import EARLY_STEPS, ModelSettings, Tolerance, Workload
 
-if TYPE_CHECKING:
-    from common.config import ExperimentConfig
 
-__all__ = ["EARLY_STEPS", "MODELS", "WORKLOADS", "Tolerance", "UnknownModelError", "Workload", "cnn", "describe_model",
+__all__ = ["EARLY_STEPS", "MODELS", "ModelSettings", "WORKLOADS", "Tolerance", "UnknownModelError", "Workload", "cnn", "describe_model",
            "forward_flops_per_sample", "get_workload", "initial_weights", "mlp", "model_inputs",
            "training_flops_per_sample", "weight_shapes", "workload"]
 
@@ -44,36 +41,36 @@ def get_workload(model: str) -> Workload:
         raise UnknownModelError(f"unknown model {model!r}; valid models: {', '.join(MODELS)}") from None
 
 
-def workload(config: ExperimentConfig) -> Workload:
+def workload(config: ModelSettings) -> Workload:
     """The workload `config` trains."""
     return get_workload(config.model)
 
 
-def weight_shapes(config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+def weight_shapes(config: ModelSettings) -> dict[str, tuple[int, ...]]:
     """Names and shapes of `config`'s model's portable weights, in Keras' `get_weights()` order."""
     return workload(config).weight_shapes(config)
 
 
-def initial_weights(config: ExperimentConfig, seed: int) -> Weights:
+def initial_weights(config: ModelSettings, seed: int) -> Weights:
     """The shared initial weights of `config`'s model for `seed`."""
     return workload(config).initial_weights(config, seed)
 
 
-def training_flops_per_sample(config: ExperimentConfig) -> int:
+def training_flops_per_sample(config: ModelSettings) -> int:
     """Analytic FLOPs of one training sample (forward and backward) of `config`'s model."""
     return workload(config).training_flops(config)
 
 
-def forward_flops_per_sample(config: ExperimentConfig) -> int:
+def forward_flops_per_sample(config: ModelSettings) -> int:
     """Analytic FLOPs of one inference sample of `config`'s model."""
     return workload(config).forward_flops(config)
 
 
-def describe_model(config: ExperimentConfig) -> str:
+def describe_model(config: ModelSettings) -> str:
     """The model in a few words, for reports: 'MLP 784-256-128-10'."""
     return workload(config).describe(config)
 
 
-def model_inputs(config: ExperimentConfig, x: np.ndarray) -> np.ndarray:
+def model_inputs(config: ModelSettings, x: np.ndarray) -> np.ndarray:
     """The shared flat rows in the shape `config`'s model takes (a view, no copy)."""
     return x.reshape(len(x), *workload(config).input_shape)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+
+from typing import Protocol
 
 import numpy as np
 
 from common.weights import Weights
 
-if TYPE_CHECKING:
-    from common.config import ExperimentConfig
 
 # The window in which float32 still tracks float64 step for step: verify's "early" checks.
 EARLY_STEPS = 5
+
+
+class ModelSettings(Protocol):
+    """The settings a workload reads of an experiment; `common.config.ExperimentConfig`, which sits above the
+    workloads and takes its defaults from them, is one."""
+
+    model: str
+    hidden_units: tuple[int, ...]
+    batch_size: int
+    dropout: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +41,7 @@ class Workload:
     name: str
     # --model's help: the model in a few words.
     summary: str
-    # The reference's settings: every ExperimentConfig field left at None takes these.
+    # The reference's settings: every ModelSettings field left at None takes these.
     defaults: dict
     # One sample's shape as the model takes it (the shared data layer hands out flat (N, 784) rows).
     input_shape: tuple[int, ...]
@@ -41,26 +50,26 @@ class Workload:
     # verify's bounds for this model, by check (common.workloads.EARLY_STEPS sets the early window).
     tolerances: dict[str, Tolerance]
 
-    def validate(self, config: ExperimentConfig) -> None:
+    def validate(self, config: ModelSettings) -> None:
         """Raise ConfigError for a setting this model cannot train with."""
 
-    def weight_shapes(self, config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+    def weight_shapes(self, config: ModelSettings) -> dict[str, tuple[int, ...]]:
         """Names and shapes of the model's portable weights, in Keras' `get_weights()` order."""
         raise NotImplementedError
 
-    def initial_weights(self, config: ExperimentConfig, seed: int) -> Weights:
+    def initial_weights(self, config: ModelSettings, seed: int) -> Weights:
         """The shared initial weights for `seed`."""
         raise NotImplementedError
 
-    def layer_macs_per_sample(self, config: ExperimentConfig) -> list[int]:
+    def layer_macs_per_sample(self, config: ModelSettings) -> list[int]:
         """Multiply-adds per sample of each weighted layer, input to output (biases, activations ignored)."""
         raise NotImplementedError
 
-    def step_gemm_shapes(self, config: ExperimentConfig) -> list[tuple[int, int, int]]:
+    def step_gemm_shapes(self, config: ModelSettings) -> list[tuple[int, int, int]]:
         """(m, k, n) of every matrix product of one training step at `config.batch_size`."""
         return gemm_shapes_of_layers(self.layer_gemms(config))
 
-    def layer_gemms(self, config: ExperimentConfig) -> list[tuple[int, int, int]]:
+    def layer_gemms(self, config: ModelSettings) -> list[tuple[int, int, int]]:
         """(rows, fan_in, fan_out) of each layer's forward product; a convolution as its im2col GEMM."""
         raise NotImplementedError
 
@@ -72,22 +81,29 @@ class Workload:
         """float64 mean cross-entropy and its gradient for every array, on flat rows (dropout off)."""
         raise NotImplementedError
 
-    def describe(self, config: ExperimentConfig) -> str:
+    def describe(self, config: ModelSettings) -> str:
         """The model in a few words, for reports."""
         raise NotImplementedError
 
-    def forward_flops(self, config: ExperimentConfig) -> int:
+    def forward_flops(self, config: ModelSettings) -> int:
         """FLOPs of one inference sample: every layer's multiply-adds at 2 FLOPs each."""
         return 2 * sum(self.layer_macs_per_sample(config))
 
-    def training_flops(self, config: ExperimentConfig) -> int:
+    def training_flops(self, config: ModelSettings) -> int:
         """Forward + weight gradients (the same again) + input gradients of every layer but the first."""
         macs = self.layer_macs_per_sample(config)
         return 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
 
-    def parameter_count(self, config: ExperimentConfig) -> int:
+    def parameter_count(self, config: ModelSettings) -> int:
         """Scalars in the model's weights."""
         return sum(math.prod(shape) for shape in self.weight_shapes(config).values())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable: every workload's float64 reference ends in it."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def gemm_shapes_of_layers(layers: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

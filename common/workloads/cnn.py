@@ -11,20 +11,17 @@ only the rate-0 trajectories can agree step for step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from common.data import WEIGHTS_STREAM
 from common.mnist import NUM_CLASSES
+from common.seeds import WEIGHTS_STREAM
 from common.validation import check
 from common.weights import Weights
-from common.workloads.base import EARLY_STEPS, Tolerance, Workload
+from common.workloads.base import EARLY_STEPS, ModelSettings, Tolerance, Workload
 from common.workloads.mlp import TOLERANCES as MLP_TOLERANCES
 
-if TYPE_CHECKING:
-    from common.config import ExperimentConfig
 
 IMAGE_SHAPE = (28, 28, 1)
 CONV_FILTERS = (32, 64)
@@ -159,25 +156,20 @@ def cnn_loss_and_grads(weights: Weights, images: np.ndarray, y_one_hot: np.ndarr
     return float(loss), grads
 
 
-# Measured the same way as the MLP's (`mnist-bench verify --model cnn`, dropout off, at batch 32 and at its
-# default 128). Forward passes and the first step agree to float32 rounding, as for the MLP. But 2x2 max
-# pooling adds a discrete choice that ReLU alone did not have: where two values of a window are equal in one
-# computation and not in another (float64 against float32, or two conv algorithms rounding differently), the
-# gradient goes to a different pixel, and Adam turns that into lr-sized (1e-3) steps of a few conv weights.
-# That can happen from the second step, against float64 and between backends alike: at batch 128 keras-jax
-# broke one tie as float64 did and the seven others the other way (4.2e-4 by step 5, both ways); at batch
-# 32 all eight broke it alike (1.2e-4 against float64, pairwise 4.5e-7). After 100 steps: loss 7.7e-3
-# relative against float64 and 3.3e-3 pairwise, weights 1.1e-2 and 4.4e-3. Wrong math is still caught by
-# the forward and first-step checks, which stay at the MLP's bounds.
+# Set as the MLP's were (`mnist-bench verify --model cnn`, dropout off; the figures: docs/equivalence.md). Forward
+# passes and the first step agree to float32 rounding, as for the MLP. But 2x2 max pooling adds a discrete choice that
+# ReLU alone did not have: where two values of a window are equal in one computation and not in another (float64
+# against float32, or two conv algorithms rounding differently), the gradient goes to a different pixel, and Adam
+# turns that into lr-sized (1e-3) steps of a few conv weights, from the second step on, against float64 and between
+# backends alike. Wrong math is still caught by the forward and first-step checks, which stay at the MLP's bounds.
 TOLERANCES = {
     **MLP_TOLERANCES,
     "early_weights": Tolerance(2e-3, 2e-3, f"the first {EARLY_STEPS} steps: a max-pool tie broken differently moves a "
-                                           "few conv weights by Adam steps of ~lr (measured 4.2e-4 both ways at "
-                                           "batch 128; pairwise 4.5e-7 where no tie split the backends)"),
+                                           "few conv weights by Adam steps of ~lr"),
     "loss_rel": Tolerance(3e-2, 2e-2, "all steps, relative: ReLU flips as for the MLP, and max-pool ties broken "
-                                      "differently (measured 7.7e-3 against float64, 3.3e-3 pairwise)"),
+                                      "differently"),
     "weights_final": Tolerance(3e-2, 2e-2, "after the last step: the conv weights that flipped max-pool choices "
-                                           "moved (measured 1.1e-2 against float64, 4.4e-3 pairwise)"),
+                                           "moved"),
 }
 
 
@@ -191,20 +183,20 @@ class ConvNetWorkload(Workload):
     reference_source = "common/workloads/cnn.py"
     tolerances = TOLERANCES
 
-    def validate(self, config: ExperimentConfig) -> None:
+    def validate(self, config: ModelSettings) -> None:
         """No hidden widths to choose: the convnet's layers are fixed."""
         check(config.hidden_units == (), "hidden_units", config.hidden_units,
               "() for --model cnn (the convnet's layers are fixed)")
 
-    def weight_shapes(self, config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+    def weight_shapes(self, config: ModelSettings) -> dict[str, tuple[int, ...]]:
         """conv_0, conv_1 (kh, kw, in, out) and dense_0."""
         return cnn_weight_shapes()
 
-    def initial_weights(self, config: ExperimentConfig, seed: int) -> Weights:
+    def initial_weights(self, config: ModelSettings, seed: int) -> Weights:
         """Glorot-uniform kernels and zero biases from `seed`."""
         return init_cnn_weights(seed)
 
-    def layer_macs_per_sample(self, config: ExperimentConfig) -> list[int]:
+    def layer_macs_per_sample(self, config: ModelSettings) -> list[int]:
         """S*S*O*9*C per 'valid' 3x3 conv producing S x S x O from C channels, then the dense layer.
 
         26*26*32*9*1 + 11*11*64*9*32 + 1600*10 multiply-adds: 4,881,920 FLOPs forward, 14,256,384 training.
@@ -212,7 +204,7 @@ class ConvNetWorkload(Workload):
         macs = [size * size * filters * KERNEL * KERNEL * channels for size, channels, filters in conv_stages()]
         return macs + [flat_features() * NUM_CLASSES]
 
-    def layer_gemms(self, config: ExperimentConfig) -> list[tuple[int, int, int]]:
+    def layer_gemms(self, config: ModelSettings) -> list[tuple[int, int, int]]:
         """Each conv as its im2col GEMM: (batch x output pixels) rows, (kernel pixels x input channels) deep."""
         batch = config.batch_size
         layers = [(batch * size * size, KERNEL ** 2 * channels, filters) for size, channels, filters in conv_stages()]
@@ -226,7 +218,7 @@ class ConvNetWorkload(Workload):
         """float64 loss and gradients of the flat rows, as images."""
         return cnn_loss_and_grads(weights, as_images(x), y_one_hot)
 
-    def describe(self, config: ExperimentConfig) -> str:
+    def describe(self, config: ModelSettings) -> str:
         """'convnet conv32-pool-conv64-pool-dropout 0.5-dense10'."""
         return (f"convnet conv{CONV_FILTERS[0]}-pool-conv{CONV_FILTERS[1]}-pool-dropout "
                 f"{config.dropout:g}-dense{NUM_CLASSES}")

@@ -57,6 +57,6 @@ def register():
 
 if __name__ == "__main__":
     register()
-    from benchmarks.measure import verify
+    from benchmarks.harness import verify
 
     sys.exit(verify.main(sys.argv[1:]))

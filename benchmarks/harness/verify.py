@@ -5,7 +5,7 @@ real MNIST, one step per call so that its loss and weights are seen after every 
 reference (`common.reference`) trains beside them. Each figure is set against its tolerance (one table,
 each workload's `tolerances`, shared with the test suite), per backend against float64 and per pair of backends.
 
-Child usage (benchmarks/harness/children.py): python -m benchmarks.measure.verify JOB.json OUTPUT.npz INPUTS.npz
+Child usage (benchmarks/harness/children.py): python -m benchmarks.harness.verify JOB.json OUTPUT.npz INPUTS.npz
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ import numpy as np
 
 from benchmarks.harness import children
 from benchmarks.harness.children import python_module
-from common.atomic import atomic_path, write_text_atomic
+from common.atomic import atomic_path
 from common.data import epoch_batches, make_splits, one_hot
 from common.job import Job
 from common.weights import as_layer_list
-from common.workloads import EARLY_STEPS, Tolerance, describe_model, initial_weights, weight_shapes, workload
+from common.workloads import EARLY_STEPS, Tolerance, initial_weights, weight_shapes, workload
 
 VERIFY_FILE = "verify.json"
 SCHEMA_VERSION = 1
 PROBE_IMAGES = 1000  # test images whose probabilities are compared
 PARALLEL_PROBES = 2  # probe processes at once: one per core of the CI machine
-VERIFY_WORKER = python_module("benchmarks.measure.verify")  # + JOB.json OUTPUT.npz INPUTS.npz
+VERIFY_WORKER = python_module("benchmarks.harness.verify")  # + JOB.json OUTPUT.npz INPUTS.npz
 
 
 CHECKS = {
@@ -223,44 +223,6 @@ def failures(verification: Verification) -> list[str]:
                 lines.append(f"FAIL {pair['pair'][0]} vs {pair['pair'][1]}: {CHECKS[check]} = "
                              f"{result['value']:.3g} > tolerance {result['tolerance']:.0e}")
     return lines
-
-
-def text_table(verification: Verification) -> str:
-    """Checks as rows, backends as columns: the figure against float64 and the worst pairwise figure."""
-    names = list(verification.backends)
-    header = ["check: vs float64; worst pair", "tolerances", *names]
-    rows = []
-    for check, label in CHECKS.items():
-        row = [label.replace("over the steps", f"over {verification.steps} steps")
-               .replace("after the last step", f"after {verification.steps} steps"),
-               f"{verification.tolerances[check]['float64']:.0e}; {verification.tolerances[check]['pairwise']:.0e}"]
-        for name in names:
-            own = verification.backends[name]["checks"][check]
-            paired = [p["checks"][check]["value"] for p in verification.pairs if name in p["pair"]]
-            cell = f"{own['value']:.1e}" + (f"; {max(paired):.1e}" if paired else "")
-            ok = own["passed"] and all(p["checks"][check]["passed"] for p in verification.pairs if name in p["pair"])
-            row.append(cell + ("" if ok else " FAIL"))
-        rows.append(row)
-    rows.append(["result", "", *("PASS" if verification.backends[name]["passed"] and all(
-        p["passed"] for p in verification.pairs if name in p["pair"]) else "FAIL" for name in names)])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    job = verification.job
-    reference = workload(job.config).reference_source
-    lines.append(f"{describe_model(job.config)}: {verification.steps} steps of batch {job.config.batch_size} from seed "
-                 f"{job.seeds[0]}'s weights and order, dropout off; device {job.device}; precision {job.precision}; "
-                 f"float64 reference: {reference}")
-    return "\n".join([*lines, *failures(verification)])
-
-
-def write_verification(verification: Verification, out_dir: Path) -> list[Path]:
-    """verify.json and the two plots, written atomically into out_dir."""
-    from benchmarks.report.plots import plot_verification
-
-    write_text_atomic(out_dir / VERIFY_FILE, verification.to_json())
-    return [out_dir / VERIFY_FILE,
-            *plot_verification(verification.backends, verification.tolerances, EARLY_STEPS, out_dir)]
 
 
 def main(argv: Sequence[str]) -> int:

@@ -18,9 +18,9 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 FASTER, SLOWER, SAME = "faster", "slower", "~"
 NO_CI = "no CI (1 round)"
-# The smallest difference this machine can be trusted to show: an A/A pair (the same backend twice) measured
-# over 60 interleaved rounds came out 1.01 [0.98, 1.05] (benchmarks/measure/aa_ab.py;
-# docs/results/2026-12-03-aa-ab.md). A ratio whose whole CI lies inside 1 +- this is called `~`.
+# The smallest difference the 2-core machines can be trusted to show, set from an A/A pair (the same backend twice)
+# over many interleaved rounds (benchmarks/studies/aa_ab.py; docs/results/2026-12-03-aa-ab.md). A ratio whose whole
+# CI lies inside 1 +- this is called `~`.
 NOISE_THRESHOLD = 0.05
 
 

@@ -5,7 +5,7 @@ in one process, with the step floor (`benchmarks.measure.roofline.measure_step_f
 on a shared machine the minutes differ more than the variants do, so each figure is compared only with
 figures taken in the same rounds. Shapes, not values, set the time: the data are uniform random rows.
 
-Usage: python -m benchmarks.measure.step_ablation [--rounds 8] [--samples 48000]
+Usage: python -m benchmarks.studies.step_ablation [--rounds 8] [--samples 48000]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def table(seconds: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.measure.step_ablation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.step_ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8, help="timed rounds (default: 8)")
     parser.add_argument("--samples", type=int, default=48_000, help="rows per epoch (default: 48000, a full epoch)")
     args = parser.parse_args(argv)

@@ -1,22 +1,21 @@
 """How often mnist-bench's verdicts are right on this machine: an A/A check and a known A/B, over many trials.
 
-    python -m benchmarks.measure.aa_ab DATA_DIR OUT_DIR [--rounds 60] [--slowdown 0.15]
+    python -m benchmarks.studies.aa_ab DATA_DIR OUT_DIR [--rounds 60] [--slowdown 0.15]
         [--epochs 4] [--train-limit 16000] [--analyze RUN]
 
 One `mnist-bench run` job with three backends in interleaved rounds, the order rotated each round: the backend
 twice (`flax#1`, `flax#2`: the same code, an A/A pair) and a copy of it slowed down on purpose (`flax-slowed`:
 after each epoch it sleeps `slowdown` times the epoch's time, so its epochs take exactly 1 + slowdown as long).
 The rounds are then cut into disjoint trials of R consecutive rounds, for several R, and each trial's ratios are
-judged as `mnist-bench run` judges them (benchmarks/report/stats.py, NOISE_THRESHOLD): the A/A pair should be
+judged as `mnist-bench run` judges them (benchmarks/measure/stats.py, NOISE_THRESHOLD): the A/A pair should be
 called `~`, the A/B pair slower. Reports, per R, the false-positive rate (A/A not called `~`), the detection rate
 (the slowed copy called slower) and the spread of the A/A ratios, which is what the noise threshold is set from.
-Writes OUT_DIR/aa_ab.json and OUT_DIR/aa_ab.md (the run folder is OUT_DIR/run). Slow (about 8 s per process):
-a benchmark, never a test.
+Writes OUT_DIR/aa_ab.json and OUT_DIR/aa_ab.md (the run folder is OUT_DIR/run). Slow at its defaults (about 8 s per
+process); the tests run it in a tiny mode.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from backends import registry
-from benchmarks.report import stats
+from benchmarks.measure import stats
+from benchmarks.studies.common import study_parser
 from common.atomic import write_text_atomic
 
 SLOWED = "flax-slowed"
@@ -67,7 +67,7 @@ def register(slowdown: float) -> None:
     """Add `flax-slowed` to this process' registry: the flax backend, every epoch `slowdown` slower."""
     flax = registry.BACKENDS["flax"]
     registry.BACKENDS[SLOWED] = dataclasses.replace(
-        flax, name=SLOWED, factory="benchmarks.measure.aa_ab:create_slowed_trainer",
+        flax, name=SLOWED, factory="benchmarks.studies.aa_ab:create_slowed_trainer",
         description=f"flax, slowed by {slowdown:.0%} on purpose", options=(("slowdown", slowdown),))
 
 
@@ -91,11 +91,11 @@ def train(args) -> Path:
 
     os.environ[SLOWDOWN_ENV] = str(args.slowdown)
     register(args.slowdown)
-    parent.WORKER_COMMAND = (sys.executable, "-m", "benchmarks.measure.aa_ab", "--worker")
+    parent.WORKER_COMMAND = (sys.executable, "-m", "benchmarks.studies.aa_ab", "--worker")
     config = ExperimentConfig(epochs=args.epochs, train_limit=args.train_limit, test_limit=1000)
     job = Job(backends=("flax#1", "flax#2", SLOWED), config=config, rounds=args.rounds,
               data_dir=str(args.data_dir))
-    _, run_dir = parent.run_benchmark(job, args.out / "run", quiet=True)
+    _, run_dir = parent.run_benchmark(job, args.out_dir / "run", quiet=True)
     return run_dir
 
 
@@ -194,17 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker(argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--rounds", type=int, default=60)
+    parser = study_parser(__doc__, rounds=60, epochs=4, train_limit=16000, model=False)
     parser.add_argument("--slowdown", type=float, default=0.15)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-limit", type=int, default=16000)
     parser.add_argument("--analyze", type=Path, default=None, help="judge an earlier run folder instead of training")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    report(args.analyze or train(args), args.out)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    report(args.analyze or train(args), args.out_dir)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Which XLA kernel route trains a backend fastest on this machine: one `mnist-bench run` per route per round.
 
-    python -m benchmarks.measure.xla_routes DATA_DIR OUT_DIR [--backend flax-fused] [--model mlp|cnn]
+    python -m benchmarks.studies.xla_routes DATA_DIR OUT_DIR [--backend flax-fused] [--model mlp|cnn]
         [--rounds 4] [--epochs 3] [--train-limit 12000] [--seeds 0] [--route FLAGS ...]
 
 XLA_FLAGS are read once per process, so each route trains in its own `mnist-bench run --xla-flags=...` (a fresh
@@ -8,12 +8,11 @@ worker, no floor measured), the routes in a rotated order each round so that the
 A run's figure is its steady epoch median; every route is set against the first (XLA's defaults unless --route
 says otherwise) as a paired ratio with a 95% bootstrap CI over the rounds. The winner becomes the backend's route
 (`BackendSpec.xla_routes`) only after `verify` passes under it. Writes OUT_DIR/xla_routes-BACKEND-MODEL.json and
-.md. Slow (minutes): a benchmark, never a test.
+.md. Slow at its defaults (minutes); the tests run it in a tiny mode.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from backends.routes import CPU_ROUTES
-from benchmarks.measure.runs import one_run, write_outputs
-from benchmarks.report.stats import speed_ratio
+from benchmarks.measure.stats import speed_ratio
+from benchmarks.studies.common import interleaved, one_run, study_parser, write_outputs
 
 ROUTES = tuple(CPU_ROUTES)
 
@@ -36,14 +35,8 @@ def route_run(route: str, args, scratch: Path) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved rounds and write the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("out_dir", type=Path)
+    parser = study_parser(__doc__, rounds=4, epochs=3, train_limit=12000)
     parser.add_argument("--backend", default="flax-fused")
-    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-limit", type=int, default=12000)
     parser.add_argument("--seeds", default="0", help="the run's seeds (flax-vmap trains them in one program)")
     parser.add_argument("--route", action="append", default=None,
                         help="XLA flags of one route (repeat; the first is the baseline); default: " + " | ".join(
@@ -51,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     routes = tuple(args.route) if args.route else ROUTES
     blocks: dict[str, list[list[float]]] = {route: [] for route in routes}
+
+    def steady_median(route: str) -> float:
+        blocks[route].append(route_run(route, args, Path(scratch)))
+        return float(np.median(blocks[route][-1]))
+
     with tempfile.TemporaryDirectory(prefix="xla-routes-") as scratch:
-        for round_index in range(args.rounds):
-            shift = round_index % len(routes)
-            for route in routes[shift:] + routes[:shift]:
-                blocks[route].append(route_run(route, args, Path(scratch)))
-                print(f"round {round_index + 1}: {route or '(XLA defaults)'} {np.median(blocks[route][-1]):.3f} s/epoch",
-                      flush=True)
+        interleaved(routes, args.rounds, steady_median, label=lambda route: f"{route or '(XLA defaults)'} s/epoch")
     lines = [f"{args.backend}, model {args.model}, seeds {args.seeds}: {args.rounds} rounds, {args.epochs} epochs of {args.train_limit} "
              "samples' split per run; figure: the run's steady epoch median", "",
              f"| XLA flags | epoch s (median of rounds) | speed vs {routes[0] or 'XLA defaults'} [95% CI] |",

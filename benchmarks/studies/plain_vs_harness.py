@@ -1,20 +1,19 @@
 """What the harness costs: each reference row against the plain script a user of its framework would write.
 
-    python -m benchmarks.measure.plain_vs_harness DATA_DIR OUT_DIR [--model mlp|cnn] [--rounds 5] [--epochs 4]
+    python -m benchmarks.studies.plain_vs_harness DATA_DIR OUT_DIR [--model mlp|cnn] [--rounds 5] [--epochs 4]
         [--train-limit 12000] [--backends keras,keras-jax,flax] [--goal-only]
 
 Every round runs, in a rotated order, each pair's harness row (`mnist-bench run --backend B`, a fresh process)
-and its plain scripts (benchmarks/plain: `keras_fit.py` on TensorFlow or JAX, `flax_loop.py` in Optax's style,
+and its plain scripts (benchmarks/studies/plain: `keras_fit.py` on TensorFlow or JAX, `flax_loop.py` in Optax's style,
 which the flax row implements, and in the Flax guide's functional and the tutorial's nnx.jit styles), so the machine's
 drift hits both alike. A process' figure is the median of its epochs after the first (compiling) one, training
 only (validation excluded on both sides); the ratio harness/plain comes with a paired 95% bootstrap CI over the
-rounds (benchmarks/report/stats.py). Goal: the CI inside [0.95, 1.05]. Writes OUT_DIR/plain_vs_harness.json and
-.md. Slow (minutes): a benchmark, never a test.
+rounds (benchmarks/measure/stats.py). Goal: the CI inside [0.95, 1.05]. Writes OUT_DIR/plain_vs_harness.json and
+.md. Slow at its defaults (minutes); the tests run it in a tiny mode.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure.runs import one_run, write_outputs
-from benchmarks.report.stats import FASTER, SLOWER, speed_ratio
+from benchmarks.measure.stats import FASTER, SLOWER, speed_ratio
+from benchmarks.studies.common import interleaved, interval, one_run, study_parser, write_outputs
 
-PLAIN = Path(__file__).resolve().parents[1] / "plain"
+PLAIN = Path(__file__).resolve().parent / "plain"
 # backend row -> its plain scripts as (name, script, environment, arguments); the first is the idiom the row
 # implements (the goal applies to it), a second shows what another common form of user code gets.
 PLAIN_SCRIPTS = {
@@ -68,13 +67,7 @@ def steady(epochs: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved rounds and write the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-limit", type=int, default=12000)
+    parser = study_parser(__doc__, rounds=5, epochs=4, train_limit=12000)
     parser.add_argument("--backends", default=",".join(PLAIN_SCRIPTS))
     parser.add_argument("--goal-only", action="store_true",
                         help="only each row's own idiom (the one the goal applies to), not the other common forms")
@@ -83,21 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     # A run: (backend, None) is the harness row, (backend, i) its plain script i.
     runs = [(backend, side) for backend in backends
             for side in (None, *range(1 if args.goal_only else len(PLAIN_SCRIPTS[backend])))]
-    figures = {run: [] for run in runs}
+
+    def label(run) -> str:
+        backend, side = run
+        return f"{backend} {'harness' if side is None else PLAIN_SCRIPTS[backend][side][0]} s/epoch"
+
     with tempfile.TemporaryDirectory(prefix="plain-vs-harness-") as scratch:
-        for round_index in range(args.rounds):
-            shift = round_index % len(runs)
-            for backend, side in runs[shift:] + runs[:shift]:  # rotated: no run always goes first
-                epochs = (harness_epochs(backend, args, Path(scratch)) if side is None else
-                          plain_epochs(backend, side, args, Path(scratch)))
-                figures[(backend, side)].append(steady(epochs))
-                name = "harness" if side is None else PLAIN_SCRIPTS[backend][side][0]
-                print(f"round {round_index + 1}: {backend} {name} {figures[(backend, side)][-1]:.3f} s", flush=True)
-    rows = []
+        figures = interleaved(runs, args.rounds, lambda run: steady(
+            harness_epochs(run[0], args, Path(scratch)) if run[1] is None else
+            plain_epochs(run[0], run[1], args, Path(scratch))), label)
+    rows, ratios = [], []
     for backend, side in runs:
         if side is None:
             continue
         ratio = speed_ratio(figures[(backend, None)], figures[(backend, side)])
+        ratios.append(ratio)
         inside = ratio.low is not None and GOAL[0] <= ratio.low and ratio.high <= GOAL[1]
         rows.append(dict(backend=backend, plain=PLAIN_SCRIPTS[backend][side][0], goal_applies=side == 0,
                          harness_epoch_s=figures[(backend, None)], plain_epoch_s=figures[(backend, side)],
@@ -108,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
              "training split; figure per process: median epoch after the first",
              "", "| row | plain script | harness epoch s | plain epoch s | harness / plain time [95% CI] | verdict | within 5% |",
              "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        interval = f"[{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else "(no CI: 1 round)"
+    for row, ratio in zip(rows, ratios):
         lines.append(f"| {row['backend']} | {row['plain']} | {np.median(row['harness_epoch_s']):.3f} | "
-                     f"{np.median(row['plain_epoch_s']):.3f} | {row['ratio']:.3f} {interval} | {row['verdict']} | "
+                     f"{np.median(row['plain_epoch_s']):.3f} | {row['ratio']:.3f} {interval(ratio)} | {row['verdict']} | "
                      + (f"{'yes' if row['within_goal'] else 'no'} |" if row["goal_applies"] else "(another idiom) |"))
     write_outputs(args.out_dir, f"plain_vs_harness-{args.model}", rows, lines)
     return 0

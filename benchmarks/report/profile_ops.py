@@ -5,7 +5,7 @@ events of the device plane's "XLA Ops" line (device time); on the CPU, the event
 less the runtime's own wrappers and loop containers (summed over threads: CPU time, not wall time). A trace
 with no XLA op events (TensorFlow's own kernels) says so.
 
-Usage: python -m benchmarks.measure.profile_ops RUN_DIR [TOP]
+Usage: python -m benchmarks.report.profile_ops RUN_DIR [TOP]
 """
 
 from __future__ import annotations
