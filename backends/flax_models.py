@@ -98,9 +98,10 @@ def conv_with_canonical_grads(lhs, rhs, window_strides, padding, lhs_dilation=No
                                         out_sharding=out_sharding, **options)
 
 
-def first_max_pool(x):
-    """2x2 max pooling, stride 2 (a trailing odd row/column dropped) as a reshape and a max over the window axes,
-    NHWC; its gradient goes to each window's first maximum in row-major order, as the float64 reference's.
+def first_max_pool(x, window: int):
+    """window x window max pooling, stride `window` (trailing rows and columns that fill no window dropped) as a
+    reshape and the maximum of each window's corners, NHWC; its gradient goes to each window's first maximum in
+    row-major order, as the float64 reference's.
 
     `nnx.max_pool` lowers to `reduce_window`, whose gradient is `select_and_scatter`: on XLA's CPU runtime a
     scatter loop that took 40 of the convnet step's 84 ms (docs/models.md). Where window == stride no window
@@ -109,24 +110,24 @@ def first_max_pool(x):
     n, h, w, c = x.shape
     with jax.named_scope(POOL_SCOPE):
         # Cropping outside the custom_vjp leaves the crop's gradient (a pad) to autodiff.
-        return _even_max_pool(x[:, :h // cnn.POOL * cnn.POOL, :w // cnn.POOL * cnn.POOL])
+        return _even_max_pool(x[:, :h // window * window, :w // window * window], window)
 
 
-@jax.custom_vjp
-def _even_max_pool(x):
-    return _max_and_first_corner(x)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _even_max_pool(x, window: int):
+    return _max_and_first_corner(x, window)[0]
 
 
-def _window_corners(x):
+def _window_corners(x, window: int):
     """(n, h, w, c) -> the P * P arrays (n, h // P, w // P, c) of each window's elements, in row-major order."""
     n, h, w, c = x.shape
-    windows = x.reshape(n, h // cnn.POOL, cnn.POOL, w // cnn.POOL, cnn.POOL, c)
-    return [windows[:, :, row, :, column] for row in range(cnn.POOL) for column in range(cnn.POOL)]
+    windows = x.reshape(n, h // window, window, w // window, window, c)
+    return [windows[:, :, row, :, column] for row in range(window) for column in range(window)]
 
 
-def _max_and_first_corner(x):
+def _max_and_first_corner(x, window: int):
     """Each window's maximum, and which of its corners (row-major) holds it first."""
-    corners = _window_corners(x)
+    corners = _window_corners(x, window)
     # The elementwise maximum of the corners, not `.max(axis=(2, 4))` on the window view: XLA's CPU loop emitter
     # vectorizes an elementwise op along the channels, a reduction over non-minor axes it does not (7x slower at
     # the convnet's shapes, docs/performance.md).
@@ -137,28 +138,28 @@ def _max_and_first_corner(x):
     return pooled, first
 
 
-def _even_max_pool_forward(x):
-    pooled, first = _max_and_first_corner(x)
+def _even_max_pool_forward(x, window: int):
+    pooled, first = _max_and_first_corner(x, window)
     # The winning corner, one byte per window, is all the gradient needs: saving it here spares the backward pass
     # from recomputing every window's maximum (and the activations under it) per element.
     return pooled, first
 
 
-def _even_max_pool_backward(first, d_pooled):
+def _even_max_pool_backward(window: int, first, d_pooled):
     n, rows, columns, c = d_pooled.shape
-    corner = jnp.arange(cnn.POOL * cnn.POOL, dtype=jnp.int8).reshape(1, 1, cnn.POOL, 1, cnn.POOL, 1)
+    corner = jnp.arange(window * window, dtype=jnp.int8).reshape(1, 1, window, 1, window, 1)
     with jax.named_scope(POOL_SCOPE):
         d_windows = jnp.where(first[:, :, None, :, None, :] == corner, d_pooled[:, :, None, :, None, :], 0.0)
-        return (d_windows.reshape(n, rows * cnn.POOL, columns * cnn.POOL, c),)
+        return (d_windows.reshape(n, rows * window, columns * window, c),)
 
 
 _even_max_pool.defvjp(_even_max_pool_forward, _even_max_pool_backward)
 
 
-def framework_max_pool(x):
-    """Flax's own 2x2 max pool (`nnx.max_pool`, `reduce_window`): what the reference rows use."""
-    window = (cnn.POOL, cnn.POOL)
-    return nnx.max_pool(x, window, strides=window)
+def framework_max_pool(x, window: int):
+    """Flax's own max pool (`nnx.max_pool`, `reduce_window`), window x window, stride `window`: what the reference
+    rows use."""
+    return nnx.max_pool(x, (window, window), strides=(window, window))
 
 
 def dense_options(dot_general) -> dict:
@@ -205,7 +206,7 @@ class ConvNet(nnx.Module):
     def __call__(self, x, dropout_key=None):
         x = x.reshape(len(x), *cnn.IMAGE_SHAPE)
         for conv in self.convs:
-            x = self.max_pool(nnx.relu(conv(x)))
+            x = self.max_pool(nnx.relu(conv(x)), cnn.POOL)
         x = self.dropout(x.reshape(len(x), -1), deterministic=dropout_key is None, rngs=dropout_key)
         return self.dense(x)
 

@@ -56,7 +56,7 @@ def cnn_logits(trainer: FusedTensorFlowTrainer, x, training: bool):
     x = tf.reshape(x, (-1, *cnn.IMAGE_SHAPE))
     for kernel, bias in layers[:-1]:
         x = tf.nn.relu(valid_conv(x, tf.convert_to_tensor(kernel)) + bias)
-        x = first_max_pool(x)
+        x = first_max_pool(x, cnn.POOL)
     x = tf.reshape(x, (tf.shape(x)[0], -1))
     if training and trainer.config.dropout > 0:
         # Step t's mask from the stateless (seed, t) pair: reproducible, no RNG state to carry.
@@ -66,35 +66,42 @@ def cnn_logits(trainer: FusedTensorFlowTrainer, x, training: bool):
     return tf.matmul(x, kernel) + bias
 
 
-def first_max_pool(x):
-    """2x2 max pooling, stride 2 (a trailing odd row/column dropped), gradient to each window's first maximum.
+def first_max_pool(x, window: int):
+    """window x window max pooling, stride `window` (trailing rows and columns that fill no window dropped), its
+    gradient to each window's first maximum.
 
     `tf.nn.max_pool2d`'s gradient compiles, under XLA, to `select_and_scatter`, a scatter loop on a CPU; the same
     pool as flax-fused's (backends/flax_models.py): the maximum of each window's corners, and a select on the
     winning corner saved in the forward pass.
     """
-    height, width = x.shape[1] // cnn.POOL * cnn.POOL, x.shape[2] // cnn.POOL * cnn.POOL
-    return _even_max_pool(x[:, :height, :width])
+    height, width = x.shape[1] // window * window, x.shape[2] // window * window
+    return _even_max_pool(window)(x[:, :height, :width])
 
 
-@tf.custom_gradient
-def _even_max_pool(x):
-    images, (height, width, channels) = tf.shape(x)[0], x.shape[1:]
-    window_shape = (images, height // cnn.POOL, cnn.POOL, width // cnn.POOL, cnn.POOL, channels)
-    windows = tf.reshape(x, window_shape)
-    corners = [windows[:, :, row, :, column] for row in range(cnn.POOL) for column in range(cnn.POOL)]
-    pooled = functools.reduce(tf.maximum, corners)
-    first = tf.fill(tf.shape(pooled), tf.constant(len(corners) - 1, tf.int8))
-    for index in reversed(range(len(corners) - 1)):
-        first = tf.where(corners[index] == pooled, tf.constant(index, tf.int8), first)
+@functools.cache
+def _even_max_pool(window: int):
+    """The pool of `window` over an input whose sides it divides, with its custom gradient (one per window size:
+    tf.custom_gradient takes tensors only)."""
 
-    def gradient(d_pooled):
-        corner = tf.constant(np.arange(cnn.POOL * cnn.POOL, dtype=np.int8).reshape(1, 1, cnn.POOL, 1, cnn.POOL, 1))
-        d_windows = tf.where(first[:, :, None, :, None, :] == corner, d_pooled[:, :, None, :, None, :],
-                             tf.zeros((), d_pooled.dtype))
-        return tf.reshape(d_windows, tf.shape(x))
+    @tf.custom_gradient
+    def pool(x):
+        images, (height, width, channels) = tf.shape(x)[0], x.shape[1:]
+        windows = tf.reshape(x, (images, height // window, window, width // window, window, channels))
+        corners = [windows[:, :, row, :, column] for row in range(window) for column in range(window)]
+        pooled = functools.reduce(tf.maximum, corners)
+        first = tf.fill(tf.shape(pooled), tf.constant(len(corners) - 1, tf.int8))
+        for index in reversed(range(len(corners) - 1)):
+            first = tf.where(corners[index] == pooled, tf.constant(index, tf.int8), first)
 
-    return pooled, gradient
+        def gradient(d_pooled):
+            corner = tf.constant(np.arange(window * window, dtype=np.int8).reshape(1, 1, window, 1, window, 1))
+            d_windows = tf.where(first[:, :, None, :, None, :] == corner, d_pooled[:, :, None, :, None, :],
+                                 tf.zeros((), d_pooled.dtype))
+            return tf.reshape(d_windows, tf.shape(x))
+
+        return pooled, gradient
+
+    return pool
 
 
 @tf.custom_gradient

@@ -73,11 +73,6 @@ class ExperimentConfig:
             value = getattr(self, name)
             check(value is None or is_positive_int(value), name, value, "None or an integer >= 1")
 
-    @classmethod
-    def for_model(cls, model: str, **settings) -> ExperimentConfig:
-        """`model` at its own defaults, with `settings` changed."""
-        return cls(model=model, **settings)
-
     def replace(self, **changes) -> ExperimentConfig:
         """A copy with some fields changed (validated like a new config)."""
         return dataclasses.replace(self, **changes)

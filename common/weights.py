@@ -1,13 +1,11 @@
-"""Portable weights: named float32 NumPy arrays, in a fixed order, stored as a .npz (each workload draws its own)."""
+"""Portable weights: named float32 NumPy arrays in a fixed order, the one form every backend takes and returns
+(each workload draws its own)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
-from common.atomic import atomic_path
 
 Weights = dict[str, np.ndarray]
 
@@ -39,14 +37,3 @@ def check_weights(weights: Weights, expected: Mapping[str, tuple[int, ...]]) -> 
             raise ValueError(f"weights[{name!r}] is {array.dtype}{array.shape}, expected float32{shape}")
 
 
-def save_weights(path: str | os.PathLike, weights: Weights) -> None:
-    """Write weights as an uncompressed .npz of named arrays, atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **weights)
-
-
-def load_weights(path: str | os.PathLike) -> Weights:
-    """Read weights written by `save_weights` (no pickles)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: np.array(npz[name]) for name in npz.files}

@@ -10,8 +10,11 @@ import pytest
 from benchmarks.report.breakdown import (CATEGORIES, OpInfo, attributed_categories, breakdown_of, category, covered_ns,
                                          hlo_ops, tensorflow_op)
 from benchmarks.cli import main
+from common.workloads import get_workload
 
 DATA = Path(__file__).parent / "data"
+
+CNN_KERNEL = get_workload("cnn").conv_kernel_size  # the ops below are the convnet's
 
 
 @pytest.mark.parametrize("op, expected", [
@@ -41,14 +44,14 @@ DATA = Path(__file__).parent / "data"
     (tensorflow_op("gradient_tape/c/ReluGrad:ReluGrad"), "activations and loss"),
 ])
 def test_every_op_lands_in_its_category(op, expected):
-    assert category(op) == expected
+    assert category(op, CNN_KERNEL) == expected
 
 
 def test_ops_read_from_a_saved_program_and_helpers_counted_with_what_they_feed():
     ops = hlo_ops((DATA / "hlo-cpu-convnet-grad.txt").read_text())
     assert ops["ynn_fusion.8"].opcode == "fusion" and ops["ynn_fusion.8"].body[-1] == "convolution"
     assert ops["ynn_fusion.8"].shape == (128, 26, 26, 32) and "p__convs___0___kernel___value.1" in ops["ynn_fusion.8"].operands
-    categories = attributed_categories(ops)
+    categories = attributed_categories(ops, CNN_KERNEL)
     assert categories["ynn_fusion.8"] == "conv forward"
     assert categories["wrapped_scatter"] == "pooling and its gradient"  # reduce_window's gradient, expanded
     assert categories["dot"] == "GEMM backward"
@@ -56,7 +59,7 @@ def test_ops_read_from_a_saved_program_and_helpers_counted_with_what_they_feed()
     # A broadcast that only feeds the pooling gradient's scatter is the pooling gradient's cost.
     helper = {"zeros": OpInfo("fusion", ("broadcast",)),
               "scatter": OpInfo("fusion", ("scatter",), "jit(f)/transpose(jvp())/select_and_scatter", (), ("zeros",))}
-    assert attributed_categories(helper)["zeros"] == "pooling and its gradient"
+    assert attributed_categories(helper, CNN_KERNEL)["zeros"] == "pooling and its gradient"
 
 
 def test_a_breakdown_is_per_step_and_counts_the_time_between_ops_once():
@@ -66,11 +69,11 @@ def test_a_breakdown_is_per_step_and_counts_the_time_between_ops_once():
     events = [("conv", 0, 3_000_000), ("relu", 2_000_000, 2_000_000), ("conv", 8_000_000, 3_000_000),
               ("relu", 11_000_000, 1_000_000)]
     assert covered_ns(events) == 8_000_000
-    per_step = breakdown_of(events, ops, steps=2)
+    per_step = breakdown_of(events, ops, steps=2, kernel_size=CNN_KERNEL)
     assert list(per_step) == list(CATEGORIES)
     assert per_step["conv forward"] == pytest.approx(3.0) and per_step["activations and loss"] == pytest.approx(1.5)
     assert per_step["between ops"] == pytest.approx(2.0) and per_step["GEMM forward"] == 0
-    tensorflow = breakdown_of([("gradient_tape/d/MatMul:MatMul", 0, 1_000_000)], None, steps=1)
+    tensorflow = breakdown_of([("gradient_tape/d/MatMul:MatMul", 0, 1_000_000)], None, steps=1, kernel_size=0)
     assert tensorflow["GEMM backward"] == pytest.approx(1.0)
 
 

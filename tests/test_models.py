@@ -155,7 +155,8 @@ def _jax_pools():
 
     from backends.flax_models import first_max_pool, framework_max_pool
 
-    return first_max_pool, framework_max_pool, lambda x, d_out: jax.grad(lambda x: (first_max_pool(x) * d_out).sum())(x)
+    return (lambda x: first_max_pool(x, cnn.POOL), lambda x: framework_max_pool(x, cnn.POOL),
+            lambda x, d_out: jax.grad(lambda x: (first_max_pool(x, cnn.POOL) * d_out).sum())(x))
 
 
 def _tensorflow_pools():
@@ -168,13 +169,13 @@ def _tensorflow_pools():
     def gradient(x, d_out):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(first_max_pool(x) * d_out)
+            loss = tf.reduce_sum(first_max_pool(x, cnn.POOL) * d_out)
         return tape.gradient(loss, x)
 
     def framework_pool(x):
         return tf.nn.max_pool2d(x, cnn.POOL, strides=cnn.POOL, padding="VALID").numpy()
 
-    return (lambda x: first_max_pool(tf.constant(x)).numpy(), framework_pool,
+    return (lambda x: first_max_pool(tf.constant(x), cnn.POOL).numpy(), framework_pool,
             lambda x, d_out: gradient(tf.constant(x), tf.constant(d_out)).numpy())
 
 

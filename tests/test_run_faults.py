@@ -58,18 +58,20 @@ def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
 STRETCHING_WORKER = (sys.executable, str(Path(__file__).parent / "helpers" / "stretching_worker.py"))
 
 
-def interrupt_while_training(argv: list[str], out: Path, stretch: str) -> tuple[int, str]:
+def interrupt_while_training(argv: list[str], out: Path, stretch: str, signum: int = signal.SIGINT,
+                             env: dict | None = None) -> tuple[int, str]:
     """Run the real CLI in its own process group, wait until `stretch` (BACKEND:SEED), which can only end by
-    Ctrl-C, has finished an epoch, then press Ctrl-C; return the exit code and stderr."""
+    a signal, has finished an epoch, then send `signum` to the whole group twice (Ctrl-C in a terminal, pressed
+    twice; `timeout` and schedulers signal the group too); return the exit code and stderr."""
     launcher = (f"import sys; from benchmarks.harness import parent as harness; harness.WORKER_COMMAND = {STRETCHING_WORKER!r}; "
                 f"from benchmarks.cli import main; sys.exit(main({argv!r}))")
     backend, seed = stretch.split(":")
     process = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "STRETCH": stretch})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {}), "STRETCH": stretch})
     try:
         wait_for_text(out / "logs" / f"{backend}-seed{seed}.log", f"epoch 1/100000 seed {seed}:", process)
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-        os.killpg(process.pid, signal.SIGINT)  # pressed twice: the worker must still save what it trained
+        os.killpg(process.pid, signum)
+        os.killpg(process.pid, signum)  # twice: the worker must still save what it trained
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -92,6 +94,24 @@ def test_ctrl_c_keeps_completed_runs_and_epochs(tmp_path, mnist_data_dir):
     assert len(interrupted.history) >= 1 and interrupted.history[0]["epoch"] == 1
     assert interrupted.timing["warmup_epoch_s"] > 0 and interrupted.test is None
     assert f"flax seed 1 (cpu): interrupted after {len(interrupted.history)}/2 epochs" in (out / "summary.md").read_text()
+
+
+def test_sigterm_is_handled_as_ctrl_c(tmp_path, mnist_data_dir):
+    # What `timeout`, a cancelled CI job or a batch scheduler sends: the finished backend and the stopped one's
+    # epochs kept, the report written, exit 143, and no temporary folder of the harness left behind.
+    out, scratch = tmp_path / "r", tmp_path / "tmp"
+    scratch.mkdir()
+    argv = ["run", "--rounds", "1", "--no-floor", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit",
+            "1000", "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
+    code, stderr = interrupt_while_training(argv, out, "flax-fused:0", signal.SIGTERM, env={"TMPDIR": str(scratch)})
+    assert code == 128 + signal.SIGTERM, stderr[-2000:]
+    finished, stopped = load_results(out).runs
+    assert (finished.backend, finished.status) == ("flax", "ok")
+    assert (stopped.backend, stopped.status, stopped.error) == ("flax-fused", "interrupted", "stopped by SIGTERM")
+    assert len(stopped.history) >= 1 and stopped.history[0]["epoch"] == 1
+    assert f"flax-fused seed 0 (cpu): interrupted after {len(stopped.history)}/2 epochs" in (out / "summary.md").read_text()
+    assert list((out / "plots").glob("*.png")) and "stopped by SIGTERM: completed runs kept" in stderr
+    assert not list(scratch.iterdir()) and not list(out.rglob("*.tmp"))
 
 
 def run_shape(results) -> list:

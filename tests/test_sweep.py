@@ -24,6 +24,8 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.measure.environment import usable_cores
 from benchmarks.sweep import SWEEP_FILE, TRIALS_DIR, load_sweep, summary_rows
+from common.config import ExperimentConfig
+from common.job import Job
 
 TOO_MANY = usable_cores() + 1
 BATCH = 4 * TOO_MANY
@@ -481,3 +483,16 @@ def test_a_sweep_outlives_its_ray_head_and_its_own_sigkill(tmp_path, mnist_data_
     while alive(started) and time.monotonic() < deadline:
         time.sleep(0.1)  # polling for the evidence (the processes gone), bounded
     assert not alive(started), f"Ray processes left behind: {sorted(alive(started))}"
+
+
+def test_trials_share_a_floor_only_when_everything_that_sets_it_agrees():
+    from benchmarks.measure.roofline import floor_key
+
+    base = Job(backends=("flax",), config=ExperimentConfig(epochs=1))
+    assert floor_key(base) == floor_key(base.replace(backends=("keras",), seeds=(1, 2), rounds=5,
+                                                     config=base.config.replace(epochs=7, train_limit=640)))
+    for other in (base.replace(precision="default"), base.replace(devices=2), base.replace(device="gpu"),
+                  base.replace(config=base.config.replace(batch_size=512)),
+                  base.replace(config=base.config.replace(hidden_units=(64,))),
+                  base.replace(config=ExperimentConfig(model="cnn"))):
+        assert floor_key(other) != floor_key(base), other

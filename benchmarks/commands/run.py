@@ -7,9 +7,9 @@ from pathlib import Path
 
 from benchmarks.commands.flags import (DEFAULT_JOB, SEEDS_HELP, CliError, add_setting_flags, backend_help, flag_for,
                                        given_settings, job_from_args, parse_backends, parse_seeds)
-from benchmarks.harness.children import first_interrupt_only
+from benchmarks.harness.children import first_stop_only, stop_exit_status, stop_word
 from common.config import ExperimentConfig
-from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from common.errors import EXIT_FAILED, EXIT_OK
 from common.job import Job
 
 
@@ -38,7 +38,7 @@ def cmd_run(args) -> int:
     from common.results import load_results
 
     try:
-        with first_interrupt_only():
+        with first_stop_only():
             if args.resume:
                 check_resume_flags(args, load_results(args.resume).job)
                 results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
@@ -49,9 +49,9 @@ def cmd_run(args) -> int:
     except Interrupted as interrupted:
         write_report([interrupted.results], interrupted.run_dir)
         print(text_report([interrupted.results]))
-        print(f"\ninterrupted: completed runs kept in {interrupted.run_dir}; finish them with "
+        print(f"\n{stop_word(interrupted)}: completed runs kept in {interrupted.run_dir}; finish them with "
               f"`mnist-bench run --resume {interrupted.run_dir}`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stop_exit_status(interrupted)
     summary = write_report([results], run_dir)
     print(text_report([results]))
     print(f"\nresults: {run_dir / 'results.json'}\nreport:  {summary}\nplots:   {run_dir / 'plots'}")

@@ -8,13 +8,13 @@ from pathlib import Path
 from backends.registry import DEFAULT_BACKENDS
 from benchmarks.commands.flags import (DEFAULT_JOB, SEEDS_HELP, CliError, add_list_flags, add_setting_flags,
                                        backend_help, flag_for, parse_backends, parse_list, parse_seeds)
-from benchmarks.harness.children import first_interrupt_only
+from benchmarks.harness.children import first_stop_only, stop_exit_status, stop_word
 from benchmarks.sweep.grid import SHARED_SETTINGS
 from benchmarks.sweep.runner import EXECUTORS
 from benchmarks.sweep.trial import DEFAULT_TRIAL_TIMEOUT_S
 from common.config import ExperimentConfig
 from common.validation import ConfigError
-from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from common.errors import EXIT_FAILED, EXIT_OK
 from common.job import Job
 
 
@@ -82,15 +82,15 @@ def cmd_sweep(args) -> int:
         print(f"{len(grid.trials())} trials", file=sys.stderr)
         return EXIT_OK
     try:
-        with first_interrupt_only():
+        with first_stop_only():
             index = run_sweep(None if args.resume else grid, sweep_dir, args.executor, resume=bool(args.resume),
                               ray_address=args.ray_address, trials_per_node=args.trials_per_node,
                               timeout_s=args.trial_timeout, quiet=args.quiet)
     except SweepInterrupted as interrupted:
         print(format_summary(write_sweep_report(interrupted.sweep_dir)))
-        print(f"\ninterrupted: finished trials kept in {interrupted.sweep_dir}; run the rest with "
+        print(f"\n{stop_word(interrupted)}: finished trials kept in {interrupted.sweep_dir}; run the rest with "
               f"`mnist-bench sweep --resume {interrupted.sweep_dir}`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stop_exit_status(interrupted)
     print(format_summary(write_sweep_report(sweep_dir)))
     print(f"\nsweep:  {sweep_dir / 'sweep.json'}\nreport: {sweep_dir / 'summary.md'}\nplots:  {sweep_dir / 'plots'}")
     return EXIT_OK if all(record.status == "ok" for record in index.trials) else EXIT_FAILED

@@ -1,5 +1,5 @@
-"""How every mnist-bench process starts a child and stops itself: one hand-off convention, one Ctrl-C policy,
-one way an error becomes an exit status.
+"""How every mnist-bench process starts a child and stops itself: one hand-off convention, one stop policy
+(Ctrl-C and SIGTERM alike), one way an error becomes an exit status.
 
 Every child is `python -m MODULE REQUEST RESULT [EXTRA...]`: the parent writes REQUEST (a JSON job, or for
 verify's probes their inputs) before it starts the child, and the child writes RESULT atomically before it
@@ -19,10 +19,21 @@ import sys
 from collections.abc import Callable, Sequence
 
 from common.atomic import release_claims
-from common.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, MnistBenchError
+from common.errors import EXIT_BROKEN_PIPE, MnistBenchError
 
 # Children flush every line at once: the parent reads progress events as they happen.
 CHILD_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
+# What stops a run as Ctrl-C does: SIGINT from a terminal, and SIGTERM from `timeout`, a cancelled CI job or a batch
+# scheduler. Either way what was trained is saved (recorded `interrupted`), and the exit status is 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; `signum` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
 
 
 def python_module(module: str) -> tuple[str, ...]:
@@ -51,22 +62,52 @@ def run(command: Sequence[str], *paths, env: dict[str, str] | None = None) -> su
                           text=True)
 
 
-def interrupt_once(signum, frame):
-    """SIGINT handler: the first Ctrl-C raises KeyboardInterrupt; later ones are ignored, so they cannot cut
-    the saving of what was done (a terminal's Ctrl-C reaches parent and worker, the parent forwards one more,
-    and impatient users press twice)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+def stop_once(signum, frame):
+    """SIGINT and SIGTERM handler: the first raises StopRequested; later ones are ignored, so they cannot cut the
+    saving of what was done (a terminal's Ctrl-C reaches parent and worker, the parent forwards one more, `timeout`
+    signals the whole process group, and impatient users press twice)."""
+    for stop_signal_ in STOP_SIGNALS:
+        signal.signal(stop_signal_, signal.SIG_IGN)
+    raise StopRequested(signum)
+
+
+def stop_on_signals() -> None:
+    """From now on, in this process, SIGINT and SIGTERM follow `stop_once` (a child's whole life)."""
+    for stop_signal_ in STOP_SIGNALS:
+        signal.signal(stop_signal_, stop_once)
 
 
 @contextlib.contextmanager
-def first_interrupt_only():
-    """Within the block, SIGINT follows `interrupt_once`; the previous handler comes back afterwards."""
-    previous = signal.signal(signal.SIGINT, interrupt_once)
+def first_stop_only():
+    """Within the block, SIGINT and SIGTERM follow `stop_once`; the previous handlers come back afterwards."""
+    previous = {stop_signal_: signal.signal(stop_signal_, stop_once) for stop_signal_ in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stop_signal_, handler in previous.items():
+            signal.signal(stop_signal_, handler)
+
+
+def stop_signal(stop: BaseException) -> int:
+    """The signal behind a stop: its own `signum` where it carries one, else SIGINT (a plain KeyboardInterrupt)."""
+    return getattr(stop, "signum", signal.SIGINT)
+
+
+def stop_exit_status(stop: BaseException) -> int:
+    """The exit status a stopped command ends with, as shells report a signal: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + stop_signal(stop)
+
+
+def stop_reason(stop: BaseException) -> str:
+    """What a run stopped this way is recorded with."""
+    signum = stop_signal(stop)
+    return ("interrupted by the user (Ctrl-C)" if signum == signal.SIGINT
+            else f"stopped by {signal.Signals(signum).name}")
+
+
+def stop_word(stop: BaseException) -> str:
+    """'interrupted' (Ctrl-C) or 'stopped by SIGTERM', for the command's last line."""
+    return "interrupted" if stop_signal(stop) == signal.SIGINT else f"stopped by {signal.Signals(stop_signal(stop)).name}"
 
 
 def report_error(error: MnistBenchError) -> int:
@@ -76,16 +117,17 @@ def report_error(error: MnistBenchError) -> int:
 
 
 def guarded(action: Callable[[], int]) -> int:
-    """Run `action`; an MnistBenchError becomes one line on stderr and its exit code, Ctrl-C exit 130."""
+    """Run `action`; an MnistBenchError becomes one line on stderr and its exit code, Ctrl-C exit 130 and
+    SIGTERM 143."""
     try:
         code = action()
         sys.stdout.flush()  # a reader that left raises here, inside the handlers, not at interpreter exit
         return code
     except MnistBenchError as error:
         return report_error(error)
-    except KeyboardInterrupt:
-        print("mnist-bench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        print(f"mnist-bench: {stop_word(stop)}", file=sys.stderr)
+        return stop_exit_status(stop)
     except BrokenPipeError:
         # `mnist-bench show RUN | head`: the reader has all it wanted. Stop quietly, as Unix tools do; stdout
         # goes to /dev/null so that the interpreter's final flush cannot raise again.

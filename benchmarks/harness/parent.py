@@ -49,19 +49,19 @@ class HarnessError(MnistBenchError, RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; carries the results saved so far."""
+    """Ctrl-C or SIGTERM (`signum`) during a run; carries the results saved so far."""
 
-    def __init__(self, results: Results, run_dir: Path):
+    def __init__(self, results: Results, run_dir: Path, signum: int = signal.SIGINT):
         super().__init__()
-        self.results, self.run_dir = results, run_dir
+        self.results, self.run_dir, self.signum = results, run_dir, signum
 
 
 class _ChildInterrupted(KeyboardInterrupt):
-    """Ctrl-C while one child trained; carries that child's runs, marked interrupted."""
+    """Ctrl-C or SIGTERM (`signum`) while one child trained; carries that child's runs, marked interrupted."""
 
-    def __init__(self, runs: list[RunResult]):
+    def __init__(self, runs: list[RunResult], signum: int):
         super().__init__()
-        self.runs = runs
+        self.runs, self.signum = runs, signum
 
 
 def _utc_now() -> datetime.datetime:
@@ -166,7 +166,7 @@ def train_missing(results: Results, run_dir: Path, quiet: bool) -> Results:
         except _ChildInterrupted as interrupted:
             _merge_runs(results, _in_round(interrupted.runs, child.round))
             save_results(results, run_dir)
-            raise Interrupted(results, run_dir) from None
+            raise Interrupted(results, run_dir, interrupted.signum) from None
         for run in _in_round(runs, child.round):
             add_floor_ratio(run, results.environment.get("roofline"), results.job)
         _merge_runs(results, runs)
@@ -362,15 +362,14 @@ def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_
                         log.write(line)
                 returncode = child.wait()
                 process_s = time.monotonic() - spawned_at
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:
                 _stop(child)
                 progress.close()
                 runs = _read_results(result_path) or [RunResult(job.backend, seed, job.device, devices=job.devices,
-                                                                           history=announced[seed])
-                                                                 for seed in job.seeds]
+                                                                history=announced[seed]) for seed in job.seeds]
                 for run in runs:
-                    run.status, run.error = "interrupted", "interrupted by the user (Ctrl-C)"
-                raise _ChildInterrupted(runs) from None
+                    run.status, run.error = "interrupted", children.stop_reason(stop)
+                raise _ChildInterrupted(runs, children.stop_signal(stop)) from None
             finally:
                 progress.close()
     except OSError as error:
@@ -390,7 +389,8 @@ def format_epoch_line(event: dict) -> str:
 
 
 def _stop(child: subprocess.Popen) -> None:
-    # The child got the same SIGINT from the terminal; give it time to save, then insist.
+    # The child may have got the same signal (a terminal's Ctrl-C, `timeout`'s SIGTERM to the group); either way it
+    # saves on SIGINT: give it time to, then insist.
     try:
         child.send_signal(signal.SIGINT)
         child.wait(INTERRUPT_GRACE_S)

@@ -20,9 +20,9 @@ from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
 from benchmarks.measure.stats import steady_state_start
+from benchmarks.harness.children import stop_reason
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
-from common.flops import gflops_per_s
 from common.job import Job
 from common.mnist import NUM_CLASSES, load_mnist
 from common.results import PROGRAM_FILE, RunResult
@@ -105,9 +105,9 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
         session.train()
         session.test()
         session.record_routes()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         session.trace.stop()
-        stop(session.results, "interrupted", "interrupted by the user (Ctrl-C)")
+        stop(session.results, "interrupted", stop_reason(stopped))
         session.finish()
         raise RunStopped(session.results, interrupted=True) from None
     except Exception as error:
@@ -233,9 +233,8 @@ class TrainingSession:
                 self.epochs[index], train_samples, time.perf_counter() - self.total_start, self.time_to_target[index])}
             if result.timing["epoch_s_median"]:
                 # With K seeds in one program the clock is shared: the epoch time is K seeds' worth of work.
-                result.timing["gflops_per_s"] = gflops_per_s(
-                    training_flops_per_sample(self.config) * train_samples * len(self.job.seeds),
-                    result.timing["epoch_s_median"])
+                flops = training_flops_per_sample(self.config) * train_samples * len(self.job.seeds)
+                result.timing["gflops_per_s"] = flops / result.timing["epoch_s_median"] / 1e9
             result.timing.update(seeds_in_program=len(self.job.seeds), train_samples=train_samples)
             result.step_ms = [round(ms, 4) for ms in steady_step_seconds(self.epochs[index], result.timing.get("steady_from_epoch")) * 1e3]
             # float32 is what the backends computed; 7 significant digits keep results.json small.

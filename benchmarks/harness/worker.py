@@ -15,12 +15,11 @@ ENTERED_AT = time.monotonic()  # before anything heavy: the end of the interpret
 
 import dataclasses  # noqa: E402 - after the clock on purpose
 import json  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from benchmarks.harness.children import interrupt_once  # noqa: E402
+from benchmarks.harness.children import stop_exit_status, stop_on_signals, stop_reason  # noqa: E402
 from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 
 EVENT_PREFIX = "@mnist-bench "
@@ -46,7 +45,7 @@ def make_event_emitter(stream):
 def main(argv: list[str]) -> int:
     """Run the job in argv[0]; write the results to argv[1]; exit 0, 1 (failed) or 130 (interrupted)."""
     job_path, result_path, *profile_dir = argv
-    signal.signal(signal.SIGINT, interrupt_once)
+    stop_on_signals()
     from backends.registry import prepare_process
     from common.atomic import write_text_atomic
     from common.job import Job
@@ -75,9 +74,9 @@ def main(argv: list[str]) -> int:
                 traceback.print_exception(stopped.__cause__)
             write(stopped.runs)
             return EXIT_INTERRUPTED if stopped.interrupted else EXIT_FAILED
-    except KeyboardInterrupt:
-        write(stopped_before_training("interrupted", "interrupted by the user (Ctrl-C)"))
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        write(stopped_before_training("interrupted", stop_reason(stop)))
+        return stop_exit_status(stop)
     except Exception as error:  # noqa: BLE001 - any crash becomes a recorded failed run, not a lost one
         traceback.print_exc()
         write(stopped_before_training("failed", f"{type(error).__name__}: {error}".strip().splitlines()[0]))

@@ -286,6 +286,14 @@ def describe(limits: dict, config: ExperimentConfig, step_floors: list[dict] | N
     return "\n".join(lines)
 
 
+def floor_key(job: Job) -> tuple:
+    """Everything of `job` that its measured limits depend on: the model and its shape settings (the step's GEMMs
+    and Adam traffic), the device, the device count (the all-reduce) and the precision the measuring process runs
+    at. Two jobs may share one measurement only when their keys are equal."""
+    config = job.config
+    return (config.model, tuple(config.hidden_units), config.batch_size, job.device, job.devices, job.precision)
+
+
 def measure_limits(job: Job) -> dict:
     """Every limit a run of `job` is set against, measured in this process: GEMM peak, bandwidth, the step floor
     at the job's batch size and, on several devices, the gradient all-reduce. Configures JAX for the job first."""

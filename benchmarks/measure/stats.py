@@ -62,12 +62,6 @@ def steady_state_start(block_seconds: Sequence[float], tolerance: float = 0.1) -
     return start if flat and len(steady) >= len(times) // 2 else None
 
 
-def process_estimate(block_seconds: Sequence[float]) -> float | None:
-    """One process' figure: the median of its steady blocks (None without a steady state)."""
-    start = steady_state_start(block_seconds)
-    return None if start is None else float(np.median(np.asarray(block_seconds)[start:]))
-
-
 def _as_blocks(rounds) -> list[np.ndarray]:
     """Each round as an array of its blocks: a bare number is a process already reduced to one figure."""
     blocks = [np.atleast_1d(np.asarray(entry, dtype=np.float64)) for entry in rounds]

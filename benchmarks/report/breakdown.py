@@ -24,6 +24,7 @@ from pathlib import Path
 from backends.routes import (CONV_INPUT_GRADIENT_SCOPE, CONV_WEIGHT_GRADIENT_SCOPE, OPTIMIZER_SCOPE, POOL_SCOPE,
                              parse_computations)
 from common.results import PROGRAM_FILE
+from common.workloads import get_workload
 
 CATEGORIES = ("GEMM forward", "GEMM backward", "conv forward", "conv weight gradient", "conv input gradient",
               "pooling and its gradient", "activations and loss", "optimizer update", "between ops")
@@ -45,7 +46,7 @@ class OpInfo:
     operands: tuple[str, ...] = ()  # the instructions it reads (HLO only)
 
 
-def category(op: OpInfo, kernel_size: int = 3) -> str:
+def category(op: OpInfo, kernel_size: int) -> str:
     """The breakdown category of one op: the one table every backend's ops go through."""
     name, opcodes, kind = op.op_name, (op.opcode, *op.body), op.opcode  # kind: a TensorFlow op type, or an opcode
     if any(scope in name.lower() for scope in OPTIMIZER_SCOPES) or kind.startswith("ResourceApply"):
@@ -70,7 +71,7 @@ def category(op: OpInfo, kernel_size: int = 3) -> str:
     return "activations and loss"
 
 
-def attributed_categories(ops: dict[str, OpInfo], kernel_size: int = 3) -> dict[str, str]:
+def attributed_categories(ops: dict[str, OpInfo], kernel_size: int) -> dict[str, str]:
     """Each instruction's category, where an op with no category of its own ("activations and loss": a broadcast,
     an iota, a transpose) that only feeds ops of one other category is counted with them: the zeros and indices
     a pooling gradient scatters into, the transposes a weight-gradient convolution reads."""
@@ -155,7 +156,7 @@ def covered_ns(events: list[tuple[str, int, int]]) -> int:
 
 
 def breakdown_of(events: list[tuple[str, int, int]], ops: dict[str, OpInfo] | None, steps: int,
-                 kernel_size: int = 3) -> dict[str, float]:
+                 kernel_size: int) -> dict[str, float]:
     """{category: ms per step} of one trace's events; ops from the program's HLO (None: TensorFlow kernels)."""
     totals: collections.Counter = collections.Counter()
     categories = attributed_categories(ops, kernel_size) if ops is not None else {}
@@ -188,7 +189,8 @@ class Breakdown:
 def run_breakdowns(run_dir: Path) -> list[Breakdown]:
     """Every profiled run of a run folder, broken down (runs without a trace are left out)."""
     results = json.loads((Path(run_dir) / "results.json").read_text(encoding="utf-8"))
-    model = results["job"]["config"].get("model", "mlp")
+    # The side of the model's convolution kernels tells a weight gradient in a profile (0: a model without any).
+    kernel_size = get_workload(results["job"]["config"].get("model", "mlp")).conv_kernel_size
     breakdowns = []
     for run in results["runs"]:
         profile = run.get("costs", {}).get("profile_dir")
@@ -205,7 +207,7 @@ def run_breakdowns(run_dir: Path) -> list[Breakdown]:
         steps = run["costs"].get("profile_steps") or 1
         events = [event for trace in traces for event in trace_events(trace)]
         breakdowns.append(Breakdown(f"{run['backend']} s{run['seed']} r{run.get('round', 0)}", steps,
-                                    breakdown_of(events, ops, steps, 3 if model == "cnn" else 0)))
+                                    breakdown_of(events, ops, steps, kernel_size)))
     return breakdowns
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from common.errors import EXIT_FAILED, MnistBenchError
@@ -18,8 +19,8 @@ class ClusterLost(MnistBenchError, RuntimeError):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; the finished trials are saved in `sweep_dir`."""
+    """Ctrl-C or SIGTERM (`signum`) during a sweep; the finished trials are saved in `sweep_dir`."""
 
-    def __init__(self, sweep_dir: Path):
+    def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT):
         super().__init__(str(sweep_dir))
-        self.sweep_dir = sweep_dir
+        self.sweep_dir, self.signum = sweep_dir, signum

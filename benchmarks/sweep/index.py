@@ -17,7 +17,6 @@ from common.results import RESULTS_FILE, Results, load_results
 SWEEP_FILE = "sweep.json"
 SWEEP_SCHEMA_VERSION = 1
 TRIALS_DIR = "trials"
-TRIAL_STATUSES = ("pending", "ok", "failed", "diverged", "interrupted")
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.measure.roofline import floor_key
 from benchmarks.sweep.grid import Trial
 from benchmarks.sweep.index import TRIALS_DIR
 from benchmarks.sweep.trial import TrialOutcome, run_trial
@@ -15,10 +16,10 @@ OnFinished = Callable[[Trial, TrialOutcome], None]
 def run_local(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
               on_started: Callable[[Trial], None]) -> None:
     """The trials one after another on this machine, each as `run` would train it."""
-    floors: dict[tuple[str, str, int, int], dict | None] = {}
+    floors: dict[tuple, dict | None] = {}
     for trial in trials:
         on_started(trial)
-        key = (trial.job.config.model, trial.job.device, trial.job.config.batch_size, trial.job.devices)
+        key = floor_key(trial.job)
         if key not in floors:
             # The machine does not change between trials: measure each floor once.
             from benchmarks.harness.parent import measure_roofline

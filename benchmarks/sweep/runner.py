@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.harness.children import stop_reason, stop_signal
 from benchmarks.sweep.errors import SweepError, SweepInterrupted
 from benchmarks.sweep.grid import Grid, Trial
 from benchmarks.sweep.index import SweepIndex, TrialRecord, is_sweep, load_sweep, utc_now
@@ -79,12 +80,12 @@ def run_sweep(grid: Grid | None, sweep_dir: Path, executor: str = "local", *, re
             run_local(todo, sweep_dir, timeout_s, on_finished, on_started)
         else:
             run_ray(todo, sweep_dir, timeout_s, on_finished, on_started, ray_address, trials_per_node)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         for record in index.trials:
             if record.status == "pending" and record.started:
-                record.status, record.error = "interrupted", "interrupted by the user (Ctrl-C)"
+                record.status, record.error = "interrupted", stop_reason(stop)
         index.save(sweep_dir)
-        raise SweepInterrupted(sweep_dir) from None
+        raise SweepInterrupted(sweep_dir, stop_signal(stop)) from None
     return index
 
 

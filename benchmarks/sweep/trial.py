@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness.children import first_interrupt_only, guarded, python_module, spawn
-from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from benchmarks.harness.children import first_stop_only, guarded, python_module, spawn, stop_exit_status
+from common.errors import EXIT_FAILED, EXIT_OK
 from common.atomic import write_text_atomic
 from common.job import Job
 from common.results import RESULTS_FILE, load_results
@@ -121,15 +121,15 @@ def trial_main(job_file: str, out_dir: str) -> int:
     spec = json.loads(Path(job_file).read_text(encoding="utf-8"))
 
     def run() -> int:
-        with first_interrupt_only():
+        with first_stop_only():
             try:
                 if (Path(out_dir) / RESULTS_FILE).is_file():
                     results, _ = harness.resume_benchmark(Path(out_dir), quiet=True)
                 else:
                     results, _ = harness.run_benchmark(Job.from_dict(spec["job"]), Path(out_dir), quiet=True,
                                                        roofline=spec.get("roofline"))
-            except harness.Interrupted:
-                return EXIT_INTERRUPTED  # the completed epochs are saved in out_dir
+            except harness.Interrupted as interrupted:
+                return stop_exit_status(interrupted)  # the completed epochs are saved in out_dir
         return EXIT_OK if all(run.status == "ok" for run in results.runs) else EXIT_FAILED
 
     return guarded(run)

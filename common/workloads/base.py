@@ -49,6 +49,9 @@ class Workload:
     reference_source: str
     # verify's bounds for this model, by check (common.workloads.EARLY_STEPS sets the early window).
     tolerances: dict[str, Tolerance]
+    # The side of its square convolution kernels, by which a profile's breakdown tells a convolution's weight
+    # gradient (its output has the kernel's shape); 0 for a model without convolutions.
+    conv_kernel_size: int = 0
 
     def validate(self, config: ModelSettings) -> None:
         """Raise ConfigError for a setting this model cannot train with."""

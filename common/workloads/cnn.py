@@ -180,6 +180,7 @@ class ConvNetWorkload(Workload):
     summary = "Keras' MNIST convnet"
     defaults = {"hidden_units": (), "epochs": 15, "batch_size": 128, "validation_split": 0.1, "dropout": 0.5}
     input_shape = IMAGE_SHAPE
+    conv_kernel_size = KERNEL
     reference_source = "common/workloads/cnn.py"
     tolerances = TOLERANCES
 
