@@ -37,9 +37,18 @@ MLP_ROUTE = {("mlp", "cpu"): "--xla_cpu_multi_thread_eigen=false"}
 
 # Each framework family's builder of each model, as "module:name" (imported only when a trainer is made). A
 # backend can train exactly the models its family has a builder for; a new model adds one line per family.
-FLAX_BUILDERS = {"mlp": "backends.flax_models:MLP", "cnn": "backends.flax_models:ConvNet"}
-KERAS_BUILDERS = {"mlp": "backends.keras_models:mlp_layers", "cnn": "backends.keras_models:cnn_layers"}
-TENSORFLOW_BUILDERS = {"mlp": "backends.tf_fused:mlp_logits", "cnn": "backends.tf_fused:cnn_logits"}
+FLAX_BUILDERS = {
+    "mlp": "backends.flax_models:MLP",
+    "cnn": "backends.flax_models:ConvNet",
+}
+KERAS_BUILDERS = {
+    "mlp": "backends.keras_models:mlp_layers",
+    "cnn": "backends.keras_models:cnn_layers",
+}
+TENSORFLOW_BUILDERS = {
+    "mlp": "backends.tf_fused:mlp_logits",
+    "cnn": "backends.tf_fused:cnn_logits",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +66,14 @@ class BackendSpec:
     keras_backend: str | None = None
     # How many seeds one worker process trains (None: all of a run's seeds, in one program).
     seeds_per_process: int | None = 1
-    # Why `--devices N` > 1 is refused; None: batches split over N devices (data parallel).
-    single_device_reason: str | None = None
-    # Why `--device gpu` is refused; None: it runs on CPU and GPU.
-    cpu_only_reason: str | None = None
+    # What it can do beyond one CPU device, claimed only once shown: `data_parallel`, batches split over `--devices
+    # N` (tests/test_backends.py holds each such backend on two devices to its one-device run); `gpu`, `--device gpu`
+    # (docs/gpu.md's session runs each). A backend that claims neither is refused both, with `single_device_reason`
+    # and `cpu_only_reason` saying why.
+    data_parallel: bool = False
+    gpu: bool = False
+    single_device_reason: str = "it has not been shown to split its batches over several devices"
+    cpu_only_reason: str = "it has not been shown to train on a GPU"
     # A JAX backend's XLA flags by model and device ("cpu" or "gpu"): the kernel route it runs best on; a
     # fast variant's own choice, measured (docs/performance.md). The reference rows run XLA's defaults.
     xla_routes: Mapping[tuple[str, str], str] = dataclasses.field(default_factory=dict)
@@ -70,40 +83,36 @@ class BackendSpec:
         """The workloads this backend can train: those its family has builders for."""
         return tuple(self.builders)
 
-    @property
-    def data_parallel(self) -> bool:
-        """Whether `--devices N` can split this backend's batches over several devices."""
-        return self.single_device_reason is None
-
 
 BACKENDS = {spec.name: spec for spec in (
     BackendSpec("keras", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit (the reference)", ("tensorflow", "keras"), KERAS_BUILDERS,
-                KERAS_COMPILE_DEFAULTS, keras_backend="tensorflow"),
+                KERAS_COMPILE_DEFAULTS, keras_backend="tensorflow", data_parallel=True, gpu=True),
     BackendSpec("flax", "backends.flax_models:create_trainer",
-                "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax"), FLAX_BUILDERS),
+                "Flax NNX + Optax, jitted train step in a Python loop", ("jax", "flax", "optax"), FLAX_BUILDERS,
+                data_parallel=True, gpu=True),
     BackendSpec("keras-jax", "backends.keras_models:create_trainer",
                 "Keras 3 on its JAX backend, model.fit", ("jax", "keras"), KERAS_BUILDERS, KERAS_COMPILE_DEFAULTS,
-                keras_backend="jax"),
+                keras_backend="jax", data_parallel=True, gpu=True),
     # Fast variants: the same model and math, tuned; they sit beside the reference rows in the tables.
     BackendSpec("flax-fused", "backends.flax_fused:create_trainer",
                 "Flax, whole epoch as one jitted lax.scan over device-resident data", ("jax", "flax", "optax"),
-                FLAX_BUILDERS, xla_routes={**CNN_ROUTE, **MLP_ROUTE}),
+                FLAX_BUILDERS, data_parallel=True, gpu=True, xla_routes={**CNN_ROUTE, **MLP_ROUTE}),
     BackendSpec("flax-vmap", "backends.flax_fused:create_vmapped_trainer",
                 "Flax fused epoch, all --seeds in one jax.vmap-ed program", ("jax", "flax", "optax"), FLAX_BUILDERS,
-                seeds_per_process=None, xla_routes=CNN_ROUTE),
+                seeds_per_process=None, data_parallel=True, gpu=True, xla_routes=CNN_ROUTE),
     BackendSpec("keras-xla", "backends.keras_models:create_trainer",
                 "Keras 3 on TensorFlow, model.fit with jit_compile=True (XLA on CPU)", ("tensorflow", "keras"),
                 KERAS_BUILDERS, (("jit_compile", True), ("steps_per_execution", 1)), keras_backend="tensorflow",
-                single_device_reason=XLA_MIRRORED),
+                gpu=True, single_device_reason=XLA_MIRRORED),
     BackendSpec("keras-tuned", "backends.keras_models:create_trainer",
                 f"Keras 3 on TensorFlow, jit_compile=True and steps_per_execution={KERAS_TUNED_STEPS}",
                 ("tensorflow", "keras"), KERAS_BUILDERS,
                 (("jit_compile", True), ("steps_per_execution", KERAS_TUNED_STEPS)),
-                keras_backend="tensorflow", single_device_reason=XLA_MIRRORED),
+                keras_backend="tensorflow", gpu=True, single_device_reason=XLA_MIRRORED),
     BackendSpec("tf-fused", "backends.tf_fused:create_trainer",
                 "TensorFlow 2 without Keras, whole epoch as one tf.function(jit_compile=True) over device-resident "
-                "data", ("tensorflow",), TENSORFLOW_BUILDERS,
+                "data", ("tensorflow",), TENSORFLOW_BUILDERS, gpu=True,
                 single_device_reason="its whole epoch is one XLA program, with no step boundary for tf.distribute "
                 "to all-reduce at"),
     # Its FFI product replaces nnx.Linear's: the dense layers of the MLP only.
@@ -152,15 +161,15 @@ def check_data_parallel(name: str, devices: int) -> None:
 def check_device(name: str, device: str) -> None:
     """Refuse `--device gpu` for a CPU-only backend, naming those that run on a GPU."""
     spec = backend_spec(name)
-    if device != "cpu" and spec.cpu_only_reason is not None:
-        able = ", ".join(other.name for other in BACKENDS.values() if other.cpu_only_reason is None)
+    if device != "cpu" and not spec.gpu:
+        able = ", ".join(other.name for other in BACKENDS.values() if other.gpu)
         raise BackendError(f"backend {name!r} runs on the CPU only ({spec.cpu_only_reason}); use --device cpu, "
                            f"or a backend that runs on a GPU: {able}")
 
 
 def runs(spec: BackendSpec, model: str, device: str) -> bool:
     """Whether `spec` can train `model` on `device` (what `--backend all` keeps)."""
-    return model in spec.models and (device == "cpu" or spec.cpu_only_reason is None)
+    return model in spec.models and (device == "cpu" or spec.gpu)
 
 
 def check_model(name: str, model: str) -> None:

@@ -8,6 +8,23 @@ from common.validation import check, flag, is_finite_number, is_positive_int, kn
 from common.workloads import MODELS, WORKLOADS, get_workload
 
 
+# The settings that each model sets: the fields below left at None, which take the model's workload's `defaults`.
+MODEL_SETTINGS = ("hidden_units", "epochs", "batch_size", "validation_split", "dropout")
+
+
+def check_workload_defaults() -> None:
+    """Fail, naming the workload and the setting, where a workload's `defaults` misses one of MODEL_SETTINGS."""
+    for name, workload in WORKLOADS.items():
+        missing = [setting for setting in MODEL_SETTINGS if setting not in workload.defaults]
+        if missing:
+            raise TypeError(f"workload {name!r} has no default for {', '.join(missing)}; a workload's `defaults` sets "
+                            f"every one of {', '.join(MODEL_SETTINGS)} (docs/contributing.md)")
+
+
+# Before the config's --help texts below read every workload's defaults.
+check_workload_defaults()
+
+
 def per_model_default(setting: str) -> str:
     """'(default: mlp 10, cnn 15)': a setting's default under each model, for --help."""
     shown = {name: workload.defaults[setting] for name, workload in WORKLOADS.items()}

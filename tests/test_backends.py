@@ -341,3 +341,16 @@ def test_every_registered_backend_honours_the_trainer_contract(name, conformance
     # Every registry entry, never in the test process: a backend added later is checked without a new test.
     line, stderr = conformance[name]
     assert line == f"{name} conforms", stderr[-3000:]
+
+
+def test_a_new_backend_claims_no_capability_until_it_opts_in(monkeypatch):
+    from backends.registry import BackendSpec, check_device
+
+    monkeypatch.setitem(BACKENDS, "newcomer", BackendSpec("newcomer", "backends.flax_models:create_trainer",
+                                                          "a new family", ("jax",), {"mlp": "backends.flax_models:MLP"}))
+    check_data_parallel("newcomer", 1)
+    check_device("newcomer", "cpu")
+    with pytest.raises(BackendError, match="'newcomer' trains on one device only \\(it has not been shown to split"):
+        check_data_parallel("newcomer", 2)
+    with pytest.raises(BackendError, match="'newcomer' runs on the CPU only \\(it has not been shown to train on a GPU"):
+        check_device("newcomer", "gpu")

@@ -11,7 +11,7 @@ from common.job import Job
 from common.data import epoch_batches, epoch_permutation, make_splits, one_hot, steps_per_epoch, to_features
 from common.mnist import load_mnist
 from common.weights import as_layer_list, check_weights, from_layer_list, parameter_count
-from common.workloads import UnknownModelError, get_workload
+from common.workloads import WORKLOADS, UnknownModelError, get_workload
 from common.workloads.mlp import init_weights, layer_sizes, weight_shapes
 
 LAYERS = (784, 256, 128, 10)
@@ -142,3 +142,13 @@ def test_check_weights_rejects_a_wrong_shape():
     weights["dense_2/bias"] = np.zeros(11, np.float32)
     with pytest.raises(ValueError, match=r"weights\['dense_2/bias'\] is float32\(11,\), expected float32\(10,\)"):
         check_weights(weights, weight_shapes(LAYERS))
+
+
+def test_every_setting_a_model_sets_is_named_once():
+    import dataclasses
+
+    from common.config import MODEL_SETTINGS
+
+    left_to_the_model = {field.name for field in dataclasses.fields(ExperimentConfig) if field.default is None}
+    assert set(MODEL_SETTINGS) == left_to_the_model - {"train_limit", "test_limit"}
+    assert all(set(MODEL_SETTINGS) <= set(workload.defaults) for workload in WORKLOADS.values())

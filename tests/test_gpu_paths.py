@@ -17,7 +17,7 @@ from backends.registry import BACKENDS, process_settings
 from common.config import ExperimentConfig
 from common.job import Job
 
-GPU_BACKENDS = [spec.name for spec in BACKENDS.values() if spec.cpu_only_reason is None]
+GPU_BACKENDS = [spec.name for spec in BACKENDS.values() if spec.gpu]
 
 
 @pytest.mark.parametrize("precision", ["highest", "default"])

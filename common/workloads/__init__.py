@@ -28,8 +28,11 @@ class UnknownModelError(MnistBenchError, ValueError):
     """A model name no workload has."""
 
 
-# Every model by name; a new model is one module and one entry here.
-WORKLOADS: dict[str, Workload] = {workload.name: workload for workload in (mlp.MlpWorkload(), cnn.ConvNetWorkload())}
+# Every model by name; a new model is one module, imported above, and one entry here.
+WORKLOADS: dict[str, Workload] = {workload.name: workload for workload in (
+    mlp.MlpWorkload(),
+    cnn.ConvNetWorkload(),
+)}
 MODELS = tuple(WORKLOADS)
 
 
