@@ -117,7 +117,7 @@ class KerasTrainer(SingleSeedTrainer):
         """One `model.fit` epoch over the batches in order, fed as Keras feeds arrays to its own backend."""
         check_batches(batches, self.config.batch_size)
         sizes = np.array([len(b) for b in batches])
-        recorder = _make_recorder(sizes, on_step, time_steps)
+        recorder = StepRecorder(sizes, on_step, time_steps)
         self.model.fit(self._epoch_data(x, y, batches), epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
         losses, accuracies, ends = recorder.per_step()
         return EpochLog(losses, accuracies, sizes, ends, first_step_end_s=recorder.first_end)
@@ -247,7 +247,7 @@ class KerasTrainer(SingleSeedTrainer):
         return framework_versions(("keras", self.keras_backend))
 
 
-def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):
+class StepRecorder(keras.callbacks.Callback):
     """A callback that keeps fit's running metrics of each executed step (and the clock, with `time_steps`).
 
     Without `time_steps` it is `async_safe`: where Keras' backend allows it, fit hands it each step's logs on a
@@ -257,67 +257,70 @@ def _make_recorder(sizes: np.ndarray, on_step: StepCallback | None, time_steps: 
     (docs/results/2026-12-03-fit-overhead.md). With `time_steps` it runs in the training loop and reads every step's
     logs at once, so the clock it reads after them is honest.
     """
-    seen = np.cumsum(sizes)
 
-    class StepRecorder(keras.callbacks.Callback):
-        async_safe = not time_steps
+    def __init__(self, sizes: np.ndarray, on_step: StepCallback | None, time_steps: bool):
+        super().__init__()
+        self.async_safe = not time_steps  # what Keras' CallbackList reads
+        self.seen, self.on_step, self.time_steps = np.cumsum(sizes), on_step, time_steps
+        self.means, self.ends, self.first_end, self.latest = {}, {}, None, -1
+        self.last_report = -np.inf
+        self.lock = threading.Lock()  # async callbacks run on several threads, in any order
 
-        def __init__(self):
-            super().__init__()
-            self.means, self.ends, self.first_end, self.latest = {}, {}, None, -1
-            self.last_report = -np.inf
-            self.lock = threading.Lock()  # async callbacks run on several threads, in any order
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
 
-        def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            # Keras numbers an execution by its planned last step, which can run past a short epoch.
-            step = min(batch, len(seen) - 1)
-            metrics = (logs["loss"], logs["accuracy"])
-            if time_steps or self.first_end is None:
-                metrics = (float(metrics[0]), float(metrics[1]))  # waits for the step
-            with self.lock:
-                self.means[step] = metrics
-                if time_steps:
-                    self.ends[step] = time.perf_counter()
-                if self.first_end is None:
-                    # Without time_steps read on the thread that got the first step's logs: its wait ended then.
-                    self.first_end = time.perf_counter()
-                now = time.perf_counter()
-                report = (on_step is not None and step > self.latest
-                          and (now - self.last_report >= PROGRESS_INTERVAL_S or step == len(seen) - 1))
-                if report:
-                    self.latest, self.last_report = step, now
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras numbers an execution by its planned last step, which can run past a short epoch.
+        last = len(self.seen) - 1
+        step = min(batch, last)
+        metrics = (logs["loss"], logs["accuracy"])
+        if self.time_steps or self.first_end is None:
+            metrics = (float(metrics[0]), float(metrics[1]))  # waits for the step
+        with self.lock:
+            self.means[step] = metrics
+            if self.time_steps:
+                self.ends[step] = time.perf_counter()
+            if self.first_end is None:
+                # Without time_steps read on the thread that got the first step's logs: its wait ended then.
+                self.first_end = time.perf_counter()
+            now = time.perf_counter()
+            report = (self.on_step is not None and step > self.latest
+                      and (now - self.last_report >= PROGRESS_INTERVAL_S or step == last))
             if report:
-                # Progress shows fit's running epoch means (never going back, as threads may deliver late steps
-                # after newer ones); per-step values are recovered at the end.
-                on_step(step, float(metrics[0]), float(metrics[1]))
+                self.latest, self.last_report = step, now
+        if report:
+            # Progress shows fit's running epoch means (never going back, as threads may deliver late steps
+            # after newer ones); per-step values are recovered at the end.
+            self.on_step(step, float(metrics[0]), float(metrics[1]))
 
-        def per_step(self):
-            """Undo fit's running (sample-weighted) means to get each step's own loss and accuracy.
+    def per_step(self):
+        """Each step's own loss and accuracy (and, with `time_steps`, when it ended), from fit's running means."""
+        last_steps = np.array(sorted(self.means))
+        # The epoch's one read of every kept tensor (fit has returned: all of them are done).
+        means = np.array([[float(value) for value in self.means[step]] for step in last_steps], dtype=np.float64)
+        losses, accuracies = (step_values_of_running_means(means[:, column], last_steps, self.seen)
+                              for column in range(2))
+        if not self.time_steps:
+            return losses, accuracies, None
+        ends = np.array([self.ends[step] for step in last_steps])
+        return losses, accuracies, step_ends_of_executions(ends, last_steps, self.start, len(self.seen))
 
-            With steps_per_execution > 1, Keras reports once per execution; every step of an execution
-            then gets that execution's mean and an equal share of its time.
-            """
-            last_steps = np.array(sorted(self.means))
-            reported_seen = seen[last_steps]
-            group_sizes = np.diff(np.concatenate([[0], reported_seen]))
-            step_group = np.searchsorted(last_steps, np.arange(len(seen)))
-            results = []
-            for column in range(2):
-                # The epoch's one read of every kept tensor (fit has returned: all of them are done).
-                means = np.array([float(self.means[step][column]) for step in last_steps], dtype=np.float64)
-                group_means = np.diff(np.concatenate([[0.0], means * reported_seen])) / group_sizes
-                results.append(group_means[step_group])
-            if not time_steps:
-                return results[0], results[1], None
-            # Steps inside one execution share its duration evenly.
-            group_ends = np.array([self.ends[step] for step in last_steps])
-            group_starts = np.concatenate([[self.start], group_ends[:-1]])
-            first_step = np.concatenate([[0], last_steps[:-1] + 1])
-            fraction = (np.arange(len(seen)) - first_step[step_group] + 1) / (last_steps - first_step + 1)[step_group]
-            ends = group_starts[step_group] + fraction * (group_ends - group_starts)[step_group]
-            return results[0], results[1], ends
 
-    return StepRecorder()
+def step_values_of_running_means(means: np.ndarray, last_steps: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Undo fit's running (sample-weighted) means, reported after the steps `last_steps` with `seen` samples seen
+    after each step, into each step's own value. With steps_per_execution > 1, Keras reports once per execution;
+    every step of an execution then gets that execution's mean."""
+    reported_seen = seen[last_steps]
+    group_sizes = np.diff(np.concatenate([[0], reported_seen]))
+    group_means = np.diff(np.concatenate([[0.0], means * reported_seen])) / group_sizes
+    return group_means[np.searchsorted(last_steps, np.arange(len(seen)))]
+
+
+def step_ends_of_executions(ends: np.ndarray, last_steps: np.ndarray, start: float, steps: int) -> np.ndarray:
+    """When each step ended, from when each execution (ending at step `last_steps`) ended: the steps inside one
+    execution share its duration evenly."""
+    step_group = np.searchsorted(last_steps, np.arange(steps))
+    starts = np.concatenate([[start], ends[:-1]])
+    first_step = np.concatenate([[0], last_steps[:-1] + 1])
+    fraction = (np.arange(steps) - first_step[step_group] + 1) / (last_steps - first_step + 1)[step_group]
+    return starts[step_group] + fraction * (ends - starts)[step_group]

@@ -10,7 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run failed or diverged (results are still written)
 EXIT_USAGE = 2  # bad flags or input: nothing was started or written
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2); SIGTERM ends a command with 128 + 15
 EXIT_BROKEN_PIPE = 141  # the reader of our output left (`| head`), as shells report SIGPIPE (128 + 13)
 
 

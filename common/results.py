@@ -49,7 +49,7 @@ class RunResult:
     timing: dict = dataclasses.field(default_factory=dict)  # TIMING_KEYS plus extras, units in the names
     # Steady-state step times (ms): the distribution behind step_ms_median / p90.
     step_ms: list = dataclasses.field(default_factory=list)
-    # Start-up by phase, time to first step, memory: see benchmarks/costs.py.
+    # Start-up by phase, time to first step, memory: see benchmarks/harness/costs.py.
     costs: dict = dataclasses.field(default_factory=dict)
     # Every training step's loss, in order across epochs (float32 precision): where two backends part ways.
     step_losses: list = dataclasses.field(default_factory=list)

@@ -1,2 +1,2 @@
-"""Running a job: the parent that starts one worker process per (backend, seeds), the worker, the measured
-training loop, its costs, and the one way a child process is started."""
+"""Running a job in child processes: `run`'s parent and its worker, the measured training loop and its costs,
+`verify`'s probes, and the one way a child process is started."""

@@ -1,4 +1,4 @@
-"""`mnist-bench verify`: prove, on this machine and these versions, that the backends compute the same thing.
+"""verify's run: prove, on this machine and these versions, that the backends compute the same thing.
 
 Every chosen backend trains in its own process from the shared initial weights on the same batches of
 real MNIST, one step per call so that its loss and weights are seen after every step; a float64 NumPy

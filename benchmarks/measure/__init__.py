@@ -1,2 +1,2 @@
-"""Measurements besides training: the machine's limits (roofline), equivalence (verify), the environment, the
-step ablation."""
+"""The instruments the harness and the report measure with: the machine's limits (roofline), the environment and
+the stack it ran on, and the statistics every ratio is printed with."""

@@ -1,10 +1,9 @@
 """Ratios with their uncertainty, and a verdict: the statistics every speed comparison is to be printed with.
 
-Groundwork for "every ratio with its CI" (issue 22): framework-free (NumPy and SciPy), unit-tested on synthetic
-samples. The design follows Kalibera & Jones ("Rigorous benchmarking in reasonable time", 2013): the unit
-of analysis is a per-block median inside one process; processes (rounds) are resampled above it, so the
-drift a shared machine shows over minutes widens the interval instead of hiding in it. Steady state is
-found from the data (a changepoint on the block times), not assumed.
+Framework-free (NumPy and SciPy), unit-tested on synthetic samples. The design follows Kalibera & Jones
+("Rigorous benchmarking in reasonable time", 2013): the unit of analysis is a per-block median inside one process;
+processes (rounds) are resampled above it, so the drift a shared machine shows over minutes widens the interval
+instead of hiding in it. Steady state is found from the data (a changepoint on the block times), not assumed.
 """
 
 from __future__ import annotations

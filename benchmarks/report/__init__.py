@@ -1,1 +1,2 @@
-"""What a person reads: the tables of runs and the plots (the one module that imports matplotlib)."""
+"""What a person reads, made from saved results: the tables of runs, verify's table, the per-op breakdown, and the
+plots (`plots.py`, the one module that imports matplotlib)."""

@@ -475,40 +475,12 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
     """
     by_model = split_by_model(results_list)
     if len(by_model) > 1:
-        lines = [f"# {title}", "", "Runs of different models are reported and ranked separately:", ""]
-        for model, part in by_model.items():
-            (out_dir / model).mkdir(parents=True, exist_ok=True)
-            write_report(part, out_dir / model, title=f"{title} — {model_heading(part)}")
-            lines.append(f"- [{model_heading(part)}]({model}/summary.md): {sum(len(r.runs) for r in part)} runs")
-        path = out_dir / "summary.md"
-        write_text_atomic(path, "\n".join(lines) + "\n")
-        return path
+        return _write_model_index(by_model, out_dir, title)
     from benchmarks.report.plots import plot_all
 
     groups = group_runs(results_list)
     plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))
-    job = results_list[0].job
-    config = job.config
-    lines = [f"# {title}", "",
-             f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
-             f"Model: {describe_model(config)}. Config: {config.epochs} epochs, batch {config.batch_size}, "
-             f"lr {config.learning_rate}, validation split {config.validation_split}, "
-             f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
-             "", "## Results", "", format_markdown_table(table_rows(groups)), "",
-             "Steady state starts where the epoch times settle (a changepoint on them; never the first epoch, "
-             "whose first step traces and compiles: `compile s`). "
-             f"{SPEED_NOTE}; `x step floor` has the median over runs and its 95% bootstrap CI. "
-             "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
-             "step times are wall-clock after the device finished the step. "
-             f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config):,} "
-             f"per sample for the {config.model}); "
-             "`x GEMM floor` is the epoch time over the time those FLOPs take at this machine's measured "
-             f"large-matrix fp32 GEMM peak (see Environment), a rate batch-32 shapes never reach; {NO_FLOOR_NOTE}. "
-             f"Time to target: from the start of training to the end of the first epoch whose validation "
-             f"accuracy is >= {job.target_accuracy}, validation time included. "
-             f"{STARTUP_NOTE.replace('; per-phase figures, device memory and plots in summary.md', '')}. "
-             "Other cells: mean ± std [95% t-interval] over the runs (seeds and rounds).", "", "### Costs besides step time", "",
-             format_costs_table(groups), ""]
+    lines = [f"# {title}", "", *_results_section(groups, results_list[0].job)]
     problems = failures(groups)
     if problems:
         lines += ["### Runs that did not finish", ""] + [f"- {line}" for line in problems] + [""]
@@ -521,29 +493,70 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
         lines += [f"![{path.stem}](plots/{path.name})", ""]
     lines += ["## Environment", ""]
     for results in results_list:
-        env = results.environment
         if len(results_list) > 1:
             lines += [f"### {_machine(results)} ({results.created})", ""]
-        packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
-        devices = sorted({f"{r.backend}: {r.device_name}" for r in results.runs if r.device_name})
-        lines += [f"- Machine: {env.get('cpu')}, {env.get('usable_cores')} usable cores, "
-                  f"{env.get('memory_gib')} GiB, {env.get('os')}",
-                  f"- Python {env.get('python')}; {packages}",
-                  f"- Stack: {describe_stack(env['stack']) if env.get('stack') else 'not recorded'}",
-                  f"- Devices: {'; '.join(devices) or '—'}",
-                  f"- Settings: {env.get('env') or 'none set'}",
-                  f"- Precision: {results.job.precision} (per-process framework settings: "
-                  + ("; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in settings.items())}"
-                               for name, settings in env.get("framework_settings", {}).items()) or "not recorded")
-                  + ")",
-                  f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
-                  "- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
-                                            f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
-                                            f"({env['roofline']['device']})" if env.get("roofline") else
-                                            env.get("roofline_skipped", "—")),
-                  f"- Commit: {env.get('git_commit')}"]
-        lines += [f"- Resumed: {entry['at']} on {entry['hostname']} (commit {entry['git_commit']})"
-                  for entry in env.get("resumed", [])] + [""]
+        lines += environment_lines(results)
     path = out_dir / "summary.md"
     write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _write_model_index(by_model: dict[str, list[Results]], out_dir: Path, title: str) -> Path:
+    """One report per model in out_dir/<model>/, and out_dir/summary.md linking them."""
+    lines = [f"# {title}", "", "Runs of different models are reported and ranked separately:", ""]
+    for model, part in by_model.items():
+        (out_dir / model).mkdir(parents=True, exist_ok=True)
+        write_report(part, out_dir / model, title=f"{title} — {model_heading(part)}")
+        lines.append(f"- [{model_heading(part)}]({model}/summary.md): {sum(len(r.runs) for r in part)} runs")
+    path = out_dir / "summary.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _results_section(groups: list[RunGroup], job: Job) -> list[str]:
+    """The summary's opening line, its results table with what each column means, and the costs table."""
+    config = job.config
+    return [f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
+            f"Model: {describe_model(config)}. Config: {config.epochs} epochs, batch {config.batch_size}, "
+            f"lr {config.learning_rate}, validation split {config.validation_split}, "
+            f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
+            "", "## Results", "", format_markdown_table(table_rows(groups)), "",
+            "Steady state starts where the epoch times settle (a changepoint on them; never the first epoch, "
+            "whose first step traces and compiles: `compile s`). "
+            f"{SPEED_NOTE}; `x step floor` has the median over runs and its 95% bootstrap CI. "
+            "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
+            "step times are wall-clock after the device finished the step. "
+            f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config):,} "
+            f"per sample for the {config.model}); "
+            "`x GEMM floor` is the epoch time over the time those FLOPs take at this machine's measured "
+            f"large-matrix fp32 GEMM peak (see Environment), a rate batch-32 shapes never reach; {NO_FLOOR_NOTE}. "
+            f"Time to target: from the start of training to the end of the first epoch whose validation "
+            f"accuracy is >= {job.target_accuracy}, validation time included. "
+            f"{STARTUP_NOTE.replace('; per-phase figures, device memory and plots in summary.md', '')}. "
+            "Other cells: mean ± std [95% t-interval] over the runs (seeds and rounds).", "", "### Costs besides step time", "",
+            format_costs_table(groups), ""]
+
+
+def environment_lines(results: Results) -> list[str]:
+    """Where and with what a run was measured: machine, packages, stack, devices, settings, data, limits, commit."""
+    env = results.environment
+    packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+    devices = sorted({f"{r.backend}: {r.device_name}" for r in results.runs if r.device_name})
+    lines = [f"- Machine: {env.get('cpu')}, {env.get('usable_cores')} usable cores, "
+             f"{env.get('memory_gib')} GiB, {env.get('os')}",
+             f"- Python {env.get('python')}; {packages}",
+             f"- Stack: {describe_stack(env['stack']) if env.get('stack') else 'not recorded'}",
+             f"- Devices: {'; '.join(devices) or '—'}",
+             f"- Settings: {env.get('env') or 'none set'}",
+             f"- Precision: {results.job.precision} (per-process framework settings: "
+             + ("; ".join(f"{name}: {' '.join(f'{k}={v}' for k, v in settings.items())}"
+                          for name, settings in env.get("framework_settings", {}).items()) or "not recorded")
+             + ")",
+             f"- Data: {env.get('data_source')} (canonical: {env.get('data_canonical')})",
+             "- Measured limits: " + (f"fp32 GEMM {env['roofline']['gemm_peak_gflops']:.1f} GFLOP/s, "
+                                       f"bandwidth {env['roofline']['bandwidth_gb_s']:.1f} GB/s "
+                                       f"({env['roofline']['device']})" if env.get("roofline") else
+                                       env.get("roofline_skipped", "—")),
+             f"- Commit: {env.get('git_commit')}"]
+    return lines + [f"- Resumed: {entry['at']} on {entry['hostname']} (commit {entry['git_commit']})"
+                    for entry in env.get("resumed", [])] + [""]

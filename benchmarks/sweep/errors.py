@@ -1,4 +1,5 @@
-"""The sweep's own errors: one it cannot start with, a cluster lost mid-sweep, and a Ctrl-C that saved what was done."""
+"""The sweep's own errors: one it cannot start with, a cluster lost mid-sweep, and a stop (Ctrl-C or SIGTERM) that
+saved what was done."""
 
 from __future__ import annotations
 

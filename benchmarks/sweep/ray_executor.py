@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.harness.children import report_error
+from benchmarks.harness.children import report_error, stop_reason
 from benchmarks.sweep.errors import ClusterLost, SweepError
 from benchmarks.sweep.grid import Trial
 from benchmarks.sweep.index import TRIALS_DIR
@@ -69,8 +69,6 @@ def run_ray(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finis
             on_started: Callable[[Trial], None], address: str | None, trials_per_node: int) -> None:
     """Each trial as a Ray task pinned to a node with a free slot (at most `trials_per_node` per node)."""
     ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -78,79 +76,105 @@ def run_ray(trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finis
         except ConnectionError as error:
             raise SweepError(f"--ray-address {address}: {str(error).splitlines()[0]}; start the cluster "
                              "(`ray start --head`) or give the address of a running one") from None
-    gcs_address = ray.get_runtime_context().gcs_address
-    remote_trial = ray.remote(max_retries=0)(ray_trial)
-    pending = collections.deque(trials)
-    running: dict = {}  # ObjectRef -> (trial, node id, start time)
-    hostnames: dict[str, str] = {}  # node id -> hostname, for the record
-    recording = threading.Lock()  # one writer of the index at a time: this loop or the head watch
-
-    def finished(ref, outcome: TrialOutcome) -> None:
-        with recording:
-            if ref in running:  # not already recorded as lost with the head
-                on_finished(running.pop(ref)[0], outcome)
-
-    def head_lost(silent_s: float) -> None:
-        # From the watch's thread. Any Ray call of this process now blocks on the dead GCS until Ray kills
-        # the process without running Python's clean-up, so record, say why and exit before it does.
-        recording.acquire(timeout=HEAD_LOST_AFTER_S)
-        for trial, node, start in running.values():
-            on_finished(trial, TrialOutcome("failed", f"the Ray head at {gcs_address} stopped answering while "
-                                            "this trial ran", hostnames.get(node, node), time.monotonic() - start))
-        os._exit(report_error(ClusterLost(
-            f"the Ray head at {gcs_address} has not answered for {silent_s:.0f} s; {len(running)} running "
-            f"trial(s) recorded as failed in {sweep_dir / 'sweep.json'}. Start a head and finish the grid with "
-            f"`mnist-bench sweep --resume {sweep_dir} --executor ray --ray-address HOST:PORT`")))
-
-    watch = HeadWatch(gcs_address, head_lost)
+    trials_on_ray = RayTrials(ray, trials, sweep_dir, timeout_s, on_finished, on_started, trials_per_node)
+    watch = HeadWatch(trials_on_ray.gcs_address, trials_on_ray.head_lost)
     watch.start()
     try:
-        while pending or running:
-            nodes = _usable_nodes(ray) if pending else {}
-            hostnames.update((node_id, resources["hostname"]) for node_id, resources in nodes.items())
-            busy = collections.Counter(node for _, node, _ in running.values())
-            for trial in list(pending):
-                node = next((node_id for node_id, resources in nodes.items()
-                             if busy[node_id] < trials_per_node and _fits(trial.job, resources)), None)
-                if node is None:
-                    if not any(_fits(trial.job, resources) for resources in nodes.values()):
-                        pending.remove(trial)
-                        on_finished(trial, TrialOutcome("failed", _no_node_error(trial.job), "-", 0.0))
-                    continue
-                pending.remove(trial)
-                on_started(trial)
-                previous = _trial_files(sweep_dir / TRIALS_DIR / trial.id)
-                ref = remote_trial.options(
-                    num_cpus=trial.job.devices if trial.job.device == "cpu" else 1,
-                    num_gpus=trial.job.devices if trial.job.device == "gpu" else 0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-                ).remote(trial.job.to_dict(), timeout_s, previous)
-                running[ref] = (trial, node, time.monotonic())
-                busy[node] += 1
-            if not running:
-                continue
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            for ref in ready:
-                trial, node, start = running[ref]
-                finished(ref, _collect(ray, ref, sweep_dir / TRIALS_DIR / trial.id, hostnames.get(node), start))
-            for ref, (trial, node, start) in list(running.items()):
-                if time.monotonic() - start > timeout_s + RAY_UNRESPONSIVE_S:
-                    ray.cancel(ref, force=True)
-                    finished(ref, TrialOutcome("failed", f"no answer from node {node} within --trial-timeout "
-                                               f"{timeout_s:g} s + {RAY_UNRESPONSIVE_S:g} s; cancelled",
-                                               hostnames.get(node, node), time.monotonic() - start))
-    except KeyboardInterrupt:
-        for ref in running:
-            ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its trial process
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
-        for ref, (trial, node, start) in list(running.items()):
-            finished(ref, TrialOutcome("interrupted", "interrupted by the user (Ctrl-C)", hostnames.get(node, node),
-                                       time.monotonic() - start))
+        while trials_on_ray.pending or trials_on_ray.running:
+            trials_on_ray.launch()
+            if trials_on_ray.running:
+                trials_on_ray.collect()
+    except KeyboardInterrupt as stop:
+        trials_on_ray.stop(stop_reason(stop))
         raise
     finally:
         watch.stopped.set()
         if started_here:
             ray.shutdown()
+
+
+class RayTrials:
+    """A sweep's trials on a Ray cluster: pending ones launched where a node has a free slot, running ones
+    collected, each outcome recorded once (by this loop, or by the head watch when the head is lost)."""
+
+    def __init__(self, ray, trials: Sequence[Trial], sweep_dir: Path, timeout_s: float, on_finished: OnFinished,
+                 on_started: Callable[[Trial], None], trials_per_node: int):
+        self.ray, self.sweep_dir, self.timeout_s, self.trials_per_node = ray, sweep_dir, timeout_s, trials_per_node
+        self.on_finished, self.on_started = on_finished, on_started
+        self.gcs_address = ray.get_runtime_context().gcs_address
+        self.remote_trial = ray.remote(max_retries=0)(ray_trial)
+        self.pending = collections.deque(trials)
+        self.running: dict = {}  # ObjectRef -> (trial, node id, start time)
+        self.hostnames: dict[str, str] = {}  # node id -> hostname, for the record
+        self.recording = threading.Lock()  # one writer of the index at a time: this loop or the head watch
+
+    def finished(self, ref, outcome: TrialOutcome) -> None:
+        """Record a running trial's outcome, unless it was recorded already (as lost with the head)."""
+        with self.recording:
+            if ref in self.running:
+                self.on_finished(self.running.pop(ref)[0], outcome)
+
+    def head_lost(self, silent_s: float) -> None:
+        """From the watch's thread. Any Ray call of this process now blocks on the dead GCS until Ray kills the
+        process without running Python's clean-up, so record, say why and exit before it does."""
+        self.recording.acquire(timeout=HEAD_LOST_AFTER_S)
+        for trial, node, start in self.running.values():
+            self.on_finished(trial, TrialOutcome("failed", f"the Ray head at {self.gcs_address} stopped answering "
+                                                 "while this trial ran", self.hostnames.get(node, node),
+                                                 time.monotonic() - start))
+        os._exit(report_error(ClusterLost(
+            f"the Ray head at {self.gcs_address} has not answered for {silent_s:.0f} s; {len(self.running)} running "
+            f"trial(s) recorded as failed in {self.sweep_dir / 'sweep.json'}. Start a head and finish the grid with "
+            f"`mnist-bench sweep --resume {self.sweep_dir} --executor ray --ray-address HOST:PORT`")))
+
+    def launch(self) -> None:
+        """Start each pending trial on a node with a free slot that fits it; one that no node fits fails."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = _usable_nodes(self.ray) if self.pending else {}
+        self.hostnames.update((node_id, resources["hostname"]) for node_id, resources in nodes.items())
+        busy = collections.Counter(node for _, node, _ in self.running.values())
+        for trial in list(self.pending):
+            node = next((node_id for node_id, resources in nodes.items()
+                         if busy[node_id] < self.trials_per_node and _fits(trial.job, resources)), None)
+            if node is None:
+                if not any(_fits(trial.job, resources) for resources in nodes.values()):
+                    self.pending.remove(trial)
+                    self.on_finished(trial, TrialOutcome("failed", _no_node_error(trial.job), "-", 0.0))
+                continue
+            self.pending.remove(trial)
+            self.on_started(trial)
+            previous = _trial_files(self.sweep_dir / TRIALS_DIR / trial.id)
+            ref = self.remote_trial.options(
+                num_cpus=trial.job.devices if trial.job.device == "cpu" else 1,
+                num_gpus=trial.job.devices if trial.job.device == "gpu" else 0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            ).remote(trial.job.to_dict(), self.timeout_s, previous)
+            self.running[ref] = (trial, node, time.monotonic())
+            busy[node] += 1
+
+    def collect(self) -> None:
+        """Record the trials that finished within a second, and cancel those whose node stopped answering."""
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=1.0)
+        for ref in ready:
+            trial, node, start = self.running[ref]
+            self.finished(ref, _collect(self.ray, ref, self.sweep_dir / TRIALS_DIR / trial.id,
+                                        self.hostnames.get(node), start))
+        for ref, (trial, node, start) in list(self.running.items()):
+            if time.monotonic() - start > self.timeout_s + RAY_UNRESPONSIVE_S:
+                self.ray.cancel(ref, force=True)
+                self.finished(ref, TrialOutcome("failed", f"no answer from node {node} within --trial-timeout "
+                                                f"{self.timeout_s:g} s + {RAY_UNRESPONSIVE_S:g} s; cancelled",
+                                                self.hostnames.get(node, node), time.monotonic() - start))
+
+    def stop(self, reason: str) -> None:
+        """Stop every running trial (each saves its completed epochs) and record it interrupted."""
+        for ref in self.running:
+            self.ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its trial process
+        self.ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_GRACE_S)
+        for ref, (trial, node, start) in list(self.running.items()):
+            self.finished(ref, TrialOutcome("interrupted", reason, self.hostnames.get(node, node),
+                                            time.monotonic() - start))
 
 
 class HeadWatch(threading.Thread):
