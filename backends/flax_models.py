@@ -104,7 +104,7 @@ def first_max_pool(x, window: int):
     row-major order, as the float64 reference's.
 
     `nnx.max_pool` lowers to `reduce_window`, whose gradient is `select_and_scatter`: on XLA's CPU runtime a
-    scatter loop that took 40 of the convnet step's 84 ms (docs/models.md). Where window == stride no window
+    scatter loop that took about half of the convnet's step (docs/models.md). Where window == stride no window
     overlaps another, so the pool is a reshape, and its gradient a select.
     """
     n, h, w, c = x.shape
@@ -129,8 +129,8 @@ def _max_and_first_corner(x, window: int):
     """Each window's maximum, and which of its corners (row-major) holds it first."""
     corners = _window_corners(x, window)
     # The elementwise maximum of the corners, not `.max(axis=(2, 4))` on the window view: XLA's CPU loop emitter
-    # vectorizes an elementwise op along the channels, a reduction over non-minor axes it does not (7x slower at
-    # the convnet's shapes, docs/performance.md).
+    # vectorizes an elementwise op along the channels, a reduction over non-minor axes it does not (several
+    # times slower at the convnet's shapes: docs/performance.md).
     pooled = functools.reduce(jnp.maximum, corners)
     first = jnp.full(pooled.shape, len(corners) - 1, jnp.int8)
     for index in reversed(range(len(corners) - 1)):

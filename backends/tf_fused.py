@@ -109,7 +109,7 @@ def valid_conv(x, kernel):
     """tf.nn.conv2d, stride 1, 'VALID', NHWC x HWIO, with both gradients written as convolutions in that same form.
 
     Left to autodiff, inside the epoch's XLA while loop the gradients stay in a transposed form that XLA's CPU
-    runtime runs as a generic loop nest, 5x slower (docs/models.md; flax-fused does the same in JAX).
+    runtime runs as a generic loop nest, several times slower (docs/models.md; flax-fused does the same in JAX).
     """
     def gradients(d_out):
         kh, kw = kernel.shape[0], kernel.shape[1]
