@@ -125,6 +125,14 @@ BACKENDS = {spec.name: spec for spec in (
 DEFAULT_BACKENDS = ("keras", "flax", "keras-jax")
 
 
+def register_backend(spec: BackendSpec) -> None:
+    """Add a backend to this process' registry (a study's variant of a row, say); its workers must register it too,
+    before the harness' worker runs (`run_benchmark(worker_command=...)`). A registered name is refused."""
+    if spec.name in BACKENDS:
+        raise BackendError(f"backend {spec.name!r} is registered already; choose another name")
+    BACKENDS[spec.name] = spec
+
+
 def backend_spec(name: str) -> BackendSpec:
     """The spec registered under `name` (or under the `flax` of a label `flax#2`); an unknown name lists the valid ones."""
     try:

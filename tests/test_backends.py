@@ -354,3 +354,17 @@ def test_a_new_backend_claims_no_capability_until_it_opts_in(monkeypatch):
         check_data_parallel("newcomer", 2)
     with pytest.raises(BackendError, match="'newcomer' runs on the CPU only \\(it has not been shown to train on a GPU"):
         check_device("newcomer", "gpu")
+
+
+def test_a_backend_registered_at_run_time_is_found_and_a_taken_name_refused(monkeypatch):
+    import dataclasses
+
+    from backends.registry import register_backend
+
+    monkeypatch.setattr("backends.registry.BACKENDS", dict(BACKENDS))  # this test's additions stay in this test
+    from backends import registry
+
+    register_backend(dataclasses.replace(backend_spec("flax"), name="flax-twin"))
+    assert registry.backend_spec("flax-twin").factory == backend_spec("flax").factory
+    with pytest.raises(BackendError, match="'flax' is registered already"):
+        register_backend(backend_spec("flax"))

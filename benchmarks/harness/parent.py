@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import MnistBenchError
@@ -111,13 +112,15 @@ def check_xla_flags(flags: str) -> None:
                            "pass flags this jaxlib knows (docs/performance.md lists the kernel routes)")
 
 
-def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
-                  roofline: dict | None = None, measure_floor: bool = True) -> tuple[Results, Path]:
+def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False, roofline: dict | None = None,
+                  measure_floor: bool = True, worker_command: Sequence[str] | None = None) -> tuple[Results, Path]:
     """Train every (backend, seeds) part of `job` in its own process; save results.json after each.
 
     `roofline`: this machine's floors at the job's device and batch size, when the caller measured them
     already (a sweep, once per batch size); measured here otherwise, unless `measure_floor` is False (`--no-floor`:
-    no limits, no floor columns, the measuring child's seconds saved).
+    no limits, no floor columns, the measuring child's seconds saved). `worker_command`: the child each part
+    trains in, WORKER_COMMAND unless given (a study's own worker, say, that registers a backend of its own before
+    the real worker runs).
     """
     check_job_can_start(job)
     data = load_mnist(job.data_dir)  # verify (or download) once, before any child starts
@@ -133,13 +136,14 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False,
     environment["framework_settings"] = process_settings(job)
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
     training_started = time.monotonic()
-    results = train_missing(results, run_dir, quiet)
+    results = train_missing(results, run_dir, quiet, worker_command)
     if roofline is None and measure_floor and time.monotonic() - training_started >= REMEASURE_AFTER_S:
         remeasure_floors(results, run_dir)
     return results, run_dir
 
 
-def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]:
+def resume_benchmark(run_dir: Path, quiet: bool = False,
+                     worker_command: Sequence[str] | None = None) -> tuple[Results, Path]:
     """Finish a saved run: keep its `ok` runs, train the missing, interrupted, failed or diverged ones."""
     if (Path(run_dir) / RESULTS_FILE).is_file():
         claim_output_directory(run_dir)  # a run another live process is writing is refused here
@@ -152,17 +156,19 @@ def resume_benchmark(run_dir: Path, quiet: bool = False) -> tuple[Results, Path]
     results.environment.setdefault("resumed", []).append(
         {"at": _utc_now().isoformat(timespec="seconds"), "hostname": socket.gethostname(),
          "git_commit": git_commit()})
-    return train_missing(results, run_dir, quiet), run_dir
+    return train_missing(results, run_dir, quiet, worker_command), run_dir
 
 
-def train_missing(results: Results, run_dir: Path, quiet: bool) -> Results:
+def train_missing(results: Results, run_dir: Path, quiet: bool,
+                  worker_command: Sequence[str] | None = None) -> Results:
     """Run every child job whose runs are not all `ok` yet; results.json is rewritten after each."""
     done = {run_key(run) for run in results.runs if run.status == "ok"}
     for child in child_jobs(results.job):
         if all((child.job.backend, seed, child.round) in done for seed in child.job.seeds):
             continue
         try:
-            runs = run_child(child.job, run_dir, quiet, child.round if results.job.rounds > 1 else None)
+            runs = run_child(child.job, run_dir, quiet, child.round if results.job.rounds > 1 else None,
+                             worker_command)
         except _ChildInterrupted as interrupted:
             _merge_runs(results, _in_round(interrupted.runs, child.round))
             save_results(results, run_dir)
@@ -301,7 +307,8 @@ def add_floor_ratio(run: RunResult, roofline: dict | None, job: Job) -> None:
                                           if meaningful else None)
 
 
-def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | None = None) -> list[RunResult]:
+def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | None = None,
+              worker_command: Sequence[str] | None = None) -> list[RunResult]:
     """One worker process for a one-backend job (of round `round_index`, when the run has several); its crash,
     divergence or interruption becomes recorded runs."""
     log_dir = run_dir / "logs"
@@ -316,7 +323,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | N
         # result still leaves its completed epochs in results.json.
         announced: dict[int, list[dict]] = {seed: [] for seed in job.seeds}
         returncode, process_s = _run_worker(job, run_dir, log_dir / log_name, job_path, result_path, progress,
-                                            announced)
+                                            announced, worker_command)
         runs = _read_results(result_path)
     if runs is None:
         cause = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
@@ -334,7 +341,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | N
 
 
 def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_path: Path, progress: _Progress,
-                announced: dict[int, list[dict]]) -> tuple[int, float]:
+                announced: dict[int, list[dict]], worker_command: Sequence[str] | None) -> tuple[int, float]:
     """Start the worker, relay its events to the progress bar, the log and `announced`; (exit code, seconds).
 
     A full disk under the log stops the worker and is one DiskFullError naming the log (the results.json
@@ -345,7 +352,7 @@ def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_
         with open(log_path, "w", encoding="utf-8") as log:
             spawned_at = time.monotonic()
             profile = [str(run_dir / "profiles" / log_path.stem)] if job.profile else []
-            child = children.spawn(WORKER_COMMAND, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
+            child = children.spawn(worker_command or WORKER_COMMAND, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
                                    text=True, env=children.child_environment(**{SPAWNED_AT_ENV: repr(spawned_at)}))
             try:
                 for line in child.stdout:

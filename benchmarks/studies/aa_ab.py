@@ -65,10 +65,9 @@ def create_slowed_trainer(config, initial_weights, placement, *, build, backend,
 
 def register(slowdown: float) -> None:
     """Add `flax-slowed` to this process' registry: the flax backend, every epoch `slowdown` slower."""
-    flax = registry.BACKENDS["flax"]
-    registry.BACKENDS[SLOWED] = dataclasses.replace(
-        flax, name=SLOWED, factory="benchmarks.studies.aa_ab:create_slowed_trainer",
-        description=f"flax, slowed by {slowdown:.0%} on purpose", options=(("slowdown", slowdown),))
+    registry.register_backend(dataclasses.replace(
+        registry.backend_spec("flax"), name=SLOWED, factory="benchmarks.studies.aa_ab:create_slowed_trainer",
+        description=f"flax, slowed by {slowdown:.0%} on purpose", options=(("slowdown", slowdown),)))
 
 
 def worker(argv: list[str]) -> int:
@@ -91,11 +90,11 @@ def train(args) -> Path:
 
     os.environ[SLOWDOWN_ENV] = str(args.slowdown)
     register(args.slowdown)
-    parent.WORKER_COMMAND = (sys.executable, "-m", "benchmarks.studies.aa_ab", "--worker")
     config = ExperimentConfig(epochs=args.epochs, train_limit=args.train_limit, test_limit=1000)
     job = Job(backends=("flax#1", "flax#2", SLOWED), config=config, rounds=args.rounds,
               data_dir=str(args.data_dir))
-    _, run_dir = parent.run_benchmark(job, args.out_dir / "run", quiet=True)
+    _, run_dir = parent.run_benchmark(job, args.out_dir / "run", quiet=True,
+                                      worker_command=(sys.executable, "-m", "benchmarks.studies.aa_ab", "--worker"))
     return run_dir
 
 
