@@ -70,3 +70,14 @@ def test_the_built_wheel_holds_the_product_and_no_study(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "benchmarks/harness/worker.py" in names and "backends/ffi_kernels.cc" in names
     assert not [name for name in names if name.startswith("benchmarks/studies/")]
+
+
+def test_noise_sources_measures_each_conditions_aa_spread(tmp_path, mnist_data_dir):
+    done = study("noise_sources", str(mnist_data_dir), str(tmp_path), "--rounds", "2", "--epochs", "2",
+                 "--train-limit", "320", "--control", "malloc-arenas-1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = json.loads((tmp_path / "noise_sources-flax-mlp.json").read_text())
+    assert [row["condition"] for row in table["rows"]] == ["baseline", "malloc-arenas-1"]
+    for row in table["rows"]:
+        assert len(row["a_s"]) == len(row["a_twin_s"]) == 2 and row["low"] <= row["sd_log_ratio"] <= row["high"]
+    assert table["rows"][0]["versus_baseline"] == 1.0

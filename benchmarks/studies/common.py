@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Hashable, Sequence
@@ -47,13 +48,14 @@ def interleaved(names: Sequence[Hashable], rounds: int, measure: Callable[[Hasha
     return figures
 
 
-def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str) -> dict:
-    """The first seed's run of `mnist-bench run --backend backend --rounds 1 ... flags`, as results.json holds it; its
-    folder goes under `scratch`. Every seed of a vmapped program shares that program's epoch times."""
+def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str, env: dict[str, str] | None = None) -> dict:
+    """The first seed's run of `mnist-bench run --backend backend --rounds 1 ... flags` (with `env` added to its
+    environment), as results.json holds it; its folder goes under `scratch`. Every seed of a vmapped program shares
+    that program's epoch times."""
     out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
     subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", model, "--rounds",
                     "1", "--test-limit", "1000", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return json.loads((out / "results.json").read_text())["runs"][0]
 
 

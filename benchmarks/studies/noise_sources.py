@@ -1,0 +1,111 @@
+"""Where two identical processes' difference comes from: an A/A pair under each candidate control, interleaved.
+
+    python -m benchmarks.studies.noise_sources DATA_DIR OUT_DIR [--backend flax] [--model mlp|cnn] [--rounds 16]
+        [--epochs 3] [--train-limit 12000] [--control NAME=VAR=VALUE[,VAR=VALUE...] ...]
+
+Two processes of the same `mnist-bench run` (same code, weights and batches) differ by more than the steady epochs
+inside one process do, so every round of a comparison buys one per-process draw (docs/results/2026-12-03-aa-ab.md).
+This study measures that per-process noise with and without a candidate control applied to the training process
+(an environment setting: malloc's arenas, the environment's size, a thread pool's width...). Every round runs, for
+each condition, the backend twice (A and A'), all 2 x conditions processes in a rotated order, so drift hits every
+condition alike. A process' figure is its steady epoch median; a condition's noise is the standard deviation of the
+per-round log ratio log(A / A'), with a 95% bootstrap CI over the rounds, and each control is set against the
+baseline (no control) as the ratio of the two, with its CI. A control that narrows the noise is worth keeping only
+where a user's own script would have it too (issue "Verdicts in minutes"). Writes OUT_DIR/noise_sources-BACKEND-
+MODEL.json and .md. Slow at its defaults (about 10 s a process); the tests run it in a tiny mode.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.measure.stats import BOOTSTRAP_SAMPLES, CONFIDENCE
+from benchmarks.studies.common import interleaved, one_run, study_parser, write_outputs
+
+BASELINE = "baseline"
+# Candidates that a process' environment can switch: glibc's malloc arenas (one per thread by default, so the
+# heap's layout follows thread timing); the environment's size, which moves the initial stack (Mytkowicz et al.,
+# 2009); glibc's trimming and mmap thresholds, which move large arrays between the heap and fresh mappings.
+CONTROLS = {
+    "malloc-arenas-1": {"MALLOC_ARENA_MAX": "1"},
+    "environment+4KiB": {"MNIST_BENCH_PADDING": "x" * 4096},
+    "malloc-no-mmap-no-trim": {"MALLOC_MMAP_THRESHOLD_": str(2 ** 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 30)},
+}
+
+
+def parse_control(text: str) -> tuple[str, dict[str, str]]:
+    """'NAME=VAR=VALUE,VAR=VALUE' -> (NAME, {VAR: VALUE}); a known NAME alone takes CONTROLS' settings."""
+    name, _, settings = text.partition("=")
+    if not settings:
+        if name not in CONTROLS:
+            raise SystemExit(f"noise_sources: --control {text}: unknown; give NAME=VAR=VALUE or one of "
+                             f"{', '.join(CONTROLS)}")
+        return name, CONTROLS[name]
+    return name, dict(setting.split("=", 1) for setting in settings.split(","))
+
+
+def log_ratio_spread(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float, np.ndarray]:
+    """The standard deviation of the per-round log(a / b), its 95% bootstrap CI, and the bootstrap draws."""
+    differences = np.log(np.asarray(a)) - np.log(np.asarray(b))
+    rng = np.random.default_rng(seed)
+    draws = differences[rng.integers(0, len(differences), size=(BOOTSTRAP_SAMPLES, len(differences)))].std(axis=1,
+                                                                                                          ddof=1)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(differences.std(ddof=1)), float(low), float(high), draws
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the interleaved A/A pairs under every condition and write the table."""
+    parser = study_parser(__doc__, rounds=16, epochs=3, train_limit=12000)
+    parser.add_argument("--backend", default="flax")
+    parser.add_argument("--control", action="append", default=None,
+                        help="a candidate: NAME=VAR=VALUE[,VAR=VALUE...] or one of " + ", ".join(CONTROLS)
+                             + " (repeat; default: all of those)")
+    args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds: at least 2, for a spread")
+    conditions = {BASELINE: {}, **dict(parse_control(text) for text in (args.control or CONTROLS))}
+    processes = [(name, twin) for name in conditions for twin in ("A", "A'")]
+
+    def steady_median(process) -> float:
+        name, _ = process
+        run = one_run(args.backend, args.model, args.data_dir, Path(scratch), "--no-floor", "--epochs",
+                      str(args.epochs), "--train-limit", str(args.train_limit), env=conditions[name])
+        epochs = [entry["epoch_s"] for entry in run["history"]]
+        return float(np.median(epochs[run["timing"].get("steady_from_epoch") or 1:]))
+
+    with tempfile.TemporaryDirectory(prefix="noise-sources-") as scratch:
+        figures = interleaved(processes, args.rounds, steady_median, label=lambda process: f"{process[0]} {process[1]} s")
+    spreads = {name: log_ratio_spread(figures[(name, "A")], figures[(name, "A'")]) for name in conditions}
+    rows, lines = [], [f"{args.backend}, model {args.model}: {args.rounds} rounds, each condition's A and A' in every "
+                       f"round (rotated), {args.epochs} epochs of {args.train_limit} samples' split per process; "
+                       "figure per process: its steady epoch median", "",
+                       "| condition | settings | epoch s (median) | s.d. of log(A/A') [95% CI] | vs baseline [95% CI] |",
+                       "|---|---|---|---|---|"]
+    for name, settings in conditions.items():
+        spread, low, high, draws = spreads[name]
+        versus = draws / spreads[BASELINE][3]  # the same rounds drawn for every condition: paired by round
+        tail = (1 - CONFIDENCE) / 2
+        ratio_low, ratio_high = (float(value) for value in np.quantile(versus, [tail, 1 - tail]))
+        epoch_s = float(np.median(figures[(name, "A")] + figures[(name, "A'")]))
+        rows.append(dict(condition=name, settings={key: value if len(value) < 40 else f"{len(value)} characters"
+                                                   for key, value in settings.items()}, epoch_s=epoch_s,
+                         sd_log_ratio=spread, low=low, high=high, versus_baseline=spread / spreads[BASELINE][0],
+                         versus_low=ratio_low, versus_high=ratio_high,
+                         a_s=figures[(name, "A")], a_twin_s=figures[(name, "A'")]))
+        shown = ", ".join(f"{key}={value}" for key, value in rows[-1]["settings"].items()) or "(none)"
+        cell = "1 (itself)" if name == BASELINE else f"{rows[-1]['versus_baseline']:.2f} [{ratio_low:.2f}, {ratio_high:.2f}]"
+        lines.append(f"| {name} | {shown} | {epoch_s:.3f} | {spread:.3f} [{low:.3f}, {high:.3f}] | {cell} |")
+    write_outputs(args.out_dir, f"noise_sources-{args.backend}-{args.model}",
+                  dict(backend=args.backend, model=args.model, rounds=args.rounds, epochs=args.epochs,
+                       train_limit=args.train_limit, rows=rows), lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
