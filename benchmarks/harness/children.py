@@ -66,26 +66,26 @@ def stop_once(signum, frame):
     """SIGINT and SIGTERM handler: the first raises StopRequested; later ones are ignored, so they cannot cut the
     saving of what was done (a terminal's Ctrl-C reaches parent and worker, the parent forwards one more, `timeout`
     signals the whole process group, and impatient users press twice)."""
-    for stop_signal_ in STOP_SIGNALS:
-        signal.signal(stop_signal_, signal.SIG_IGN)
+    for stopping in STOP_SIGNALS:
+        signal.signal(stopping, signal.SIG_IGN)
     raise StopRequested(signum)
 
 
 def stop_on_signals() -> None:
     """From now on, in this process, SIGINT and SIGTERM follow `stop_once` (a child's whole life)."""
-    for stop_signal_ in STOP_SIGNALS:
-        signal.signal(stop_signal_, stop_once)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop_once)
 
 
 @contextlib.contextmanager
 def first_stop_only():
     """Within the block, SIGINT and SIGTERM follow `stop_once`; the previous handlers come back afterwards."""
-    previous = {stop_signal_: signal.signal(stop_signal_, stop_once) for stop_signal_ in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, stop_once) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        for stop_signal_, handler in previous.items():
-            signal.signal(stop_signal_, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def stop_signal(stop: BaseException) -> int:
@@ -107,7 +107,7 @@ def stop_reason(stop: BaseException) -> str:
 
 def stop_word(stop: BaseException) -> str:
     """'interrupted' (Ctrl-C) or 'stopped by SIGTERM', for the command's last line."""
-    return "interrupted" if stop_signal(stop) == signal.SIGINT else f"stopped by {signal.Signals(stop_signal(stop)).name}"
+    return "interrupted" if stop_signal(stop) == signal.SIGINT else stop_reason(stop)
 
 
 def report_error(error: MnistBenchError) -> int:

@@ -10,7 +10,9 @@ This study measures that per-process noise with and without a candidate control 
 each condition, the backend twice (A and A'), all 2 x conditions processes in a rotated order, so drift hits every
 condition alike. A process' figure is its steady epoch median; a condition's noise is the standard deviation of the
 per-round log ratio log(A / A'), with a 95% bootstrap CI over the rounds, and each control is set against the
-baseline (no control) as the ratio of the two, with its CI. A control that narrows the noise is worth keeping only
+baseline (no control) as the ratio of the two, with its CI; so is its speed (the baseline's epoch time over the
+control's, paired by round, as `run` prints it), since a control that changes the speed changes what is measured.
+A control that narrows the noise is worth keeping only
 where a user's own script would have it too (issue "Verdicts in minutes"). Writes OUT_DIR/noise_sources-BACKEND-
 MODEL.json and .md. Slow at its defaults (about 10 s a process); the tests run it in a tiny mode.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure.stats import BOOTSTRAP_SAMPLES, CONFIDENCE
+from benchmarks.measure.stats import BOOTSTRAP_SAMPLES, CONFIDENCE, NOISE_THRESHOLD, speed_ratio
 from benchmarks.studies.common import interleaved, one_run, study_parser, write_outputs
 
 BASELINE = "baseline"
@@ -85,22 +87,25 @@ def main(argv: list[str] | None = None) -> int:
     rows, lines = [], [f"{args.backend}, model {args.model}: {args.rounds} rounds, each condition's A and A' in every "
                        f"round (rotated), {args.epochs} epochs of {args.train_limit} samples' split per process; "
                        "figure per process: its steady epoch median", "",
-                       "| condition | settings | epoch s (median) | s.d. of log(A/A') [95% CI] | vs baseline [95% CI] |",
-                       "|---|---|---|---|---|"]
+                       "| condition | settings | epoch s (median) | s.d. of log(A/A') [95% CI] | vs baseline [95% CI] "
+                       "| speed vs baseline [95% CI] |", "|---|---|---|---|---|---|"]
     for name, settings in conditions.items():
         spread, low, high, draws = spreads[name]
         versus = draws / spreads[BASELINE][3]  # the same rounds drawn for every condition: paired by round
         tail = (1 - CONFIDENCE) / 2
         ratio_low, ratio_high = (float(value) for value in np.quantile(versus, [tail, 1 - tail]))
         epoch_s = float(np.median(figures[(name, "A")] + figures[(name, "A'")]))
+        speed = speed_ratio([list(pair) for pair in zip(figures[(BASELINE, "A")], figures[(BASELINE, "A'")])],
+                            [list(pair) for pair in zip(figures[(name, "A")], figures[(name, "A'")])], NOISE_THRESHOLD)
         rows.append(dict(condition=name, settings={key: value if len(value) < 40 else f"{len(value)} characters"
                                                    for key, value in settings.items()}, epoch_s=epoch_s,
                          sd_log_ratio=spread, low=low, high=high, versus_baseline=spread / spreads[BASELINE][0],
-                         versus_low=ratio_low, versus_high=ratio_high,
+                         versus_low=ratio_low, versus_high=ratio_high, speed=speed.to_dict(),
                          a_s=figures[(name, "A")], a_twin_s=figures[(name, "A'")]))
         shown = ", ".join(f"{key}={value}" for key, value in rows[-1]["settings"].items()) or "(none)"
         cell = "1 (itself)" if name == BASELINE else f"{rows[-1]['versus_baseline']:.2f} [{ratio_low:.2f}, {ratio_high:.2f}]"
-        lines.append(f"| {name} | {shown} | {epoch_s:.3f} | {spread:.3f} [{low:.3f}, {high:.3f}] | {cell} |")
+        lines.append(f"| {name} | {shown} | {epoch_s:.3f} | {spread:.3f} [{low:.3f}, {high:.3f}] | {cell} | "
+                     + ("1.00x (itself) |" if name == BASELINE else f"{speed} |"))
     write_outputs(args.out_dir, f"noise_sources-{args.backend}-{args.model}",
                   dict(backend=args.backend, model=args.model, rounds=args.rounds, epochs=args.epochs,
                        train_limit=args.train_limit, rows=rows), lines)
