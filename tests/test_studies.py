@@ -80,4 +80,5 @@ def test_noise_sources_measures_each_conditions_aa_spread(tmp_path, mnist_data_d
     assert [row["condition"] for row in table["rows"]] == ["baseline", "malloc-arenas-1"]
     for row in table["rows"]:
         assert len(row["a_s"]) == len(row["a_twin_s"]) == 2 and row["low"] <= row["sd_log_ratio"] <= row["high"]
+        assert len(row["a_steal_s"]) == 2 and all(seconds >= 0 for seconds in row["a_steal_s"])  # Linux: /proc/stat
     assert table["rows"][0]["versus_baseline"] == 1.0

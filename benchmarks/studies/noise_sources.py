@@ -19,6 +19,7 @@ MODEL.json and .md. Slow at its defaults (about 10 s a process); the tests run i
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +38,16 @@ CONTROLS = {
     "environment+4KiB": {"MNIST_BENCH_PADDING": "x" * 4096},
     "malloc-no-mmap-no-trim": {"MALLOC_MMAP_THRESHOLD_": str(2 ** 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 30)},
 }
+
+
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave other guests so far (all vCPUs, /proc/stat's steal column); None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def parse_control(text: str) -> tuple[str, dict[str, str]]:
@@ -73,11 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds: at least 2, for a spread")
     conditions = {BASELINE: {}, **dict(parse_control(text) for text in (args.control or CONTROLS))}
     processes = [(name, twin) for name in conditions for twin in ("A", "A'")]
+    # Steal time over each process' life: whether the slow processes are the ones the hypervisor held back.
+    steal: dict[tuple[str, str], list[float | None]] = {process: [] for process in processes}
 
     def steady_median(process) -> float:
         name, _ = process
+        before = steal_seconds()
         run = one_run(args.backend, args.model, args.data_dir, Path(scratch), "--no-floor", "--epochs",
                       str(args.epochs), "--train-limit", str(args.train_limit), env=conditions[name])
+        after = steal_seconds()
+        steal[process].append(None if before is None or after is None else round(after - before, 3))
         epochs = [entry["epoch_s"] for entry in run["history"]]
         return float(np.median(epochs[run["timing"].get("steady_from_epoch") or 1:]))
 
@@ -101,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    for key, value in settings.items()}, epoch_s=epoch_s,
                          sd_log_ratio=spread, low=low, high=high, versus_baseline=spread / spreads[BASELINE][0],
                          versus_low=ratio_low, versus_high=ratio_high, speed=speed.to_dict(),
-                         a_s=figures[(name, "A")], a_twin_s=figures[(name, "A'")]))
+                         a_s=figures[(name, "A")], a_twin_s=figures[(name, "A'")],
+                         a_steal_s=steal[(name, "A")], a_twin_steal_s=steal[(name, "A'")]))
         shown = ", ".join(f"{key}={value}" for key, value in rows[-1]["settings"].items()) or "(none)"
         cell = "1 (itself)" if name == BASELINE else f"{rows[-1]['versus_baseline']:.2f} [{ratio_low:.2f}, {ratio_high:.2f}]"
         lines.append(f"| {name} | {shown} | {epoch_s:.3f} | {spread:.3f} [{low:.3f}, {high:.3f}] | {cell} | "
