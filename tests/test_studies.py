@@ -81,4 +81,5 @@ def test_noise_sources_measures_each_conditions_aa_spread(tmp_path, mnist_data_d
     for row in table["rows"]:
         assert len(row["a_s"]) == len(row["a_twin_s"]) == 2 and row["low"] <= row["sd_log_ratio"] <= row["high"]
         assert len(row["a_steal_s"]) == 2 and all(seconds >= 0 for seconds in row["a_steal_s"])  # Linux: /proc/stat
+        assert all(used["user_s"] > 0 and used["minor_faults"] > 0 for used in row["a_usage"])  # the run's own tree
     assert table["rows"][0]["versus_baseline"] == 1.0

@@ -20,6 +20,7 @@ MODEL.json and .md. Slow at its defaults (about 10 s a process); the tests run i
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -48,6 +49,14 @@ def steal_seconds() -> float | None:
         return int(fields[8]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+
+
+def children_usage() -> dict[str, float]:
+    """What this process' finished children (and theirs) used so far: CPU seconds, page faults, context switches."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"user_s": usage.ru_utime, "system_s": usage.ru_stime, "minor_faults": usage.ru_minflt,
+            "major_faults": usage.ru_majflt, "voluntary_switches": usage.ru_nvcsw,
+            "involuntary_switches": usage.ru_nivcsw}
 
 
 def parse_control(text: str) -> tuple[str, dict[str, str]]:
@@ -86,13 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     processes = [(name, twin) for name in conditions for twin in ("A", "A'")]
     # Steal time over each process' life: whether the slow processes are the ones the hypervisor held back.
     steal: dict[tuple[str, str], list[float | None]] = {process: [] for process in processes}
+    # And what each process tree (the run and its worker) used: CPU time, page faults, context switches.
+    usage: dict[tuple[str, str], list[dict[str, float]]] = {process: [] for process in processes}
 
     def steady_median(process) -> float:
         name, _ = process
-        before = steal_seconds()
+        before, used_before = steal_seconds(), children_usage()
         run = one_run(args.backend, args.model, args.data_dir, Path(scratch), "--no-floor", "--epochs",
                       str(args.epochs), "--train-limit", str(args.train_limit), env=conditions[name])
-        after = steal_seconds()
+        after, used_after = steal_seconds(), children_usage()
+        usage[process].append({key: round(used_after[key] - used_before[key], 3) for key in used_after})
         steal[process].append(None if before is None or after is None else round(after - before, 3))
         epochs = [entry["epoch_s"] for entry in run["history"]]
         return float(np.median(epochs[run["timing"].get("steady_from_epoch") or 1:]))
@@ -118,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                          sd_log_ratio=spread, low=low, high=high, versus_baseline=spread / spreads[BASELINE][0],
                          versus_low=ratio_low, versus_high=ratio_high, speed=speed.to_dict(),
                          a_s=figures[(name, "A")], a_twin_s=figures[(name, "A'")],
-                         a_steal_s=steal[(name, "A")], a_twin_steal_s=steal[(name, "A'")]))
+                         a_steal_s=steal[(name, "A")], a_twin_steal_s=steal[(name, "A'")],
+                         a_usage=usage[(name, "A")], a_twin_usage=usage[(name, "A'")]))
         shown = ", ".join(f"{key}={value}" for key, value in rows[-1]["settings"].items()) or "(none)"
         cell = "1 (itself)" if name == BASELINE else f"{rows[-1]['versus_baseline']:.2f} [{ratio_low:.2f}, {ratio_high:.2f}]"
         lines.append(f"| {name} | {shown} | {epoch_s:.3f} | {spread:.3f} [{low:.3f}, {high:.3f}] | {cell} | "
