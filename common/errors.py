@@ -10,7 +10,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run failed or diverged (results are still written)
 EXIT_USAGE = 2  # bad flags or input: nothing was started or written
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2); SIGTERM ends a command with 128 + 15
+# A stopped command exits 128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM
+# (benchmarks.harness.children.stop_exit_status).
 EXIT_BROKEN_PIPE = 141  # the reader of our output left (`| head`), as shells report SIGPIPE (128 + 13)
 
 

@@ -1,10 +1,13 @@
-"""The measured training loop: a run stopped by an error or Ctrl-C keeps the epochs it completed."""
+"""The measured training loop: a run stopped by an error, Ctrl-C or SIGTERM keeps the epochs it completed."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
 from benchmarks.harness import training
+from benchmarks.harness.children import StopRequested
 from common.config import ExperimentConfig
 from common.job import Job
 
@@ -26,18 +29,20 @@ def failing_in_epoch_2(real_create_trainer, error: BaseException):
     return create
 
 
-@pytest.mark.parametrize("error, status, message", [
-    (RuntimeError("device lost"), "failed", "RuntimeError: device lost"),
-    (KeyboardInterrupt(), "interrupted", "interrupted by the user (Ctrl-C)"),
+@pytest.mark.parametrize("error, status, message, exit_code", [
+    (RuntimeError("device lost"), "failed", "RuntimeError: device lost", 1),
+    (KeyboardInterrupt(), "interrupted", "interrupted by the user (Ctrl-C)", 130),
+    (StopRequested(signal.SIGTERM), "interrupted", "stopped by SIGTERM", 143),
 ])
 @pytest.mark.parametrize("backend, seeds", [("flax", (0,)), ("flax-vmap", (0, 1))])
-def test_stopped_run_keeps_completed_epochs(monkeypatch, mnist_data_dir, error, status, message, backend, seeds):
+def test_stopped_run_keeps_completed_epochs(monkeypatch, mnist_data_dir, error, status, message, exit_code, backend,
+                                            seeds):
     monkeypatch.setattr(training, "create_trainer", failing_in_epoch_2(training.create_trainer, error))
     job = Job(backends=(backend,), seeds=seeds, data_dir=str(mnist_data_dir),
               config=ExperimentConfig(epochs=3, train_limit=1000, test_limit=100))
     with pytest.raises(training.RunStopped) as stopped:
         training.train_and_evaluate(job)
-    assert stopped.value.interrupted == (status == "interrupted")
+    assert stopped.value.interrupted == (status == "interrupted") and stopped.value.exit_code == exit_code
     assert [run.seed for run in stopped.value.runs] == list(seeds)
     for run in stopped.value.runs:
         assert (run.status, run.error) == (status, message)

@@ -20,9 +20,10 @@ from backends.base import EpochLog
 from backends.frameworks import current_settings, profiling_framework
 from backends.registry import backend_spec, create_trainer, load_backend
 from benchmarks.measure.stats import steady_state_start
-from benchmarks.harness.children import stop_reason
+from benchmarks.harness.children import stop_exit_status, stop_reason
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
+from common.errors import EXIT_FAILED
 from common.job import Job
 from common.mnist import NUM_CLASSES, load_mnist
 from common.results import PROGRAM_FILE, RunResult
@@ -84,11 +85,12 @@ class Trace:
 
 
 class RunStopped(Exception):
-    """Training ended early, by Ctrl-C or an error; carries the runs with every epoch they completed."""
+    """Training ended early, by Ctrl-C, SIGTERM or an error; carries the runs with every epoch they completed and the
+    exit status the worker ends with."""
 
-    def __init__(self, runs: list[RunResult], interrupted: bool):
+    def __init__(self, runs: list[RunResult], interrupted: bool, exit_code: int):
         super().__init__(runs[0].error if runs else "stopped")
-        self.runs, self.interrupted = runs, interrupted
+        self.runs, self.interrupted, self.exit_code = runs, interrupted, exit_code
 
 
 def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_at: float | None = None,
@@ -109,12 +111,12 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
         session.trace.stop()
         stop(session.results, "interrupted", stop_reason(stopped))
         session.finish()
-        raise RunStopped(session.results, interrupted=True) from None
+        raise RunStopped(session.results, interrupted=True, exit_code=stop_exit_status(stopped)) from None
     except Exception as error:
         session.trace.stop()
         stop(session.results, "failed", f"{type(error).__name__}: {error}".strip().splitlines()[0])
         session.finish()
-        raise RunStopped(session.results, interrupted=False) from error
+        raise RunStopped(session.results, interrupted=False, exit_code=EXIT_FAILED) from error
     session.finish()
     return session.results
 

@@ -20,7 +20,7 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from benchmarks.harness.children import stop_exit_status, stop_on_signals, stop_reason  # noqa: E402
-from common.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
+from common.errors import EXIT_FAILED, EXIT_OK  # noqa: E402
 
 EVENT_PREFIX = "@mnist-bench "
 STEP_EVENT_INTERVAL_S = 0.25  # progress lines per second are capped so reporting costs nothing
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
             if stopped.__cause__ is not None:
                 traceback.print_exception(stopped.__cause__)
             write(stopped.runs)
-            return EXIT_INTERRUPTED if stopped.interrupted else EXIT_FAILED
+            return stopped.exit_code
     except KeyboardInterrupt as stop:
         write(stopped_before_training("interrupted", stop_reason(stop)))
         return stop_exit_status(stop)

@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks.harness.parent import round_order
 from benchmarks.measure.stats import Ratio
 from common.atomic import write_text_atomic
+from common.results import RunResult, load_results
 from common.workloads import MODELS
 
 
@@ -48,7 +49,8 @@ def interleaved(names: Sequence[Hashable], rounds: int, measure: Callable[[Hasha
     return figures
 
 
-def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str, env: dict[str, str] | None = None) -> dict:
+def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str,
+            env: dict[str, str] | None = None) -> RunResult:
     """The first seed's run of `mnist-bench run --backend backend --rounds 1 ... flags` (with `env` added to its
     environment), as results.json holds it; its folder goes under `scratch`. Every seed of a vmapped program shares
     that program's epoch times."""
@@ -56,7 +58,7 @@ def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str
     subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", model, "--rounds",
                     "1", "--test-limit", "1000", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags],
                    check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    return json.loads((out / "results.json").read_text())["runs"][0]
+    return load_results(out).runs[0]
 
 
 def interval(ratio: Ratio, digits: int = 3) -> str:

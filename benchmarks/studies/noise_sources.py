@@ -12,8 +12,8 @@ condition alike. A process' figure is its steady epoch median; a condition's noi
 per-round log ratio log(A / A'), with a 95% bootstrap CI over the rounds, and each control is set against the
 baseline (no control) as the ratio of the two, with its CI; so is its speed (the baseline's epoch time over the
 control's, paired by round, as `run` prints it), since a control that changes the speed changes what is measured.
-A control that narrows the noise is worth keeping only
-where a user's own script would have it too (issue "Verdicts in minutes"). Writes OUT_DIR/noise_sources-BACKEND-
+A control that narrows the noise is worth keeping only where a user's own script would have it too (issue "Verdicts
+in minutes"). Writes OUT_DIR/noise_sources-BACKEND-
 MODEL.json and .md. Slow at its defaults (about 10 s a process); the tests run it in a tiny mode.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.measure.stats import BOOTSTRAP_SAMPLES, CONFIDENCE, NOISE_THRESHOLD, speed_ratio
+from benchmarks.report.tables import steady_epoch_seconds
 from benchmarks.studies.common import interleaved, one_run, study_parser, write_outputs
 
 BASELINE = "baseline"
@@ -70,15 +71,21 @@ def parse_control(text: str) -> tuple[str, dict[str, str]]:
     return name, dict(setting.split("=", 1) for setting in settings.split(","))
 
 
+def percentile_interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap draws."""
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def log_ratio_spread(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float, np.ndarray]:
-    """The standard deviation of the per-round log(a / b), its 95% bootstrap CI, and the bootstrap draws."""
+    """The standard deviation of the per-round log(a / b), its 95% bootstrap CI, and the bootstrap draws (the same
+    rounds drawn for every call of one length: the draws of two conditions are paired by round)."""
     differences = np.log(np.asarray(a)) - np.log(np.asarray(b))
     rng = np.random.default_rng(seed)
     draws = differences[rng.integers(0, len(differences), size=(BOOTSTRAP_SAMPLES, len(differences)))].std(axis=1,
                                                                                                           ddof=1)
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(draws, [tail, 1 - tail])
-    return float(differences.std(ddof=1)), float(low), float(high), draws
+    return float(differences.std(ddof=1)), *percentile_interval(draws), draws
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         after, used_after = steal_seconds(), children_usage()
         usage[process].append({key: round(used_after[key] - used_before[key], 3) for key in used_after})
         steal[process].append(None if before is None or after is None else round(after - before, 3))
-        epochs = [entry["epoch_s"] for entry in run["history"]]
-        return float(np.median(epochs[run["timing"].get("steady_from_epoch") or 1:]))
+        return float(np.median(steady_epoch_seconds(run)))
 
     with tempfile.TemporaryDirectory(prefix="noise-sources-") as scratch:
         figures = interleaved(processes, args.rounds, steady_median, label=lambda process: f"{process[0]} {process[1]} s")
@@ -119,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                        "| speed vs baseline [95% CI] |", "|---|---|---|---|---|---|"]
     for name, settings in conditions.items():
         spread, low, high, draws = spreads[name]
-        versus = draws / spreads[BASELINE][3]  # the same rounds drawn for every condition: paired by round
-        tail = (1 - CONFIDENCE) / 2
-        ratio_low, ratio_high = (float(value) for value in np.quantile(versus, [tail, 1 - tail]))
+        ratio_low, ratio_high = percentile_interval(draws / spreads[BASELINE][3])
         epoch_s = float(np.median(figures[(name, "A")] + figures[(name, "A'")]))
         speed = speed_ratio([list(pair) for pair in zip(figures[(BASELINE, "A")], figures[(BASELINE, "A'")])],
                             [list(pair) for pair in zip(figures[(name, "A")], figures[(name, "A'")])], NOISE_THRESHOLD)

@@ -47,7 +47,7 @@ def harness_epochs(backend: str, args, scratch: Path) -> list[float]:
     """Training seconds of each epoch of one `mnist-bench run` of `backend`."""
     run = one_run(backend, args.model, args.data_dir, scratch, "--no-floor", "--epochs", str(args.epochs),
                   "--train-limit", str(args.train_limit))
-    return [entry["epoch_s"] for entry in run["history"]]
+    return [entry["epoch_s"] for entry in run.history]
 
 
 def plain_epochs(backend: str, variant: int, args, scratch: Path) -> list[float]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from backends.routes import CPU_ROUTES
 from benchmarks.measure.stats import speed_ratio
+from benchmarks.report.tables import steady_epoch_seconds
 from benchmarks.studies.common import interleaved, one_run, study_parser, write_outputs
 
 ROUTES = tuple(CPU_ROUTES)
@@ -30,7 +31,7 @@ def route_run(route: str, args, scratch: Path) -> list[float]:
     """The steady epochs' seconds of one run of the backend under `route`."""
     run = one_run(args.backend, args.model, args.data_dir, scratch, f"--xla-flags={route}", "--no-floor", "--epochs",
                   str(args.epochs), "--train-limit", str(args.train_limit), "--seeds", args.seeds)
-    return [entry["epoch_s"] for entry in run["history"][run["timing"]["steady_from_epoch"]:]]
+    return steady_epoch_seconds(run)
 
 
 def main(argv: list[str] | None = None) -> int:
