@@ -38,7 +38,8 @@ log="$out/session.log"
 if [ "$quick" = 1 ]; then
     batch_sizes=(32) epochs=1 profile_epochs=2 steps=3 rounds=1 limits=(--train-limit 640 --test-limit 128)
 else
-    # Three interleaved rounds give every speed ratio a CI; profiled runs are never compared: one round.
+    # Three interleaved full rounds give every speed ratio a CI; profiled runs are never compared: one round. No
+    # timing rounds (--timing-rounds 0): the session's device budget was sized for full rounds.
     batch_sizes=(32 512 2048) epochs=3 profile_epochs=2 steps=20 rounds=3 limits=()
 fi
 
@@ -88,7 +89,7 @@ done
 for batch in "${batch_sizes[@]}"; do
     say "run $jax_rows at batch $batch, $epochs epochs"
     bench run --backend "$jax_rows" --device "$device" --batch-size "$batch" --epochs "$epochs" --rounds "$rounds" \
-        "${limits[@]}" --out "$out/run-b$batch" --quiet || failed "run at batch $batch"
+        --timing-rounds 0 "${limits[@]}" --out "$out/run-b$batch" --quiet || failed "run at batch $batch"
 done
 
 # XLA command buffers (CUDA graphs) for flax-fused's epoch program: off, XLA's default set, and the default set
@@ -101,7 +102,7 @@ if [[ ",$jax_rows," == *",flax-fused,"* ]]; then
         flags="$(echo ${XLA_FLAGS:-} ${command_buffers[$mode]})"
         say "flax-fused, command buffers $mode (XLA_FLAGS=$flags)"
         (if [ -n "$flags" ]; then export XLA_FLAGS="$flags"; else unset XLA_FLAGS; fi
-         bench run --backend flax-fused --device "$device" --epochs "$epochs" --rounds "$rounds" "${limits[@]}" \
+         bench run --backend flax-fused --device "$device" --epochs "$epochs" --rounds "$rounds" --timing-rounds 0 "${limits[@]}" \
              --out "$out/command-buffers-$mode" --quiet) || failed "command buffers $mode"
     done
     bench compare "$out/command-buffers-off" "$out/command-buffers-default" "$out/command-buffers-while-conditional" \

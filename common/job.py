@@ -19,9 +19,18 @@ DEVICES = ("cpu", "gpu")
 PRECISIONS = ("highest", "default")
 # Validation accuracy that time-to-accuracy waits for (DAWNBench / MLPerf style).
 TARGET_ACCURACY = 0.97
-# Interleaved rounds a run makes by default: what fits the README's main command in its 15 minutes and gives
-# every ratio a CI; how many rounds a 15% difference takes: docs/results/2026-12-03-aa-ab.md.
-DEFAULT_ROUNDS = 3
+# A job trains every backend fully once (`rounds`) unless asked for more. `mnist-bench run` adds timing rounds
+# (RUN_TIMING_ROUNDS): accuracy and curves need one full training per backend, a speed ratio needs many processes,
+# since two processes of the same code differ by more than the epochs inside one do. Why these counts and this
+# length: docs/results/2026-12-08-timing-rounds.md.
+DEFAULT_ROUNDS = 1
+RUN_TIMING_ROUNDS = 15
+# A timing process trains warm-up epochs and then timed ones, all full epochs of the same trainer: the first epoch
+# compiles, and the second was still ~15% slower than the later ones (steady state found from the third epoch in the
+# full runs), so two warm up. One timed epoch a process: the noise is mostly between processes, so time buys
+# more precision as more processes. docs/results/2026-12-08-timing-rounds.md.
+TIMING_WARMUP_EPOCHS = 2
+TIMING_EPOCHS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +48,12 @@ class Job:
         "--rounds", "interleaved rounds: every backend trains once per round, each time in a fresh process, the "
         "order rotated from round to round, so that the machine's drift hits every backend alike; speed ratios "
         "get a 95%% CI over the rounds (1: no CI)", type=int))
+    timing_rounds: int = dataclasses.field(default=0, metadata=flag(
+        "--timing-rounds", "speed-only rounds after the full ones: every backend again in a fresh process (the order "
+        "rotated), two warm-up epochs and one timed epoch of the same trainer, no validation or test; speed ratios and "
+        f"epoch times use every process, accuracy and curves the full rounds (default: {RUN_TIMING_ROUNDS}; 0: none)",
+        type=int))
+    timing_only: bool = False  # a worker's job: one timing round's process (set by the harness, never a flag)
     target_accuracy: float = dataclasses.field(default=TARGET_ACCURACY, metadata=flag(
         "--target-accuracy", "validation accuracy that time-to-accuracy waits for", type=float))
     data_dir: str | None = dataclasses.field(default=None, metadata=flag(
@@ -75,6 +90,12 @@ class Job:
         check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
         check(is_positive_int(self.devices), "devices", self.devices, "an integer >= 1")
         check(is_positive_int(self.rounds), "rounds", self.rounds, "an integer >= 1")
+        check(isinstance(self.timing_rounds, int) and not isinstance(self.timing_rounds, bool)
+              and self.timing_rounds >= 0, "timing_rounds", self.timing_rounds, "an integer >= 0")
+        check(isinstance(self.timing_only, bool), "timing_only", self.timing_only, "true or false")
+        check(not (self.timing_rounds and self.profile), "timing_rounds", self.timing_rounds,
+              "0 with --profile (a profiled run is left out of speed comparisons, so timing rounds would measure "
+              "nothing); add --timing-rounds 0")
         check(self.config.batch_size % self.devices == 0, "devices", self.devices,
               f"a divisor of --batch-size {self.config.batch_size} (the global batch is split evenly over the "
               "devices); choose a batch size divisible by it")
@@ -104,9 +125,11 @@ class Job:
             raise ConfigError(f"a worker trains one backend, this job has {list(self.backends)}", "backends")
         return self.backends[0]
 
-    def for_backend(self, backend: str, seeds: tuple[int, ...]) -> Job:
-        """The part of this job one worker process does: one backend, some of the seeds, one round."""
-        return dataclasses.replace(self, backends=(backend,), seeds=tuple(seeds), rounds=1)
+    def for_backend(self, backend: str, seeds: tuple[int, ...], timing_only: bool = False) -> Job:
+        """The part of this job one worker process does: one backend, some of the seeds, one round (a full one, or
+        with `timing_only` a timing round's)."""
+        return dataclasses.replace(self, backends=(backend,), seeds=tuple(seeds), rounds=1, timing_rounds=0,
+                                   timing_only=timing_only)
 
     def replace(self, **changes) -> Job:
         """A copy with some fields changed (validated like a new job)."""
@@ -115,7 +138,8 @@ class Job:
     def to_dict(self) -> dict:
         """Plain-JSON form: for results.json and for the worker's job file."""
         return {"backends": list(self.backends), "config": self.config.to_dict(), "seeds": list(self.seeds),
-                "device": self.device, "devices": self.devices, "rounds": self.rounds, "target_accuracy": self.target_accuracy,
+                "device": self.device, "devices": self.devices, "rounds": self.rounds,
+                "timing_rounds": self.timing_rounds, "timing_only": self.timing_only, "target_accuracy": self.target_accuracy,
                 "data_dir": self.data_dir,
                 "precision": self.precision, "profile": self.profile, "step_times": self.step_times,
                 "xla_flags": self.xla_flags, "compile_cache": self.compile_cache}

@@ -57,6 +57,9 @@ class RunResult:
     confusion: list = dataclasses.field(default_factory=list)  # 10x10, rows true, columns predicted
     label: str | None = None  # how `compare` names the run; filled from the environment when absent
     round: int = 0  # which of the job's interleaved rounds trained it (0-based)
+    # A timing round's process (Job.timing_rounds): a warm-up and a timed epoch for the speed ratios, no validation
+    # or test; tables take accuracy, curves and costs from the full runs only.
+    timing_only: bool = False
     # Which library ran each class of op in the compiled training program (backends/routes.py): {"source",
     # "platform", "xla_flags", "routes": {op class: {library: instructions}}}; {"note"} where none was read.
     kernel_routes: dict = dataclasses.field(default_factory=dict)

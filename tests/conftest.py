@@ -119,6 +119,7 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.delenv("MNIST_BENCH_MIRROR", raising=False)
+    monkeypatch.delenv("MNIST_BENCH_CALIBRATION_DIR", raising=False)  # the machine's calibration: the XDG cache's
     monkeypatch.delenv(DATA_ENV, raising=False)
 
 

@@ -13,7 +13,7 @@ pytestmark = requires_real_mnist
 
 
 def run_all_backends(out, epochs: int, seeds: str = "0", *flags: str):
-    assert main(["run", "--rounds", "1", "--epochs", str(epochs), "--seeds", seeds, "--data-dir", str(real_mnist_dir()),
+    assert main(["run", "--rounds", "1", "--timing-rounds", "0", "--epochs", str(epochs), "--seeds", seeds, "--data-dir", str(real_mnist_dir()),
                  "--out", str(out), "--quiet", *flags]) == 0
     runs = {}
     for run in load_results(out).runs:

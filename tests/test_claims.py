@@ -58,7 +58,7 @@ def test_of_racers_on_one_folder_exactly_one_wins(tmp_path):
 def test_two_runs_started_together_keep_both_results(tmp_path, mnist_data_dir):
     """Two runs without --out in one folder each get their own; two with one --out: one trains, one stops."""
     def start(backend: str, *out: str) -> subprocess.Popen:
-        argv = ["run", "--rounds", "1", "--no-floor", "--backend", backend, *TINY_RUN, "--data-dir", str(mnist_data_dir), *out]
+        argv = ["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", backend, *TINY_RUN, "--data-dir", str(mnist_data_dir), *out]
         return subprocess.Popen([sys.executable, "-c", f"import sys; from benchmarks.cli import main; "
                                  f"sys.exit(main({argv!r}))"], cwd=tmp_path, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -80,7 +80,7 @@ def test_two_runs_started_together_keep_both_results(tmp_path, mnist_data_dir):
 
 def test_resume_of_a_folder_a_live_process_writes_is_refused(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--rounds", "1", "--no-floor", "--backend", "flax", *TINY_RUN, "--data-dir", str(mnist_data_dir), "--out", str(out)]) == 0
+    assert main(["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax", *TINY_RUN, "--data-dir", str(mnist_data_dir), "--out", str(out)]) == 0
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from common.atomic import claim_output_directory; "
                                f"claim_output_directory({str(out)!r}); print('held', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -154,7 +154,7 @@ def tree(tmp_path_factory) -> Path:
 
 def test_the_toy_workload_trains_on_one_backend_of_each_family(tree, tmp_path, mnist_data_dir):
     out = tmp_path / "run"
-    done = cli(tree, "run", "--model", "logreg", "--backend", FAMILY_BACKENDS, "--rounds", "1", "--train-limit", "1000",
+    done = cli(tree, "run", "--model", "logreg", "--backend", FAMILY_BACKENDS, "--rounds", "1", "--timing-rounds", "0", "--train-limit", "1000",
                "--test-limit", "200", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

@@ -152,7 +152,7 @@ def test_a_backend_whose_framework_is_missing_is_refused_in_one_line(tmp_path):
     from helpers import cli_without
 
     out = tmp_path / "run"
-    done = cli_without("tensorflow", ["run", "--rounds", "1", "--backend", "flax,keras", "--out", str(out)])
+    done = cli_without("tensorflow", ["run", "--rounds", "1", "--timing-rounds", "0", "--backend", "flax,keras", "--out", str(out)])
     assert done.returncode == 2
     assert done.stderr.strip() == ("mnist-bench: error: backend 'keras' needs tensorflow, which is not installed here: "
                                    "the `cpu` extra (`gpu` on NVIDIA machines) installs it (docs/install.md)")

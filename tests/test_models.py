@@ -35,7 +35,7 @@ VERIFIED = ("keras", "flax", "keras-jax", "flax-fused", "tf-fused")
 def cnn_run(tmp_path_factory, mnist_data_dir):
     """A small convnet run of three backends through the real CLI, at the convnet's own defaults."""
     out = tmp_path_factory.mktemp("runs") / "cnn"
-    code = main(["run", "--rounds", "1", "--model", "cnn", "--backend", "keras,flax", *SMALL, "--data-dir", str(mnist_data_dir),
+    code = main(["run", "--rounds", "1", "--timing-rounds", "0", "--model", "cnn", "--backend", "keras,flax", *SMALL, "--data-dir", str(mnist_data_dir),
                  "--out", str(out)])
     return code, out
 
@@ -89,7 +89,7 @@ def test_compare_ranks_each_model_separately(cnn_run, tmp_path, capsys):
 
 def test_a_backend_without_the_model_refuses_it_in_one_line(capsys, tmp_path):
     assert registry.BACKENDS["flax-ffi"].models == ("mlp",)
-    assert main(["run", "--rounds", "1", "--model", "cnn", "--backend", "flax-ffi", "--out", str(tmp_path / "r")]) == 2
+    assert main(["run", "--rounds", "1", "--timing-rounds", "0", "--model", "cnn", "--backend", "flax-ffi", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "backend 'flax-ffi' does not implement --model cnn; it has mlp. Backends with cnn: keras" in err
@@ -103,7 +103,7 @@ def test_all_means_every_backend_that_has_the_model():
 
 
 def test_mlp_refuses_dropout_and_cnn_takes_it(capsys):
-    assert main(["run", "--rounds", "1", "--dropout", "0.3"]) == 2
+    assert main(["run", "--rounds", "1", "--timing-rounds", "0", "--dropout", "0.3"]) == 2
     assert "--dropout: invalid config: dropout=0.3; expected 0 for --model mlp" in capsys.readouterr().err
 
 

@@ -149,7 +149,7 @@ def test_unsteady_runs_are_named_in_the_report():
 
 def test_a_run_in_rounds_trains_each_round_in_fresh_processes_and_resumes_by_round(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "aa"
-    argv = ["run", "--backend", "flax,flax", "--rounds", "2", "--no-floor", "--epochs", "1", "--train-limit", "320",
+    argv = ["run", "--backend", "flax,flax", "--rounds", "2", "--timing-rounds", "0", "--no-floor", "--epochs", "1", "--train-limit", "320",
             "--test-limit", "100", "--quiet", "--data-dir", str(mnist_data_dir), "--out", str(out)]
     assert main(argv) == 0
     results = load_results(out)

@@ -115,7 +115,7 @@ def test_flags_this_jaxlib_does_not_know_are_refused_in_one_line_before_a_run_fo
 def test_a_run_records_the_route_its_workers_ran_with(tmp_path, mnist_data_dir):
     out = tmp_path / "run"
     flags = "--xla_cpu_multi_thread_eigen=false"
-    assert main(["run", "--backend", "flax", f"--xla-flags={flags}", "--rounds", "1", "--no-floor", "--epochs", "1",
+    assert main(["run", "--backend", "flax", f"--xla-flags={flags}", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--epochs", "1",
                  "--train-limit", "320", "--test-limit", "100", "--quiet", "--data-dir", str(mnist_data_dir),
                  "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -148,7 +148,7 @@ def test_compile_cache_reaches_the_jax_workers_and_fills(tmp_path, mnist_data_di
     assert settings["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"  # mnist-bench's programs compile fast
     assert "JAX_COMPILATION_CACHE_DIR" not in process_settings(job.replace(backends=("keras",)))["keras"]
     out = tmp_path / "run"
-    assert main(["run", "--backend", "flax", "--compile-cache", str(cache), "--rounds", "1", "--no-floor", "--epochs",
+    assert main(["run", "--backend", "flax", "--compile-cache", str(cache), "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--epochs",
                  "1", "--train-limit", "320", "--test-limit", "100", "--quiet", "--data-dir", str(mnist_data_dir),
                  "--out", str(out)]) == 0
     assert any(path.name.startswith("jit_train_step") for path in cache.iterdir())  # the step, cached

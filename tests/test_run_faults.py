@@ -24,7 +24,7 @@ def test_crashing_backend_is_recorded_and_others_go_on(tmp_path, monkeypatch, mn
     monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
     monkeypatch.setenv("CRASH_BACKEND", "keras-jax")
     monkeypatch.setenv("CRASH_MODE", mode)
-    code = main(["run", "--rounds", "1", "--no-floor", "--backend", "keras-jax,flax", "--epochs", "1", "--train-limit", "1000", "--test-limit", "100",
+    code = main(["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "keras-jax,flax", "--epochs", "1", "--train-limit", "1000", "--test-limit", "100",
                  "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1
     crashed, survivor = load_results(tmp_path / "r").runs
@@ -37,7 +37,7 @@ def test_a_worker_killed_after_an_epoch_keeps_that_epoch(tmp_path, monkeypatch, 
     monkeypatch.setattr(harness, "WORKER_COMMAND", CRASHING_WORKER)
     monkeypatch.setenv("CRASH_BACKEND", "flax")
     monkeypatch.setenv("CRASH_MODE", "kill-after-epoch")
-    code = main(["run", "--rounds", "1", "--no-floor", "--backend", "flax", "--epochs", "3", "--train-limit", "1000", "--test-limit", "100",
+    code = main(["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax", "--epochs", "3", "--train-limit", "1000", "--test-limit", "100",
                  "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1
     (run,) = load_results(tmp_path / "r").runs
@@ -47,7 +47,7 @@ def test_a_worker_killed_after_an_epoch_keeps_that_epoch(tmp_path, monkeypatch, 
 
 
 def test_divergent_run_is_recorded_as_diverged(tmp_path, mnist_data_dir):
-    code = main(["run", "--rounds", "1", "--no-floor", "--backend", "flax", "--lr", "1e4", "--epochs", "3", "--train-limit", "1000",
+    code = main(["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax", "--lr", "1e4", "--epochs", "3", "--train-limit", "1000",
                  "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1
     (run,) = load_results(tmp_path / "r").runs
@@ -82,7 +82,7 @@ def interrupt_while_training(argv: list[str], out: Path, stretch: str, signum: i
 
 def test_ctrl_c_keeps_completed_runs_and_epochs(tmp_path, mnist_data_dir):
     out = tmp_path / "r"
-    argv = ["run", "--rounds", "1", "--no-floor", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
+    argv = ["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax", "--seeds", "0,1", "--epochs", "2", "--train-limit", "1000",
             "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
     code, stderr = interrupt_while_training(argv, out, "flax:1")
     assert code == 130, stderr[-2000:]
@@ -101,7 +101,7 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, mnist_data_dir):
     # epochs kept, the report written, exit 143, and no temporary folder of the harness left behind.
     out, scratch = tmp_path / "r", tmp_path / "tmp"
     scratch.mkdir()
-    argv = ["run", "--rounds", "1", "--no-floor", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit",
+    argv = ["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit",
             "1000", "--test-limit", "100", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
     code, stderr = interrupt_while_training(argv, out, "flax-fused:0", signal.SIGTERM, env={"TMPDIR": str(scratch)})
     assert code == 128 + signal.SIGTERM, stderr[-2000:]
@@ -122,7 +122,7 @@ def run_shape(results) -> list:
 
 def test_resume_finishes_an_interrupted_run(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "r"
-    argv = ["run", "--rounds", "1", "--no-floor", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit", "1000", "--test-limit", "100",
+    argv = ["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax,flax-fused", "--epochs", "2", "--train-limit", "1000", "--test-limit", "100",
             "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]
     code, stderr = interrupt_while_training(argv, out, "flax-fused:0")
     assert code == 130, stderr[-2000:]

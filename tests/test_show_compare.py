@@ -18,7 +18,7 @@ from common.results import load_results
 def saved_run(tmp_path_factory, mnist_data_dir):
     """One small run of two backends through the real CLI, to read back."""
     out = tmp_path_factory.mktemp("runs") / "saved"
-    code = main(["run", "--rounds", "1", "--no-floor", "--backend", "flax,keras-jax", "--epochs", "2", "--train-limit", "640", "--test-limit", "200",
+    code = main(["run", "--rounds", "1", "--timing-rounds", "0", "--no-floor", "--backend", "flax,keras-jax", "--epochs", "2", "--train-limit", "640", "--test-limit", "200",
                  "--quiet", "--data-dir", str(mnist_data_dir), "--out", str(out)])
     assert code == 0
     return code, out

@@ -15,7 +15,7 @@ from backends.registry import BACKENDS, DEFAULT_BACKENDS, backend_labels, runs
 from common.config import ExperimentConfig
 from common.validation import ConfigError
 from common.errors import MnistBenchError
-from common.job import Job
+from common.job import RUN_TIMING_ROUNDS, Job
 
 
 class CliError(MnistBenchError):
@@ -23,8 +23,8 @@ class CliError(MnistBenchError):
 
 
 BACKEND_GROUPS = {"reference": DEFAULT_BACKENDS, "all": tuple(BACKENDS)}
-# Every setting at its one default: what --help shows.
-DEFAULT_JOB = Job(backends=DEFAULT_BACKENDS)
+# Every setting at its one default: what --help shows; `run` adds its timing rounds to a job's one full round.
+DEFAULT_JOB = Job(backends=DEFAULT_BACKENDS, timing_rounds=RUN_TIMING_ROUNDS)
 SEEDS_HELP = "seeds, e.g. 0,1,2 or 0-4"
 
 
@@ -142,7 +142,9 @@ def job_from_args(args) -> Job:
         config = ExperimentConfig(**given_settings(args, ExperimentConfig))
         if args.backend:
             job_settings["backends"] = parse_backends(args.backend, config.model, job_settings.get("device", Job.device))
-        return Job(**{"backends": DEFAULT_BACKENDS, **job_settings, "config": config})
+        # A profiled run is left out of speed ratios: it gets no timing rounds unless asked for (and then refused).
+        timing_rounds = 0 if job_settings.get("profile") else DEFAULT_JOB.timing_rounds
+        return Job(**{"backends": DEFAULT_BACKENDS, "timing_rounds": timing_rounds, **job_settings, "config": config})
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
 

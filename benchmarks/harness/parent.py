@@ -25,12 +25,13 @@ from backends.registry import backend_spec, check_can_run, check_installed, proc
 from benchmarks.harness import children
 from benchmarks.harness.children import python_module
 from benchmarks.harness.costs import SPAWNED_AT_ENV
+from benchmarks.measure.calibration import cached_limits, floors_key, keep_limits, noise_threshold
 from benchmarks.measure.environment import collect_environment, framework_devices, git_commit, usable_cores
-from benchmarks.measure.roofline import blas_forcing, measuring_environment, training_floor_s
+from benchmarks.measure.roofline import blas_forcing, floor_key, measuring_environment, training_floor_s
 from benchmarks.harness.worker import EVENT_PREFIX
 from common.atomic import DISK_FULL_ERRNOS, claim_output_directory, disk_full_error, new_output_directory
 from common.data import steps_per_epoch
-from common.job import Job
+from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job
 from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, load_results, save_results
 
@@ -40,6 +41,9 @@ ROOFLINE_COMMAND = python_module("benchmarks.measure.roofline")  # + JOB.json LI
 # Below this many full batches per epoch, fixed per-epoch costs (the validation call, Python, fit's
 # set-up) dominate the epoch time, and a ratio to the compute floor would measure them, not training.
 MIN_FLOOR_BATCHES = 10
+# The step floor has converged when two measuring processes put it this close together (at most FLOOR_PROCESSES).
+FLOOR_AGREEMENT = 0.05
+FLOOR_PROCESSES = 4
 # A run that trains longer than this measures the machine's limits again afterwards and keeps the best: this
 # shared machine's speed drifts over minutes, while a shorter run shares the minute of its first measurement.
 REMEASURE_AFTER_S = 60.0
@@ -134,6 +138,8 @@ def run_benchmark(job: Job, out_dir: Path | None = None, quiet: bool = False, ro
     if not measure_floor:
         environment["roofline_skipped"] = "not measured (--no-floor)"
     environment["framework_settings"] = process_settings(job)
+    threshold, source = noise_threshold()
+    environment["noise_threshold"] = {"threshold": threshold, "source": source}
     results = Results(created=_utc_now().isoformat(timespec="seconds"), environment=environment, job=job, runs=[])
     training_started = time.monotonic()
     results = train_missing(results, run_dir, quiet, worker_command)
@@ -167,8 +173,8 @@ def train_missing(results: Results, run_dir: Path, quiet: bool,
         if all((child.job.backend, seed, child.round) in done for seed in child.job.seeds):
             continue
         try:
-            runs = run_child(child.job, run_dir, quiet, child.round if results.job.rounds > 1 else None,
-                             worker_command)
+            several = results.job.rounds + results.job.timing_rounds > 1
+            runs = run_child(child.job, run_dir, quiet, child.round if several else None, worker_command)
         except _ChildInterrupted as interrupted:
             _merge_runs(results, _in_round(interrupted.runs, child.round))
             save_results(results, run_dir)
@@ -202,7 +208,8 @@ def _merge_runs(results: Results, new_runs: list[RunResult]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ChildJob:
-    """One worker process' part of a job: a one-backend job and the round it belongs to."""
+    """One worker process' part of a job: a one-backend job and the round it belongs to (the timing rounds come
+    after the full ones; their jobs are `timing_only`)."""
 
     round: int
     job: Job
@@ -216,28 +223,58 @@ def round_order(backends: tuple[str, ...], round_index: int) -> tuple[str, ...]:
 
 
 def child_jobs(job: Job) -> list[ChildJob]:
-    """The job's parts, one per worker process: round by round, and in each round seed by seed with the backends
-    side by side (in the round's rotated order); a backend that trains several seeds per process gets them
-    together, at the position of the first."""
+    """The job's parts, one per worker process: round by round (the full rounds, then the timing rounds), and in
+    each round seed by seed with the backends side by side (in the round's rotated order); a backend that trains
+    several seeds per process gets them together, at the position of the first."""
     children = []
-    for round_index in range(job.rounds):
+    for round_index in range(job.rounds + job.timing_rounds):
+        timing_only = round_index >= job.rounds
         for position, seed in enumerate(job.seeds):
             for backend in round_order(job.backends, round_index):
                 per_process = backend_spec(backend).seeds_per_process or len(job.seeds)
                 if position % per_process == 0:
-                    children.append(ChildJob(round_index, job.for_backend(backend, job.seeds[position:position + per_process])))
+                    seeds = job.seeds[position:position + per_process]
+                    children.append(ChildJob(round_index, job.for_backend(backend, seeds, timing_only)))
     return children
 
 
 def measure_roofline(job: Job, run_dir: Path | None) -> dict | None:
     """GEMM peak, bandwidth and the step floor of the job's model and batch size (and, on several devices, the
-    gradient all-reduce), measured in a child process before training; None (and a log in `run_dir`) if it fails."""
-    limits, log = measure_limits_in_child(job)
+    gradient all-reduce): this machine's kept measurement for the job's floor key where there is one, else measured
+    in child processes before training until it converges, and kept; None (and a log in `run_dir`) if it fails."""
+    key = floors_key(floor_key(job))
+    cached = cached_limits(key)
+    if cached is not None:
+        return {**cached, "cached": True}
+    limits, log = measure_converged_limits(job)
     if limits is None and run_dir is not None:
         (run_dir / "logs").mkdir(exist_ok=True)
         (run_dir / "logs" / "roofline.log").write_text(log)
         print("warning: could not measure the roofline; see logs/roofline.log", file=sys.stderr)
+    elif limits is not None:
+        keep_limits(key, limits)
     return limits
+
+
+def measure_converged_limits(job: Job) -> tuple[dict | None, str]:
+    """(limits, the children's stderr): measured in fresh processes until two of them put the step floor within
+    FLOOR_AGREEMENT of each other (at most FLOOR_PROCESSES), as the best of them: a process can be slow for its whole
+    life on these machines, and no number of repeats inside it finds the floor then."""
+    best, log, floors = None, "", []
+    for _ in range(FLOOR_PROCESSES):
+        limits, child_log = measure_limits_in_child(job)
+        log += child_log
+        if limits is None:
+            break
+        best = best_roofline(best, limits)
+        if not limits.get("step_floor"):
+            break  # nothing to converge (no CPU step floor on this machine)
+        floors = sorted([*floors, limits["step_floor"]["step_floor_s"]])
+        if len(floors) >= 2 and floors[1] <= floors[0] * (1 + FLOOR_AGREEMENT):
+            break
+    if best is not None:
+        best["floor_processes"] = len(floors) or 1
+    return best, log
 
 
 def measure_limits_in_child(job: Job, other_batch_sizes: tuple[int, ...] = ()) -> tuple[dict | None, str]:
@@ -277,9 +314,12 @@ def best_roofline(first: dict | None, second: dict | None) -> dict | None:
 
 def remeasure_floors(results: Results, run_dir: Path) -> None:
     """Measure the limits again after training, keep the best of both, and recompute every run's floor ratios."""
-    roofline = best_roofline(results.environment.get("roofline"), measure_roofline(results.job, run_dir))
+    if (results.environment.get("roofline") or {}).get("cached"):
+        return  # kept from earlier runs' measurements, each converged
+    roofline = best_roofline(results.environment.get("roofline"), measure_converged_limits(results.job)[0])
     if roofline is None:
         return
+    keep_limits(floors_key(floor_key(results.job)), roofline)
     results.environment["roofline"] = roofline
     for run in results.runs:
         add_floor_ratio(run, roofline, results.job)
@@ -313,7 +353,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | N
     divergence or interruption becomes recorded runs."""
     log_dir = run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    in_round = f"-round{round_index + 1}" if round_index is not None else ""
+    in_round = f"-{'timing' if job.timing_only else 'round'}{round_index + 1}" if round_index is not None else ""
     log_name = f"{job.backend}-seed{'-'.join(map(str, job.seeds))}{in_round}.log"
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
@@ -334,6 +374,7 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | N
         runs = [RunResult(job.backend, seed, job.device, devices=job.devices, status="failed", error=error,
                           history=announced[seed]) for seed in job.seeds]
     for run in runs:
+        run.timing_only = job.timing_only
         run.costs["process_s"] = process_s  # the worker's whole life, as the parent saw it
         if not quiet and run.status != "ok":
             print(f"  {job.backend} seed {run.seed}: {run.status}: {run.error}", file=sys.stderr)
@@ -432,8 +473,9 @@ class _Progress:
         from tqdm import tqdm
 
         label = "seed" if len(job.seeds) == 1 else "seeds"
-        in_round = f" round {round_index + 1}" if round_index is not None else ""
-        self.bar = tqdm(total=job.config.epochs,
+        in_round = (f" {'timing' if job.timing_only else 'round'} {round_index + 1}"
+                    if round_index is not None else "")
+        self.bar = tqdm(total=TIMING_WARMUP_EPOCHS + TIMING_EPOCHS if job.timing_only else job.config.epochs,
                         desc=f"{job.backend:<11} {label} {','.join(map(str, job.seeds))}{in_round}",
                         unit="epoch", file=sys.stderr,
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total_fmt} epochs "

@@ -24,7 +24,7 @@ from benchmarks.harness.children import stop_exit_status, stop_reason
 from benchmarks.harness.costs import StartupClock, peak_rss_mib, rss_mib
 from common.data import epoch_batches, make_splits
 from common.errors import EXIT_FAILED
-from common.job import Job
+from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job
 from common.mnist import NUM_CLASSES, load_mnist
 from common.results import PROGRAM_FILE, RunResult
 from common.workloads import initial_weights, training_flops_per_sample
@@ -105,8 +105,9 @@ def train_and_evaluate(job: Job, on_event: EventCallback | None = None, entered_
     session = TrainingSession(job, on_event, entered_at, profile_dir)
     try:
         session.train()
-        session.test()
-        session.record_routes()
+        if not job.timing_only:  # a timing round's process only times its epochs
+            session.test()
+            session.record_routes()
     except KeyboardInterrupt as stopped:
         session.trace.stop()
         stop(session.results, "interrupted", stop_reason(stopped))
@@ -139,17 +140,22 @@ class TrainingSession:
         settings = current_settings()
         self.results = [RunResult(backend=job.backend, seed=seed, device=job.device, devices=job.devices,
                                   device_name=self.trainer.device_name(), versions=self.trainer.versions(),
-                                  settings=settings) for seed in job.seeds]
+                                  settings=settings, timing_only=job.timing_only) for seed in job.seeds]
         self.epochs: list[list[TimedEpoch]] = [[] for _ in job.seeds]
         self.time_to_target: list[float | None] = [None] * len(job.seeds)
         self.rss_at_training_end, self.first_step_is_whole_call = None, None
         self.traced_steps = None  # steps of epoch 2 the trace covers, when progress stopped it (else the whole epoch)
         self.trace = Trace(backend_spec(job.backend).frameworks)
 
+    @property
+    def epoch_count(self) -> int:
+        """Epochs this process trains: the config's, or a timing round's warm-up and timed epochs."""
+        return TIMING_WARMUP_EPOCHS + TIMING_EPOCHS if self.job.timing_only else self.config.epochs
+
     def train(self) -> None:
         """Every epoch, each followed by validation, until the last or until every seed has diverged."""
         train_start = time.perf_counter()
-        for epoch in range(self.config.epochs):
+        for epoch in range(self.epoch_count):
             self.train_epoch(epoch, train_start)
             if all(result.status != "ok" for result in self.results):
                 break
@@ -187,18 +193,19 @@ class TrainingSession:
         result, log, config = self.results[index], timed.log, self.config
         self.epochs[index].append(timed)
         val_start = time.perf_counter()
+        validating = len(self.splits.x_val) and not self.job.timing_only
         val_loss, val_accuracy = (self.trainer.seed_model(index).evaluate(self.splits.x_val, self.splits.y_val)
-                                  if len(self.splits.x_val) else (math.nan, math.nan))
+                                  if validating else (math.nan, math.nan))
         val_end = time.perf_counter()
         entry = dict(epoch=epoch + 1, loss=log.loss, accuracy=log.accuracy, val_loss=val_loss,
                      val_accuracy=val_accuracy, epoch_s=timed.seconds, val_s=val_end - val_start)
         result.history.append(entry)
-        self.emit("epoch", {**entry, "seed": self.job.seeds[index], "epochs": config.epochs})
+        self.emit("epoch", {**entry, "seed": self.job.seeds[index], "epochs": self.epoch_count})
         if not np.all(np.isfinite(log.losses)) or log.loss > DIVERGED_LOSS:
             result.status = "diverged"
             result.error = (f"training loss {log.loss:.4g} in epoch {epoch + 1} is non-finite or above "
                             f"{DIVERGED_LOSS:.0f} (learning_rate={config.learning_rate})")
-        elif self.time_to_target[index] is None and val_accuracy >= self.job.target_accuracy:
+        elif self.time_to_target[index] is None and validating and val_accuracy >= self.job.target_accuracy:
             self.time_to_target[index] = val_end - train_start
 
     def test(self) -> None:
@@ -232,7 +239,8 @@ class TrainingSession:
         train_samples = len(self.splits.x_train)
         for index, result in enumerate(self.results):
             result.timing = {**result.timing, **summarize_timing(
-                self.epochs[index], train_samples, time.perf_counter() - self.total_start, self.time_to_target[index])}
+                self.epochs[index], train_samples, time.perf_counter() - self.total_start, self.time_to_target[index],
+                TIMING_WARMUP_EPOCHS if self.job.timing_only else None)}
             if result.timing["epoch_s_median"]:
                 # With K seeds in one program the clock is shared: the epoch time is K seeds' worth of work.
                 flops = training_flops_per_sample(self.config) * train_samples * len(self.job.seeds)
@@ -289,9 +297,10 @@ def steady_step_seconds(epochs: list[TimedEpoch], start: int | None = None) -> n
 
 
 def summarize_timing(epochs: list[TimedEpoch], train_samples: int, total_s: float,
-                     time_to_target: float | None) -> dict:
-    """The timing block of results.json: compile separate from steady state, units in the key names."""
-    start, found = steady_start(epochs)
+                     time_to_target: float | None, steady_from: int | None = None) -> dict:
+    """The timing block of results.json: compile separate from steady state, units in the key names. `steady_from`:
+    where steady state starts when it is known beforehand (a timing process' timed epochs), else found from the data."""
+    start, found = (steady_from, True) if steady_from is not None and len(epochs) > steady_from else steady_start(epochs)
     steps = steady_step_seconds(epochs, start)
     steady = epochs[start:] or epochs
     epoch_s = [epoch.seconds for epoch in steady]

@@ -118,7 +118,34 @@ def _best_of(function, repeats: int, calls: int) -> float:
     return best
 
 
-def xla_step_gemm_s(config: ExperimentConfig, repeats: int, calls: int) -> float | None:
+# The step floor's kernels are timed until their best settles, not a fixed number of times: blocks of calls until
+# the best has not improved by more than CONVERGED_WITHIN for CONVERGED_AFTER blocks in a row (at least
+# CONVERGED_AFTER blocks, at most KERNEL_BUDGET_S seconds a kernel). How long that takes and how well two runs agree:
+# docs/results/2026-12-08-timing-rounds.md.
+CONVERGED_WITHIN = 0.01
+CONVERGED_AFTER = 10
+KERNEL_BUDGET_S = 4.0
+
+
+def converged_best(function, calls: int, within: float = CONVERGED_WITHIN, after: int = CONVERGED_AFTER,
+                   budget_s: float = KERNEL_BUDGET_S) -> tuple[float, int]:
+    """(best mean seconds per call, blocks timed): blocks of `calls` calls (after one untimed call) until the best
+    has not improved by more than `within` for `after` blocks in a row, or `budget_s` has run out."""
+    function()
+    best, unchanged, blocks = float("inf"), 0, 0
+    deadline = time.perf_counter() + budget_s
+    while unchanged < after and time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        seconds = (time.perf_counter() - start) / calls
+        blocks += 1
+        unchanged = 0 if seconds < best * (1 - within) else unchanged + 1
+        best = min(best, seconds)
+    return best, blocks
+
+
+def xla_step_gemm_s(config: ExperimentConfig, calls: int) -> float | None:
     """Seconds for one step's GEMMs as one jitted XLA program on the CPU (None where JAX cannot run them)."""
     try:
         import jax
@@ -135,7 +162,7 @@ def xla_step_gemm_s(config: ExperimentConfig, repeats: int, calls: int) -> float
     operands = [tuple(jax.device_put(rng.random(shape, dtype=np.float32), cpu) for shape in ((m, k), (k, n)))
                 for m, k, n in step_gemm_shapes(config)]
     products = jax.jit(lambda pairs: [jnp.matmul(a, b) for a, b in pairs])  # every product is an output: none elided
-    return _best_of(lambda: jax.block_until_ready(products(operands)), repeats, calls)
+    return converged_best(lambda: jax.block_until_ready(products(operands)), calls)[0]
 
 
 def blas_kernel() -> str:
@@ -163,10 +190,10 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
 
     calls = max(1, 2000 * 1_000_000 // training_flops_per_sample(config) // config.batch_size)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gemm_s = {}
+    gemm_s, blocks = {}, {}
     for threads in sorted({1, usable}):
         with threadpool_limits(limits=threads, user_api="blas"):
-            gemm_s[threads] = _best_of(gemms, repeats, calls)
+            gemm_s[threads], blocks[threads] = converged_best(gemms, calls)
     # Adam reads parameter, gradient and both moments and writes parameter and both moments: 7 float32 per
     # parameter, timed as a streaming update over a working set of the optimizer state's own size.
     parameters = parameter_count(config)
@@ -184,7 +211,7 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
     flops = 2 * sum(m * k * n for m, k, n in step_gemm_shapes(config))
     blas = blas_kernel()
     candidates = {f"numpy {blas}, {threads} thread{'s' * (threads > 1)}": seconds for threads, seconds in gemm_s.items()}
-    xla_s = xla_step_gemm_s(config, repeats, calls)
+    xla_s = xla_step_gemm_s(config, calls)
     if xla_s is not None:
         candidates["xla dot (jax.jit)"] = xla_s
     floor_by = min(candidates, key=candidates.get)
@@ -199,6 +226,7 @@ def measure_step_floor(config: ExperimentConfig, repeats: int = 7) -> dict:
         "step_floor_s_1_thread": gemm_s[1] + adam_s,
         "step_floor_s": candidates[floor_by] + adam_s,
         "floor_gemms_by": floor_by,
+        "blocks_timed": blocks[usable],
         "blas": blas,
         # What the measuring process' own environment forced on OpenBLAS: empty unless the parent's
         # unforced measurement failed and it fell back to the environment as set.

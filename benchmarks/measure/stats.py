@@ -18,8 +18,8 @@ BOOTSTRAP_SAMPLES = 2000
 FASTER, SLOWER, SAME = "faster", "slower", "~"
 NO_CI = "no CI (1 round)"
 # The smallest difference the 2-core machines can be trusted to show, set from an A/A pair (the same backend twice)
-# over many interleaved rounds (benchmarks/studies/aa_ab.py; docs/results/2026-12-03-aa-ab.md). A ratio whose whole
-# CI lies inside 1 +- this is called `~`.
+# over many interleaved rounds (docs/results/2026-12-03-aa-ab.md, and `mnist-bench calibrate` since). A ratio whose
+# whole CI lies inside 1 +- this is called `~`; a machine that was calibrated uses its own (measure/calibration.py).
 NOISE_THRESHOLD = 0.05
 
 
@@ -84,6 +84,20 @@ def _resampled_medians(blocks: list[np.ndarray], picks: np.ndarray, rng: np.rand
     return medians
 
 
+def shift_estimate(log_base: np.ndarray, log_cand: np.ndarray, paired: bool) -> np.ndarray:
+    """The log speed ratio, per row of (resampled) log times: the mean per-round difference (paired) or the
+    difference of the two means (unpaired), i.e. the log of a ratio of geometric means.
+
+    Hodges-Lehmann and the median of the per-round ratios were judged against it on two real A/A/B runs of `run`'s
+    protocol (docs/results/2026-12-08-timing-rounds.md): neither called a 15% slowdown more often at the same
+    false-positive rate, and on normal noise both need more rounds, so the plain mean stays.
+    """
+    log_base, log_cand = np.atleast_2d(log_base), np.atleast_2d(log_cand)
+    if paired:
+        return np.mean(log_base - log_cand, axis=1)
+    return np.mean(log_base, axis=1) - np.mean(log_cand, axis=1)
+
+
 def speed_ratio(baseline_rounds: Sequence, candidate_rounds: Sequence, threshold: float = 0.0, paired: bool = True,
                 seed: int = 0) -> Ratio:
     """How many times faster the candidate ran than the baseline (baseline time / candidate time), 95% CI, verdict.
@@ -92,8 +106,8 @@ def speed_ratio(baseline_rounds: Sequence, candidate_rounds: Sequence, threshold
     resampled inside each resampled round, so a round's own noise widens the interval too. `paired`: round i of
     both ran side by side (an interleaved round), so the ratio is taken per round and drift that hit both cancels;
     the estimate is the geometric mean of the per-round ratios. Unpaired (runs of different sessions or machines):
-    the ratio of the two geometric means, each side resampled on its own. The verdict (`verdict`) is SAME when the
-    interval includes 1 or lies wholly within 1 +- `threshold` (NOISE_THRESHOLD: this machine's noise).
+    the ratio of the two geometric means, each side resampled on its own. The verdict (`verdict`) is SAME when the interval includes 1 or lies wholly within 1 +- `threshold`
+    (NOISE_THRESHOLD, or this machine's calibrated noise).
     """
     baseline, candidate = _as_blocks(baseline_rounds), _as_blocks(candidate_rounds)
     if not baseline or not candidate or (paired and len(baseline) != len(candidate)):
@@ -101,16 +115,16 @@ def speed_ratio(baseline_rounds: Sequence, candidate_rounds: Sequence, threshold
                          "rounds expected on both sides")
     log_base = np.log([np.median(block) for block in baseline])
     log_cand = np.log([np.median(block) for block in candidate])
-    estimate = float(np.exp(np.mean(log_base - log_cand) if paired else np.mean(log_base) - np.mean(log_cand)))
+    estimate = float(np.exp(shift_estimate(log_base, log_cand, paired)[0]))
     if len(baseline) == 1 and len(candidate) == 1:
         return Ratio(estimate, None, None, NO_CI)
     rng = np.random.default_rng(seed)
     base_picks = rng.integers(0, len(baseline), size=(BOOTSTRAP_SAMPLES, len(baseline)))
     cand_picks = base_picks if paired else rng.integers(0, len(candidate), size=(BOOTSTRAP_SAMPLES, len(candidate)))
-    base = np.log(_resampled_medians(baseline, base_picks, rng)).mean(axis=1)
-    cand = np.log(_resampled_medians(candidate, cand_picks, rng)).mean(axis=1)
+    base = np.log(_resampled_medians(baseline, base_picks, rng))
+    cand = np.log(_resampled_medians(candidate, cand_picks, rng))
     tail = expanded_tail(min(len(baseline), len(candidate)))
-    low, high = (float(value) for value in np.exp(np.quantile(base - cand, [tail, 1 - tail])))
+    low, high = (float(value) for value in np.exp(np.quantile(shift_estimate(base, cand, paired), [tail, 1 - tail])))
     return Ratio(estimate, low, high, verdict(low, high, threshold))
 
 

@@ -14,7 +14,7 @@ from benchmarks.measure.stack import describe_stack
 from benchmarks.measure.stats import NOISE_THRESHOLD, Ratio, median_interval, speed_ratio
 from common.atomic import write_text_atomic
 from common.workloads import describe_model, training_flops_per_sample
-from common.job import Job
+from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job
 from common.results import Results, RunResult
 
 REFERENCE_BACKEND = "keras"
@@ -34,11 +34,26 @@ class RunGroup:
     # Which of the compared Results each run came from (parallel to `runs`): only runs of one Results ran
     # interleaved, so only they pair up in a ratio.
     origins: list[int] = dataclasses.field(default_factory=list)
+    # The timing rounds' processes (Job.timing_rounds), as (run, index of its Results): they time epochs for the
+    # speed figures and nothing else, so `runs` (accuracy, curves, costs) holds the full trainings only.
+    timing_runs: list[tuple[RunResult, int]] = dataclasses.field(default_factory=list)
+    # Within 1 +- this a ratio is called `~`: the machine's calibrated noise its run recorded, else NOISE_THRESHOLD.
+    threshold: float = NOISE_THRESHOLD
 
     @property
     def runs_with_origins(self) -> list[tuple[RunResult, int]]:
         """(run, index of its Results) pairs; a group made by hand, without origins, is one Results."""
         return list(zip(self.runs, self.origins or [0] * len(self.runs)))
+
+    @property
+    def timed_runs(self) -> list[tuple[RunResult, int]]:
+        """Every process that timed epochs, with its origin: the full trainings and the timing rounds'."""
+        return self.runs_with_origins + self.timing_runs
+
+    @property
+    def ok_timed_runs(self) -> list[RunResult]:
+        """The timed processes that finished."""
+        return [run for run, _ in self.timed_runs if run.status == "ok"]
 
     @property
     def ok_runs(self) -> list[RunResult]:
@@ -58,10 +73,19 @@ def group_runs(results_list: Sequence[Results]) -> list[RunGroup]:
                 device = run.device + (f"×{run.devices}" if run.devices > 1 else "")
                 parts = [run.backend, device] + ([machine] if len(machines) > 1 else [])
                 groups[key] = RunGroup(" · ".join(parts), run.backend, run.device, machine, [], results.job,
-                                       run.devices)
-            groups[key].runs.append(run)
-            groups[key].origins.append(origin)
+                                       run.devices, threshold=recorded_threshold(results))
+            if run.timing_only:
+                groups[key].timing_runs.append((run, origin))
+            else:
+                groups[key].runs.append(run)
+                groups[key].origins.append(origin)
     return list(groups.values())
+
+
+def recorded_threshold(results: Results) -> float:
+    """The noise threshold the run was judged with: its machine's calibration when it had one, else the default."""
+    recorded = results.environment.get("noise_threshold") or {}
+    return float(recorded.get("threshold", NOISE_THRESHOLD))
 
 
 def _machine(results: Results) -> str:
@@ -101,10 +125,18 @@ NO_FLOOR_NOTE = ("x step floor = epoch s / (steps x this batch size's GEMMs + Ad
                  "); '—': no ratio for epochs of fewer than 10 full batches, where fixed per-epoch costs, "
                  "not training, set the time")
 # summary.md has every column; the terminal leaves out the two read least, to stay readable.
-SPEED_NOTE = ("speed vs keras: keras' steady epoch time over the row's, the geometric mean of the ratios of runs "
-              "that ran side by side (same round and seed), with a 95% bootstrap CI over them (rounds, then each "
-              "run's epochs) and a verdict: faster, slower, or ~ when the CI holds 1 or lies within "
-              f"1 ± {NOISE_THRESHOLD:.2f} (this machine's noise); '(no CI: 1 round)': use --rounds 3 or more")
+
+
+def speed_note(results_list: Sequence[Results]) -> str:
+    """What `speed vs keras` is, and the noise threshold its verdicts used (and where that came from)."""
+    thresholds = {recorded_threshold(results): (results.environment.get("noise_threshold") or {}).get(
+        "source", "default") for results in results_list}
+    threshold = max(thresholds)
+    return ("speed vs keras: keras' steady epoch time over the row's, the geometric mean of the ratios of "
+            "processes that ran side by side (same round and seed: the full rounds' and the timing rounds'), with a "
+            "95% bootstrap CI over them (rounds, then each process' epochs) and a verdict: faster, slower, or ~ when "
+            f"the CI holds 1 or lies within 1 ± {threshold:.3f} (this machine's noise: {thresholds[threshold]}); "
+            "'(no CI: 1 round)': use --timing-rounds")
 STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (interpreter, framework import, "
                 "data, model build, first step's trace + compile + run); peak RSS: the worker's largest resident "
                 "set; per-phase figures, device memory and plots in summary.md")
@@ -168,7 +200,7 @@ def timed_units(group: RunGroup, per_seed: bool = True) -> dict[tuple, list[floa
     shared = _shares_program(group)
     per_seed = per_seed and not shared
     units: dict[tuple, list[float]] = {}
-    for run, origin in group.runs_with_origins:
+    for run, origin in group.timed_runs:
         if run.status != "ok" or run.timing.get("profiled_epoch"):
             continue
         key = (origin, run.round, run.seed if per_seed else None)
@@ -189,9 +221,11 @@ def speed_ratio_between(baseline: RunGroup, candidate: RunGroup) -> Ratio | None
     if not base or not cand:
         return None
     paired = sorted(set(base) & set(cand), key=str)
+    # Runs of two machines are judged by the noisier one's threshold.
+    threshold = max(baseline.threshold, candidate.threshold)
     if paired:
-        return speed_ratio([base[key] for key in paired], [cand[key] for key in paired], NOISE_THRESHOLD)
-    return speed_ratio(list(base.values()), list(cand.values()), NOISE_THRESHOLD, paired=False)
+        return speed_ratio([base[key] for key in paired], [cand[key] for key in paired], threshold)
+    return speed_ratio(list(base.values()), list(cand.values()), threshold, paired=False)
 
 
 def ratio_cell(baseline: RunGroup | None, candidate: RunGroup) -> str:
@@ -210,7 +244,7 @@ def floor_errors(groups) -> list[str]:
     """A line for every group that trained faster than its step floor: that floor is not this machine's limit."""
     lines = []
     for group in groups:
-        ratios = [r.timing.get("step_floor_ratio") for r in group.ok_runs if r.timing.get("step_floor_ratio")]
+        ratios = [r.timing.get("step_floor_ratio") for r in group.ok_timed_runs if r.timing.get("step_floor_ratio")]
         if ratios and min(ratios) < 1:
             lines.append(f"{group.label}: floor error: an epoch ran in {min(ratios):.2f}x the step floor, so the floor "
                          "is not this machine's limit (a faster kernel exists than the floor was timed with); "
@@ -241,10 +275,13 @@ def step_cell(runs: list) -> str:
 
 
 def repeats_label(group: RunGroup) -> str:
-    """' ×3 seeds ×5 rounds': how many seeds and interleaved rounds the row's figures summarise."""
+    """' ×3 seeds ×5 rounds +15 timing': how many seeds, interleaved full rounds and timing rounds the row's figures
+    summarise."""
     seeds = len({run.seed for run in group.runs})
     rounds = len({(origin, run.round) for run, origin in group.runs_with_origins})
-    return (f" ×{seeds} seeds" if seeds > 1 else "") + (f" ×{rounds} rounds" if rounds > 1 else "")
+    timing = len({(origin, run.round) for run, origin in group.timing_runs})
+    return ((f" ×{seeds} seeds" if seeds > 1 else "") + (f" ×{rounds} rounds" if rounds > 1 else "")
+            + (f" +{timing} timing" if timing else ""))
 
 
 def unsteady_runs(groups: Sequence[RunGroup]) -> list[str]:
@@ -284,18 +321,20 @@ def table_row(group: RunGroup, reference: RunGroup | None) -> dict[str, str]:
     """One group's formatted cells; `reference` is its yardstick for `speed vs keras`."""
     ok = group.ok_runs
     timing = lambda key: [r.timing.get(key) for r in ok]  # noqa: E731
+    # Speed figures are per process: every timed process counts, the timing rounds' too.
+    speed = lambda key: [r.timing.get(key) for r in group.ok_timed_runs]  # noqa: E731
     shared = max((r.timing.get("seeds_in_program", 1) for r in ok), default=1)
     return {
         "run": group.label + repeats_label(group) + (f" (one program; times are for all {shared})" if shared > 1 else ""),
         "status": status_cell(group),
         "test acc %": _cell([r.test["accuracy"] for r in ok if r.test], 2, 100, with_ci=True),
         "val acc %": _cell([r.history[-1]["val_accuracy"] for r in ok if r.history], 2, 100),
-        "epoch s": _cell(timing("epoch_s_median"), 3),
+        "epoch s": _cell(speed("epoch_s_median"), 3),
         "step ms p50/p90": step_cell(ok),
-        "samples/s": _cell(timing("samples_per_s"), 0, with_ci=True),
-        "GFLOP/s": _cell(timing("gflops_per_s"), 1),
-        "x step floor": floor_cell(timing("step_floor_ratio")),
-        "x GEMM floor": floor_cell(timing("floor_ratio")),
+        "samples/s": _cell(speed("samples_per_s"), 0, with_ci=True),
+        "GFLOP/s": _cell(speed("gflops_per_s"), 1),
+        "x step floor": floor_cell(speed("step_floor_ratio")),
+        "x GEMM floor": floor_cell(speed("floor_ratio")),
         "compile s": _cell(timing("compile_s"), 2),
         "time to target s": time_to_target_cell(group),
         "total s": _cell(timing("total_s"), 1),
@@ -352,9 +391,10 @@ def format_markdown_table(rows: Sequence[dict[str, str]], columns: Sequence[str]
 
 def failures(groups: Sequence[RunGroup]) -> list[str]:
     """One line per run that did not finish: how far it got (its completed epochs are kept) and its error."""
-    return [f"{run.backend} seed {run.seed} ({run.device}): {run.status} after {len(run.history)}/"
-            f"{group.job.config.epochs} epochs: {run.error}"
-            for group in groups for run in group.runs if run.status != "ok"]
+    return [f"{run.backend} seed {run.seed} ({run.device}"
+            + (f", timing round {run.round + 1}" if run.timing_only else "") + f"): {run.status} after "
+            f"{len(run.history)}/{TIMING_WARMUP_EPOCHS + TIMING_EPOCHS if run.timing_only else group.job.config.epochs} epochs: {run.error}"
+            for group in groups for run, _ in group.timed_runs if run.status != "ok"]
 
 
 def split_by_model(results_list: Sequence[Results]) -> dict[str, list[Results]]:
@@ -387,7 +427,7 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     target = results_list[0].job.target_accuracy
     lines = [format_text_table(table_rows(groups)),
              f"epoch s, step ms: steady state (found from the epoch times, never the first, compiling epoch); "
-             f"{SPEED_NOTE}; time to target: "
+             f"{speed_note(results_list)}; time to target: "
              f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}",
              f"{STARTUP_NOTE}; precision {results_list[0].job.precision}"]
     for results in results_list:
@@ -396,7 +436,8 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
             step = roofline.get("step_floor")
             measured = roofline.get("measurements", 1)
             lines.append(f"measured limits ({_machine(results)}, {roofline['device']}"
-                         + (f"; best of {measured} measurements, before and after training" if measured > 1 else "")
+                         + (f"; best of {measured} measuring processes" if measured > 1 else "")
+                         + ("; kept from an earlier run on this machine" if roofline.get("cached") else "")
                          + f"): fp32 GEMM "
                          f"{roofline['gemm_peak_gflops']:.1f} GFLOP/s, bandwidth {roofline['bandwidth_gb_s']:.1f} GB/s"
                          + (f"; step floor at batch {step['batch_size']}: {step['step_floor_s'] * 1e3:.3f} ms "
@@ -480,7 +521,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
 
     groups = group_runs(results_list)
     plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))
-    lines = [f"# {title}", "", *_results_section(groups, results_list[0].job)]
+    lines = [f"# {title}", "", *_results_section(groups, results_list)]
     problems = failures(groups)
     if problems:
         lines += ["### Runs that did not finish", ""] + [f"- {line}" for line in problems] + [""]
@@ -513,17 +554,20 @@ def _write_model_index(by_model: dict[str, list[Results]], out_dir: Path, title:
     return path
 
 
-def _results_section(groups: list[RunGroup], job: Job) -> list[str]:
+def _results_section(groups: list[RunGroup], results_list: Sequence[Results]) -> list[str]:
     """The summary's opening line, its results table with what each column means, and the costs table."""
+    job = results_list[0].job
     config = job.config
-    return [f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs. "
+    timing = sum(len(g.timing_runs) for g in groups)
+    return [f"{len(groups)} configurations, {sum(len(g.runs) for g in groups)} runs"
+            + (f" and {timing} timing processes" if timing else "") + ". "
             f"Model: {describe_model(config)}. Config: {config.epochs} epochs, batch {config.batch_size}, "
             f"lr {config.learning_rate}, validation split {config.validation_split}, "
             f"seeds {list(job.seeds)}" + (f", train limit {config.train_limit}" if config.train_limit else "") + ".",
             "", "## Results", "", format_markdown_table(table_rows(groups)), "",
             "Steady state starts where the epoch times settle (a changepoint on them; never the first epoch, "
             "whose first step traces and compiles: `compile s`). "
-            f"{SPEED_NOTE}; `x step floor` has the median over runs and its 95% bootstrap CI. "
+            f"{speed_note(results_list)}; `x step floor` has the median over runs and its 95% bootstrap CI. "
             "Epoch times cover the backend's whole epoch call, host-side batch preparation included; "
             "step times are wall-clock after the device finished the step. "
             f"GFLOP/s counts the analytic training FLOPs ({training_flops_per_sample(config):,} "

@@ -55,7 +55,7 @@ def one_run(backend: str, model: str, data_dir: Path, scratch: Path, *flags: str
     environment), as results.json holds it; its folder goes under `scratch`. Every seed of a vmapped program shares
     that program's epoch times."""
     out = scratch / f"run-{backend}-{len(list(scratch.iterdir()))}"
-    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", model, "--rounds",
+    subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--backend", backend, "--model", model, "--timing-rounds", "0", "--rounds",
                     "1", "--test-limit", "1000", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *flags],
                    check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return load_results(out).runs[0]
