@@ -133,6 +133,11 @@ def register_backend(spec: BackendSpec) -> None:
     BACKENDS[spec.name] = spec
 
 
+def unregister_backend(name: str) -> None:
+    """Take a backend that `register_backend` added out of this process' registry again (a no-op if it is gone)."""
+    BACKENDS.pop(name, None)
+
+
 def backend_spec(name: str) -> BackendSpec:
     """The spec registered under `name` (or under the `flax` of a label `flax#2`); an unknown name lists the valid ones."""
     try:

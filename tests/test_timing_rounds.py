@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from backends.registry import BACKENDS
 from benchmarks.cli import main
 from benchmarks.commands.flags import DEFAULT_JOB
 from benchmarks.harness.parent import child_jobs
@@ -145,6 +146,9 @@ def test_calibrate_runs_the_protocol_and_run_judges_with_its_threshold(tmp_path,
     assert all(run.timing["steady_from_epoch"] == TIMING_WARMUP_EPOCHS and run.timing["steady_epochs"] == TIMING_EPOCHS
                for run in timing)
     assert all(len(run.history) == 2 and run.test for run in full)
+    assert "flax-slowed" not in BACKENDS  # registered for the calibration only
+    assert sorted(path.name for path in (out / "logs").glob("flax#1-*")) == [
+        "flax#1-seed0-round1.log", *(f"flax#1-seed0-timing{index}.log" for index in (1, 2, 3))]
     summary = json.loads((out / "calibration.json").read_text())
     assert summary["rounds"] == 4 and summary["backends"] == ["flax#1", "flax#2", "flax-slowed"]
     # The slowed copy sleeps its own epoch time again: about half as fast, whatever mode a process drew.

@@ -55,7 +55,7 @@ def register_slowed(backend: str, slowdown: float) -> str:
     """Add `backend`'s slowed copy to this process' registry; its name."""
     spec = registry.backend_spec(backend)
     name = slowed_name(backend)
-    registry.BACKENDS.pop(name, None)  # a second calibration in one process replaces the first one's copy
+    registry.unregister_backend(name)  # a second calibration in one process replaces the first one's copy
     registry.register_backend(dataclasses.replace(
         spec, name=name, factory=f"{__name__}:create_slowed_trainer",
         description=f"{backend}, slowed by {slowdown:.0%} on purpose",
@@ -77,8 +77,11 @@ def run_aab(backend: str, slowdown: float, job: Job, out_dir: Path, quiet: bool 
     os.environ[SLOWDOWN_ENV] = f"{backend}:{slowdown}"
     slowed = register_slowed(backend, slowdown)
     job = job.replace(backends=(f"{backend}#1", f"{backend}#2", slowed))
-    return parent.run_benchmark(job, out_dir, quiet=quiet, measure_floor=False,
-                                worker_command=python_module(__name__) + ("--worker",))
+    try:
+        return parent.run_benchmark(job, out_dir, quiet=quiet, measure_floor=False,
+                                    worker_command=python_module(__name__) + ("--worker",))
+    finally:
+        registry.unregister_backend(slowed)  # the slowed copy is this run's only: `--backend all` never sees it
 
 
 if __name__ == "__main__":

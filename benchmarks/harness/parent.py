@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import shutil
 import signal
 import socket
@@ -41,9 +42,12 @@ ROOFLINE_COMMAND = python_module("benchmarks.measure.roofline")  # + JOB.json LI
 # Below this many full batches per epoch, fixed per-epoch costs (the validation call, Python, fit's
 # set-up) dominate the epoch time, and a ratio to the compute floor would measure them, not training.
 MIN_FLOOR_BATCHES = 10
-# The step floor has converged when two measuring processes put it this close together (at most FLOOR_PROCESSES).
+# The step floor has converged when, of at least FLOOR_MIN_PROCESSES measuring processes, the two lowest put it this
+# close together (at most FLOOR_PROCESSES). A measuring process is fast or ~20% slow for its whole life, about as
+# often, so two slow ones agree too often to stop at two (docs/results/2026-12-08-timing-rounds.md).
 FLOOR_AGREEMENT = 0.05
-FLOOR_PROCESSES = 4
+FLOOR_MIN_PROCESSES = 4
+FLOOR_PROCESSES = 6
 # A run that trains longer than this measures the machine's limits again afterwards and keeps the best: this
 # shared machine's speed drifts over minutes, while a shorter run shares the minute of its first measurement.
 REMEASURE_AFTER_S = 60.0
@@ -174,7 +178,9 @@ def train_missing(results: Results, run_dir: Path, quiet: bool,
             continue
         try:
             several = results.job.rounds + results.job.timing_rounds > 1
-            runs = run_child(child.job, run_dir, quiet, child.round if several else None, worker_command)
+            # Logs and progress count the timing rounds from 1 too: `-timing1`, `timing 1`.
+            shown = child.round - results.job.rounds if child.job.timing_only else child.round
+            runs = run_child(child.job, run_dir, quiet, shown if several else None, worker_command)
         except _ChildInterrupted as interrupted:
             _merge_runs(results, _in_round(interrupted.runs, child.round))
             save_results(results, run_dir)
@@ -257,9 +263,9 @@ def measure_roofline(job: Job, run_dir: Path | None) -> dict | None:
 
 
 def measure_converged_limits(job: Job) -> tuple[dict | None, str]:
-    """(limits, the children's stderr): measured in fresh processes until two of them put the step floor within
-    FLOOR_AGREEMENT of each other (at most FLOOR_PROCESSES), as the best of them: a process can be slow for its whole
-    life on these machines, and no number of repeats inside it finds the floor then."""
+    """(limits, the children's stderr): measured in fresh processes until, of at least FLOOR_MIN_PROCESSES, the two
+    lowest step floors lie within FLOOR_AGREEMENT (at most FLOOR_PROCESSES), as the best of them: a process can be
+    slow for its whole life on these machines, and no number of repeats inside it finds the floor then."""
     best, log, floors = None, "", []
     for _ in range(FLOOR_PROCESSES):
         limits, child_log = measure_limits_in_child(job)
@@ -270,7 +276,7 @@ def measure_converged_limits(job: Job) -> tuple[dict | None, str]:
         if not limits.get("step_floor"):
             break  # nothing to converge (no CPU step floor on this machine)
         floors = sorted([*floors, limits["step_floor"]["step_floor_s"]])
-        if len(floors) >= 2 and floors[1] <= floors[0] * (1 + FLOOR_AGREEMENT):
+        if len(floors) >= FLOOR_MIN_PROCESSES and floors[1] <= floors[0] * (1 + FLOOR_AGREEMENT):
             break
     if best is not None:
         best["floor_processes"] = len(floors) or 1
@@ -349,7 +355,8 @@ def add_floor_ratio(run: RunResult, roofline: dict | None, job: Job) -> None:
 
 def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | None = None,
               worker_command: Sequence[str] | None = None) -> list[RunResult]:
-    """One worker process for a one-backend job (of round `round_index`, when the run has several); its crash,
+    """One worker process for a one-backend job (of round `round_index`, when the run has several: its index among
+    the full rounds, or among the timing rounds for a timing job, for its log's name and progress bar); its crash,
     divergence or interruption becomes recorded runs."""
     log_dir = run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -491,8 +498,10 @@ class _Progress:
                                      f"loss {event['loss']:.4f} acc {event['accuracy']:.4f}", refresh=True)
         elif event["event"] == "epoch":
             self.bar.n = event["epoch"]
+            validated = math.isfinite(event["val_accuracy"])  # a timing process validates nothing
             self.bar.set_postfix_str(f"epoch {event['epoch']} loss {event['loss']:.4f} "
-                                     f"val_acc {event['val_accuracy']:.4f} ({event['epoch_s']:.2f} s)", refresh=True)
+                                     + (f"val_acc {event['val_accuracy']:.4f} " if validated else "")
+                                     + f"({event['epoch_s']:.2f} s)", refresh=True)
 
     def close(self) -> None:
         """Finish the bar (idempotent)."""
