@@ -155,6 +155,9 @@ def test_calibrate_runs_the_protocol_and_run_judges_with_its_threshold(tmp_path,
     assert summary["all_rounds"]["ab"]["estimate"] < 0.9
     threshold, source = calibration.noise_threshold()
     assert threshold == pytest.approx(summary["threshold"]) and "calibrated" in source
+    from benchmarks.commands.info import noise_line
+
+    assert f"ratios within 1 ± {threshold:.3f} are called ~: calibrated on this machine" in noise_line()
     # The table: accuracy from the full round, speed over every process (4 paired rounds), the label says how many.
     groups = {group.backend: group for group in group_runs([results])}
     assert {row["run"] for row in table_rows(list(groups.values()))} == {

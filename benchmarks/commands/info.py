@@ -9,6 +9,7 @@ from backends.registry import BACKENDS
 from backends.routes import CPU_ROUTES
 from benchmarks.harness.parent import HarnessError, check_xla_flags
 from backends.frameworks import DEVICE_PROBES
+from benchmarks.measure.calibration import noise_threshold
 from benchmarks.measure.environment import collect_environment, framework_devices
 from benchmarks.measure.stack import describe_stack
 from common.errors import EXIT_OK
@@ -23,6 +24,7 @@ def machine_info() -> str:
                  f"{name} {version}" for name, version in env["packages"].items() if version),
              f"stack:     {describe_stack(env['stack'])}",
              f"settings:  {env['env'] or 'none of ' + ', '.join(('XLA_FLAGS', 'OMP_NUM_THREADS', '...'))}",
+             noise_line(),
              "devices:"]
     for framework in DEVICE_PROBES:
         lines.append(f"  {framework:<11}{framework_devices(framework)}")
@@ -42,6 +44,12 @@ def machine_info() -> str:
         lines.append(f"  {repr(flags) if flags else '(none)':<56}{meaning}: {known}")
     lines.append(f"  TensorFlow oneDNN kernels: {tensorflow_onednn()}")
     return "\n".join(lines)
+
+
+def noise_line() -> str:
+    """The noise threshold `run` judges with here, and where it comes from (this machine's calibration or not)."""
+    threshold, source = noise_threshold()
+    return f"noise:     ratios within 1 ± {threshold:.3f} are called ~: {source}"
 
 
 def tensorflow_onednn() -> str:
