@@ -1,4 +1,4 @@
-"""Interleaved rounds: A/A labels, the rotated order, steady state from the data, and ratios with their CI in tables."""
+"""Interleaved rounds: A/A labels, the balanced round order, steady state from the data, and ratios with their CI in tables."""
 
 from __future__ import annotations
 

@@ -32,6 +32,25 @@ def test_timing_rounds_follow_the_full_ones_rotated_and_marked():
     assert DEFAULT_JOB.timing_rounds == RUN_TIMING_ROUNDS  # `run`'s protocol adds them
 
 
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 6])
+def test_round_orders_balance_positions_and_who_follows_whom(count):
+    """A Williams design: over one period every backend holds every position, and follows every other backend, equally
+    often (a carry-over from the previous process favours none)."""
+    from collections import Counter
+
+    from benchmarks.harness.parent import round_order
+
+    backends = tuple(f"b{index}" for index in range(count))
+    period = count if count % 2 == 0 else 2 * count
+    orders = [round_order(backends, index) for index in range(period)]
+    assert all(sorted(order) == sorted(backends) for order in orders)
+    positions = Counter((name, place) for order in orders for place, name in enumerate(order))
+    follows = Counter(pair for order in orders for pair in zip(order, order[1:]))
+    assert len(positions) == count * count and len(set(positions.values())) == 1
+    assert len(follows) == count * (count - 1) and len(set(follows.values())) == 1
+    assert round_order(backends, period) == orders[0]
+
+
 @pytest.mark.parametrize("settings, message", [
     (dict(timing_rounds=-1), "timing_rounds=-1; expected an integer >= 0"),
     (dict(timing_rounds=True), "expected an integer >= 0"),

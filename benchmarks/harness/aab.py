@@ -2,7 +2,7 @@
 
 The run trains one backend twice (`NAME#1`, `NAME#2`: an A/A pair) and a copy of it slowed on purpose (`NAME-slowed`:
 after each epoch call it sleeps `slowdown` times the call's duration, so its epochs take exactly 1 + slowdown as
-long), in the protocol `run` uses: a full round, then timing rounds, each process fresh and the order rotated. The
+long), in the protocol `run` uses: a full round, then timing rounds, each process fresh and the order balanced. The
 slowed backend exists only in this module's worker, which registers it before the real worker runs.
 """
 

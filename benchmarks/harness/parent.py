@@ -222,15 +222,23 @@ class ChildJob:
 
 
 def round_order(backends: tuple[str, ...], round_index: int) -> tuple[str, ...]:
-    """The backends in the order round `round_index` trains them: rotated by one each round, so that every
-    backend goes first, second, ... equally often and no backend always follows the same one."""
-    shift = round_index % len(backends)
-    return backends[shift:] + backends[:shift]
+    """The backends in the order round `round_index` trains them: a Williams design (Williams 1949), balanced for
+    carry-over. Over each period (n rounds for an even number n of backends, 2n for an odd one: the rows and then
+    their mirror images) every backend goes first, second, ... equally often and follows every other backend
+    equally often, so neither the machine's drift nor what the previous process left behind favours one. With one
+    to three backends its first n rounds are the plain rotations."""
+    count = len(backends)
+    base = [0]
+    for step in range(1, count):  # 0, 1, n-1, 2, n-2, ...
+        base.append((step + 1) // 2 if step % 2 else count - step // 2)
+    index = round_index % (count if count % 2 == 0 else 2 * count)
+    order = [backends[(position + index % count) % count] for position in base]
+    return tuple(order if index < count else order[::-1])
 
 
 def child_jobs(job: Job) -> list[ChildJob]:
     """The job's parts, one per worker process: round by round (the full rounds, then the timing rounds), and in
-    each round seed by seed with the backends side by side (in the round's rotated order); a backend that trains
+    each round seed by seed with the backends side by side (in the round's order, `round_order`); a backend that trains
     several seeds per process gets them together, at the position of the first."""
     children = []
     for round_index in range(job.rounds + job.timing_rounds):

@@ -1,4 +1,4 @@
-"""What the studies share: their arguments, interleaved rounds in a rotated order, one `mnist-bench run` in a child
+"""What the studies share: their arguments, interleaved rounds in a balanced order, one `mnist-bench run` in a child
 process, and their output files."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def study_parser(doc: str, *, rounds: int, epochs: int | None = None, train_limi
 
 def interleaved(names: Sequence[Hashable], rounds: int, measure: Callable[[Hashable], float],
                 label: Callable[[Hashable], str] = str) -> dict[Hashable, list[float]]:
-    """`measure(name)` for every name in every round, the order rotated each round as `mnist-bench run` rotates
+    """`measure(name)` for every name in every round, the order changed each round as `mnist-bench run` changes
     its backends (so the machine's drift hits every name alike); name -> one figure per round."""
     figures: dict[Hashable, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
