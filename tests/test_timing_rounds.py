@@ -151,14 +151,14 @@ def test_calibrate_runs_the_protocol_and_run_judges_with_its_threshold(tmp_path,
     """One real A/A/B run of the protocol (a full round and timing rounds); its calibration is kept, and a later run
     records and uses the calibrated threshold."""
     out = tmp_path / "aab"
-    assert main(["calibrate", "--timing-rounds", "2", "--epochs", "2", "--train-limit", "640", "--test-limit", "100",
+    assert main(["calibrate", "--timing-rounds", "3", "--epochs", "2", "--train-limit", "640", "--test-limit", "100",
                  "--slowdown", "1.0", "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "per-process noise" in printed and "kept as this machine's calibration" in printed
     results = load_results(out)
     timing = [run for run in results.runs if run.timing_only]
     full = [run for run in results.runs if not run.timing_only]
-    assert len(full) == 3 and len(timing) == 6 and all(run.status == "ok" for run in results.runs)
+    assert len(full) == 3 and len(timing) == 9 and all(run.status == "ok" for run in results.runs)
     # A timing process trains its warm-up and timed epochs, validates and tests nothing; only the timed ones count.
     assert all(len(run.history) == TIMING_WARMUP_EPOCHS + TIMING_EPOCHS and run.test is None for run in timing)
     assert all(entry["val_accuracy"] is None for run in timing for entry in run.history)  # NaN, saved as null
@@ -167,9 +167,9 @@ def test_calibrate_runs_the_protocol_and_run_judges_with_its_threshold(tmp_path,
     assert all(len(run.history) == 2 and run.test for run in full)
     assert "flax-slowed" not in BACKENDS  # registered for the calibration only
     assert sorted(path.name for path in (out / "logs").glob("flax#1-*")) == [
-        "flax#1-seed0-round1.log", *(f"flax#1-seed0-timing{index}.log" for index in (1, 2))]
+        "flax#1-seed0-round1.log", *(f"flax#1-seed0-timing{index}.log" for index in (1, 2, 3))]
     summary = json.loads((out / "calibration.json").read_text())
-    assert summary["rounds"] == 3 and summary["backends"] == ["flax#1", "flax#2", "flax-slowed"]
+    assert summary["rounds"] == 4 and summary["backends"] == ["flax#1", "flax#2", "flax-slowed"]
     # The slowed copy sleeps its own epoch time again: about half as fast, whatever mode a process drew.
     assert summary["all_rounds"]["ab"]["estimate"] < 0.9
     threshold, source = calibration.noise_threshold()
@@ -177,11 +177,11 @@ def test_calibrate_runs_the_protocol_and_run_judges_with_its_threshold(tmp_path,
     from benchmarks.commands.info import noise_line
 
     assert f"ratios within 1 ± {threshold:.3f} are called ~: calibrated on this machine" in noise_line()
-    # The table: accuracy from the full round, speed over every process (3 paired rounds), the label says how many.
+    # The table: accuracy from the full round, speed over every process (4 paired rounds), the label says how many.
     groups = {group.backend: group for group in group_runs([results])}
     assert {row["run"] for row in table_rows(list(groups.values()))} == {
-        f"{name} · cpu +2 timing" for name in ("flax#1", "flax#2", "flax-slowed")}
-    assert [len(groups["flax#1"].runs), len(groups["flax#1"].timing_runs)] == [1, 2]
+        f"{name} · cpu +3 timing" for name in ("flax#1", "flax#2", "flax-slowed")}
+    assert [len(groups["flax#1"].runs), len(groups["flax#1"].timing_runs)] == [1, 3]
     ratio = speed_ratio_between(groups["flax#1"], groups["flax-slowed"])
     assert ratio.low is not None and ratio.estimate < 0.9
     later = tmp_path / "later"
