@@ -3,6 +3,8 @@ threshold `run` then judges with, and what size of difference how many rounds te
 
 from __future__ import annotations
 
+import numpy as np
+
 from benchmarks.measure import noise, stats
 from benchmarks.report.tables import steady_epoch_seconds
 from common.results import Results
@@ -38,8 +40,8 @@ def summarize_calibration(results: Results, slowdown: float, protocol_rounds: in
     timing = [run for run in results.runs if run.timing_only and run.status == "ok" and run.costs.get("process_s")]
     # What a timing process spends besides its timed epochs (interpreter, framework, data, warm-up epochs), and one
     # timed epoch: the costs `best_timed_epochs` weighs against the two kinds of noise.
-    epoch_s = sorted(steady_epoch_seconds(run)[0] for run in timing)[len(timing) // 2] if timing else None
-    fixed_s = (sorted(run.costs["process_s"] for run in timing)[len(timing) // 2] - epoch_s) if timing else None
+    epoch_s = float(np.median([steady_epoch_seconds(run)[0] for run in timing])) if timing else None
+    fixed_s = float(np.median([run.costs["process_s"] for run in timing])) - epoch_s if timing else None
     return {
         "created": results.created, "backends": list(results.job.backends), "slowdown": slowdown,
         "rounds": len(a), "protocol_rounds": protocol_rounds, "noise": components.to_dict(), "threshold": threshold,
@@ -49,7 +51,7 @@ def summarize_calibration(results: Results, slowdown: float, protocol_rounds: in
         "rounds_needed": {f"{difference:.2f}": noise.rounds_needed(components.process_sd, difference, threshold)
                           for difference in DIFFERENCES if difference > threshold},
         "detectable_at_protocol": noise.detectable_difference(components.process_sd, protocol_rounds, threshold),
-        "process_s_median": float(sorted(seconds)[len(seconds) // 2]) if seconds else None,
+        "process_s_median": float(np.median(seconds)) if seconds else None,
         "timing_process": {"fixed_s": fixed_s, "epoch_s": epoch_s, "best_timed_epochs": noise.best_timed_epochs(
             components.process_sd, components.within_sd, fixed_s, epoch_s) if timing else None},
         "machine": results.environment.get("machine"), "goals": noise.GOALS,
