@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.commands import (breakdown, calibrate, compare, data, info, roofline, run, show, suite, sweep,
-                                 verify)
+from benchmarks.commands import (breakdown, calibrate, compare, data, history, info, report, roofline, run, show,
+                                 suite, sweep, verify)
 from benchmarks.commands.flags import CliError
 from benchmarks.harness.children import guarded
 
 # In the order `--help` lists them.
-COMMANDS = (run, verify, calibrate, show, compare, breakdown, suite, sweep, roofline, info, data)
+COMMANDS = (run, verify, calibrate, show, compare, report, history, breakdown, suite, sweep, roofline, info, data)
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):

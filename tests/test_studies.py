@@ -57,6 +57,7 @@ def test_the_built_wheel_holds_the_product_and_no_study(tmp_path):
     (wheel,) = tmp_path.glob("mnist_bench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "benchmarks/harness/worker.py" in names and "backends/ffi_kernels.cc" in names
+    assert {"benchmarks/report/assets/report.js", "benchmarks/report/assets/report.css"} <= set(names)
     assert not [name for name in names if name.startswith("benchmarks/studies/")]
 
 

@@ -22,10 +22,23 @@ def _pyplot():
     return plt
 
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+OTHER_COLOR = "#7f7f7f"  # a backend the registry does not know (a study's)
+
+
+def backend_color(backend: str) -> str:
+    """A backend's colour on every plot and page: by its place in the registry (`flax#2` takes flax's)."""
+    from backends.registry import BACKENDS, base_name
+
+    order = list(BACKENDS)
+    name = base_name(backend)
+    return PALETTE[order.index(name) % len(PALETTE)] if name in order else OTHER_COLOR
 
 
 def _colors(groups) -> dict[str, str]:
+    """Each group's colour: its backend's where the backends tell the groups apart, else one per group."""
+    if len({backend_color(group.backend) for group in groups}) == len(groups):
+        return {group.label: backend_color(group.backend) for group in groups}
     return {group.label: PALETTE[index % len(PALETTE)] for index, group in enumerate(groups)}
 
 
@@ -36,11 +49,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_all(groups: Sequence, out_dir: Path, test_set: tuple[np.ndarray, np.ndarray] | None = None) -> list[Path]:
+def plot_all(groups: Sequence, out_dir: Path, test_set: tuple[np.ndarray, np.ndarray] | None = None,
+             ratios: Sequence = ()) -> list[Path]:
     """Draw every plot that the results support into out_dir; return the files written.
 
     `test_set` (uint8 images N x 28 x 28, labels N) is what the runs' test predictions were made on,
-    for the digit grid; without it the grid is left out.
+    for the digit grid; without it the grid is left out. `ratios`: the speed ratios for the forest plot.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     with_history = [g for g in groups if any(r.history for r in g.runs)]
@@ -56,6 +70,9 @@ def plot_all(groups: Sequence, out_dir: Path, test_set: tuple[np.ndarray, np.nda
         paths.append(plot_step_times(with_steps, out_dir / "step_times.png"))
     if any(g.ok_runs for g in groups):
         paths.append(plot_speed(groups, out_dir / "throughput_time_to_target.png"))
+    forest = plot_forest(groups, ratios, out_dir / "speed_ratios.png")
+    if forest:
+        paths.append(forest)
     if any(r.costs.get("startup") for g in groups for r in g.runs):
         paths.append(plot_costs(groups, out_dir / "costs.png"))
     if sum(1 for g in groups if any(r.step_losses for r in g.runs)) >= 2:
@@ -226,6 +243,44 @@ def plot_step_times(groups, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_forest(groups, rows: Sequence, path: Path) -> Path | None:
+    """Every speed ratio against the reference with its 95% CI, on a log axis, over the noise band the verdicts
+    used: the table's verdict column as a picture. `rows`: (group, its reference group, Ratio) from
+    tables.forest_rows. None when no row has a ratio."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    colors = _colors(groups)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(rows)))
+    threshold = max(group.threshold for group, _, _ in rows)
+    ax.axvspan(1 - threshold, 1 + threshold, color="0.85", zorder=0, label=f"noise band 1 ± {threshold:.3f}")
+    ax.axvline(1, color="0.3", linestyle=":", linewidth=1)
+    lows, highs = [], []
+    for y, (group, baseline, ratio) in enumerate(rows):
+        low, high = (ratio.low, ratio.high) if ratio.low is not None else (ratio.estimate, ratio.estimate)
+        ax.errorbar(ratio.estimate, y, xerr=[[ratio.estimate - low], [high - ratio.estimate]], fmt="o", capsize=4,
+                    color=colors[group.label])
+        ax.annotate(str(ratio), (high, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        lows.append(low)
+        highs.append(high)
+    ax.set_xscale("log")
+    # Room on the right for the longest label, so nothing is clipped.
+    left, right = min(min(lows), 1 - threshold) / 1.15, max(max(highs), 1 + threshold) * 2.2
+    ax.set_xlim(left, right)
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks([tick for tick in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if left <= tick <= right],
+                  [f"{tick:g}" for tick in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if left <= tick <= right])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(range(len(rows)), [f"{group.label} vs {baseline.label}" for group, baseline, _ in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set(title="Speed ratios with their 95% CIs (> 1: faster than the reference)", xlabel="speed ratio (log)")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3, axis="x", which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
 def plot_speed(groups, path: Path) -> Path:
     """Throughput and time-to-accuracy per configuration: the median over its runs, with a 95% CI whisker only
     where there are repeated runs (seeds, rounds) to draw one from."""
@@ -243,7 +298,9 @@ def plot_speed(groups, path: Path) -> Path:
             (right, "time_to_target_s", f"Time to {target:.0%} validation accuracy", "seconds from training start")):
         medians, whiskers = [], [[], []]
         for group in groups:
-            values = [r.timing.get(key) for r in group.ok_runs if r.timing.get(key) is not None]
+            # Throughput is a speed figure: every timed process counts (the timing rounds' too), as in the table.
+            runs = group.ok_timed_runs if key == "samples_per_s" else group.ok_runs
+            values = [r.timing.get(key) for r in runs if r.timing.get(key) is not None]
             median, low, high = median_interval(values) if values else (0.0, None, None)
             medians.append(median)
             whiskers[0].append(median - low if low is not None else 0.0)
@@ -251,13 +308,15 @@ def plot_speed(groups, path: Path) -> Path:
             repeated |= low is not None
         bars = ax.bar(x, medians, yerr=whiskers if any(map(any, whiskers)) else None, capsize=4,
                       color=[colors[label] for label in labels], alpha=0.8)
-        for bar, median in zip(bars, medians):
+        tops = [median + upper for median, upper in zip(medians, whiskers[1])]
+        for bar, median, top in zip(bars, medians, tops):
             text = f"{median:,.0f}" if key == "samples_per_s" else (f"{median:.1f} s" if median else "not reached")
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
+            # Above the whisker's cap, so no label sits under one.
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 4),
                         textcoords="offset points", ha="center", fontsize=8)
         ax.set_xticks(x, labels, rotation=15, ha="right")
         ax.set(title=title, ylabel=ylabel)
-        ax.set_ylim(bottom=0, top=max(max(medians) * 1.15, 1.0))
+        ax.set_ylim(bottom=0, top=max(max(tops) * 1.18, 1.0))
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("bars: median over each configuration's runs" + (
         "; whiskers: its 95% bootstrap CI over the runs (seeds and rounds); none for a single run" if repeated

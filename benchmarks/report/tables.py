@@ -143,7 +143,10 @@ STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
            "x step floor", "x GEMM floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s",
            "speed vs keras", "speed vs 1 device")
-TERMINAL_COLUMNS = tuple(column for column in COLUMNS if column not in ("val acc %", "x GEMM floor", "total s"))
+# The terminal shows the verdict columns only, so the table fits a 100-column terminal; summary.md and the report
+# (`mnist-bench report`) have the rest. `status` joins them when a run did not finish.
+TERMINAL_COLUMNS = ("run", "status", "test acc %", "epoch s", "speed vs keras", "x step floor", "speed vs 1 device")
+TERMINAL_WIDTH = 100  # where the terminal's width is unknown (a pipe, a file)
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
@@ -234,6 +237,19 @@ def ratio_cell(baseline: RunGroup | None, candidate: RunGroup) -> str:
         return "1.00x"
     ratio = speed_ratio_between(baseline, candidate) if baseline is not None else None
     return "—" if ratio is None else str(ratio)
+
+
+def forest_rows(groups: Sequence[RunGroup]) -> list[tuple[RunGroup, RunGroup, Ratio]]:
+    """(group, its reference group, speed ratio) for every group that has a ratio against the reference."""
+    reference, _ = yardsticks(groups)
+    rows = []
+    for group in groups:
+        baseline = reference.get((group.device, group.devices, group.machine))
+        if baseline is not None and baseline is not group and not _profiled(group):
+            ratio = speed_ratio_between(baseline, group)
+            if ratio is not None:
+                rows.append((group, baseline, ratio))
+    return rows
 
 
 def _profiled(group: RunGroup) -> bool:
@@ -381,6 +397,36 @@ def format_text_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = T
     return "\n".join(lines)
 
 
+def terminal_width() -> int:
+    """The terminal's columns ($COLUMNS or the tty's), TERMINAL_WIDTH when output goes to a pipe or file."""
+    import shutil
+
+    return shutil.get_terminal_size((TERMINAL_WIDTH, 24)).columns
+
+
+def format_terminal_table(rows: Sequence[dict[str, str]], width: int | None = None) -> str:
+    """The verdict columns laid out by rich to fit `width` (the terminal's): cells wrap, lines never do."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = [col for col in TERMINAL_COLUMNS if rows and col in rows[0]]
+    if all(row.get("status") == "ok" for row in rows):
+        columns.remove("status")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in columns:
+        table.add_column(col, overflow="fold", no_wrap=col in ("speed vs keras", "x step floor"),
+                         min_width=24 if col == "run" else None)
+    for row in rows:
+        table.add_row(*(row[col] for col in columns))
+    buffer = io.StringIO()
+    Console(file=buffer, width=width or terminal_width(), color_system=None, highlight=False,
+            emoji=False, markup=False).print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines() if line.strip())
+
+
 def format_markdown_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMNS) -> str:
     """A GitHub-flavoured Markdown table (of those of `columns` that the rows have)."""
     columns = [col for col in columns if rows and col in rows[0]]
@@ -425,11 +471,11 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     """One model's table and its notes."""
     groups = group_runs(results_list)
     target = results_list[0].job.target_accuracy
-    lines = [format_text_table(table_rows(groups)),
-             f"epoch s, step ms: steady state (found from the epoch times, never the first, compiling epoch); "
-             f"{speed_note(results_list)}; time to target: "
-             f"training start to the first epoch with val acc >= {target:.2f}; {NO_FLOOR_NOTE}",
-             f"{STARTUP_NOTE}; precision {results_list[0].job.precision}"]
+    lines = [format_terminal_table(table_rows(groups)),
+             f"epoch s: steady state (found from the epoch times, never the first, compiling epoch); "
+             f"{speed_note(results_list)}; {NO_FLOOR_NOTE}; precision {results_list[0].job.precision}",
+             f"step times, samples/s, GFLOP/s, compile, start-up, memory and time to val acc >= {target:.2f}: "
+             "summary.md beside the results, and `mnist-bench report`"]
     for results in results_list:
         roofline = results.environment.get("roofline")
         if roofline:
@@ -459,7 +505,12 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     lines += [f"! {line}" for line in failures(groups)]
     lines += [f"! {line}" for line in floor_errors(groups)]
     lines += [f"note: {line}" for line in unsteady_runs(groups)]
-    return "\n".join(lines)
+    import textwrap
+
+    table, *notes = lines
+    width = terminal_width()
+    return "\n".join([table, *(textwrap.fill(note, width, subsequent_indent="  ", break_on_hyphens=False)
+                               for note in notes)])
 
 
 def saved_test_set(results: Results):
@@ -520,7 +571,7 @@ def write_report(results_list: Sequence[Results], out_dir: Path, title: str = "m
     from benchmarks.report.plots import plot_all
 
     groups = group_runs(results_list)
-    plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]))
+    plots = plot_all(groups, out_dir / "plots", saved_test_set(results_list[0]), forest_rows(groups))
     lines = [f"# {title}", "", *_results_section(groups, results_list)]
     problems = failures(groups)
     if problems:
