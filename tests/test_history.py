@@ -135,6 +135,8 @@ def test_terminal_table_fits_100_columns_and_plots_have_a_forest(tmp_path, capsy
     assert main(["show", str(tmp_path / "h" / "run-0000")]) == 0
     printed = capsys.readouterr().out
     assert max(map(len, printed.splitlines())) <= 100
+    table = printed.split("epoch s: steady state")[0]
+    assert table.count("[") == table.count("]") > 0  # no interval cut off at the edge
     assert "speed vs keras" in printed and "faster" in printed
     assert main(["compare", str(tmp_path / "h" / "run-0000"), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "plots" / "speed_ratios.png").stat().st_size > 10_000

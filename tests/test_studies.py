@@ -72,3 +72,11 @@ def test_noise_sources_measures_each_conditions_aa_spread(tmp_path, mnist_data_d
         assert len(row["a_steal_s"]) == 2 and all(seconds >= 0 for seconds in row["a_steal_s"])  # Linux: /proc/stat
         assert all(used["user_s"] > 0 and used["minor_faults"] > 0 for used in row["a_usage"])  # the run's own tree
     assert table["rows"][0]["versus_baseline"] == 1.0
+
+
+def test_report_scale_times_a_synthetic_history(tmp_path):
+    done = study("report_scale", str(tmp_path), "--runs", "6")
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout)
+    assert figures["runs"] == 6 and figures["report_s"] > 0 and (tmp_path / "site" / "index.html").is_file()
+    assert len(list((tmp_path / "history").glob("run-*/results.json"))) == 6

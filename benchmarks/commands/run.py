@@ -54,7 +54,8 @@ def cmd_run(args) -> int:
         return stop_exit_status(interrupted)
     summary = write_report([results], run_dir)
     print(text_report([results]))
-    print(f"\nresults: {run_dir / 'results.json'}\nreport:  {summary}\nplots:   {run_dir / 'plots'}")
+    print(f"\nresults: {run_dir / 'results.json'}\nreport:  {summary}\nplots:   {run_dir / 'plots'}\n"
+          f"page:    mnist-bench report {run_dir.parent} (every run there, interactive, with its history)")
     return EXIT_OK if all(run.status == "ok" for run in results.runs) else EXIT_FAILED
 
 

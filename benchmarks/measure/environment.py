@@ -107,9 +107,20 @@ def collect_environment(data_source: str | None = None, data_canonical: bool | N
         # Set here, these pin OpenBLAS to an older kernel family in every process but the floor's measurement.
         "blas_forced": blas_forcing(),
         "git_commit": git_commit(),
+        "command": invoking_command(),
         "data_source": data_source,
         "data_canonical": data_canonical,
     }
+
+
+def invoking_command() -> str:
+    """The command line that started this process, as a user would type it again (`mnist-bench run --rounds 3`)."""
+    import shlex
+
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("cli.py", "__main__.py"):
+        program = "python -m benchmarks.cli"
+    return " ".join([program, shlex.join(sys.argv[1:])]).strip()
 
 
 def _memory_gib() -> float | None:

@@ -251,7 +251,7 @@ def plot_forest(groups, rows: Sequence, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     colors = _colors(groups)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(rows)))
+    fig, ax = plt.subplots(figsize=(9, max(3.2, 1.4 + 0.5 * len(rows))))
     threshold = max(group.threshold for group, _, _ in rows)
     ax.axvspan(1 - threshold, 1 + threshold, color="0.85", zorder=0, label=f"noise band 1 ± {threshold:.3f}")
     ax.axvline(1, color="0.3", linestyle=":", linewidth=1)

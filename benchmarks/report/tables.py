@@ -404,6 +404,25 @@ def terminal_width() -> int:
     return shutil.get_terminal_size((TERMINAL_WIDTH, 24)).columns
 
 
+def terminal_rows(groups: Sequence[RunGroup], rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[str]]:
+    """The rows with labels short enough for a terminal: the device left out where every row ran on the same one
+    (the notes say which), a shared program's remark moved to a note. Returns (rows, notes)."""
+    devices = {group.label.split(" · ")[1] for group in groups if " · " in group.label}
+    shared_device = len(devices) == 1 and all(" · " in group.label for group in groups)
+    notes = [f"every row ran on {next(iter(devices))}"] if shared_device else []
+    shortened = []
+    for group, row in zip(groups, rows):
+        label = row["run"]
+        if " (one program" in label:
+            label, _, remark = label.partition(" (one program")
+            notes.append(f"{group.label}: one program{remark.removesuffix(')')}")
+        if shared_device:
+            parts = group.label.split(" · ")
+            label = " · ".join(parts[:1] + parts[2:]) + label.removeprefix(group.label)
+        shortened.append({**row, "run": label})
+    return shortened, notes
+
+
 def format_terminal_table(rows: Sequence[dict[str, str]], width: int | None = None) -> str:
     """The verdict columns laid out by rich to fit `width` (the terminal's): cells wrap, lines never do."""
     import io
@@ -417,8 +436,8 @@ def format_terminal_table(rows: Sequence[dict[str, str]], width: int | None = No
         columns.remove("status")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in columns:
-        table.add_column(col, overflow="fold", no_wrap=col in ("speed vs keras", "x step floor"),
-                         min_width=24 if col == "run" else None)
+        # The run's label stays whole (it names the row); the other cells wrap inside their column where they must.
+        table.add_column(col, overflow="fold", no_wrap=col == "run")
     for row in rows:
         table.add_row(*(row[col] for col in columns))
     buffer = io.StringIO()
@@ -471,7 +490,8 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     """One model's table and its notes."""
     groups = group_runs(results_list)
     target = results_list[0].job.target_accuracy
-    lines = [format_terminal_table(table_rows(groups)),
+    rows, label_notes = terminal_rows(groups, table_rows(groups))
+    lines = [format_terminal_table(rows),
              f"epoch s: steady state (found from the epoch times, never the first, compiling epoch); "
              f"{speed_note(results_list)}; {NO_FLOOR_NOTE}; precision {results_list[0].job.precision}",
              f"step times, samples/s, GFLOP/s, compile, start-up, memory and time to val acc >= {target:.2f}: "
@@ -504,7 +524,7 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
                      "which runs without them")
     lines += [f"! {line}" for line in failures(groups)]
     lines += [f"! {line}" for line in floor_errors(groups)]
-    lines += [f"note: {line}" for line in unsteady_runs(groups)]
+    lines += [f"note: {line}" for line in unsteady_runs(groups) + label_notes]
     import textwrap
 
     table, *notes = lines

@@ -46,14 +46,14 @@
   const runHash = id => "run/" + encodeURIComponent(id);
 
   function table(header, rows) {
-    return el("table", {}, el("thead", {}, el("tr", {}, header.map(h => el("th", {}, h)))),
+    return el("table", {}, header.some(Boolean) ? el("thead", {}, el("tr", {}, header.map(h => el("th", {}, h)))) : null,
               el("tbody", {}, rows.map(row => el("tr", row.attrs || {}, (row.cells || row).map(c => el("td", {}, c))))));
   }
 
   function plot(title, traces, layout, options = {}) {
     const box = el("div", {class: "plot", "data-plot": title});
-    const figure = Object.assign({title: {text: plain(title), font: {size: 14}}, margin: {l: 60, r: 20, t: 40, b: 50},
-                                  legend: {orientation: "h", y: -0.2}, hovermode: "closest"}, layout);
+    const figure = Object.assign({title: {text: plain(title), font: {size: 14}}, margin: {l: 60, r: 20, t: 40, b: 60},
+                                  legend: {orientation: "h", y: -0.28}, hovermode: "closest"}, layout);
     const holder = el("section", {class: "figure"});
     if (options.logToggle) {
       const axis = options.logToggle;
@@ -221,7 +221,7 @@
   function viewHistory(focus) {
     const state = {x: "date", log: false};
     const parts = [el("h2", {}, "History"), el("p", {class: "muted"},
-      "One series per model, backend, device, device count, batch size, precision and machine; each point a run's median steady epoch time " +
+      "One series per model, backend, device, device count, batch size, precision, training-set size and machine; each point a run's median steady epoch time " +
       "with its 95% CI; ✕ marks a change point (E-divisive with a permutation test, steps beyond the noise threshold).")];
     const series = focus ? DATA.series.filter(s => s.key === focus) : DATA.series;
     if (!series.length) return parts.concat(el("p", {}, "No series."));
@@ -253,9 +253,10 @@
     parts.push(controls, holder);
     draw();
     attached = true;
-    parts.push(el("h3", {}, "Latest point against its level"), table(["series", "runs", "latest", "vs level"],
-      series.map(s => [link("history/" + encodeURIComponent(s.key), s.key), String(s.points.length), interval(s.points[s.points.length - 1]),
-        s.latest ? `${fmt((s.latest.ratio - 1) * 100, 1)}%` + (s.latest.low === null ? " (no CI)" : ` [${fmt((s.latest.low - 1) * 100, 1)}%, ${fmt((s.latest.high - 1) * 100, 1)}%]`) : "—"])));
+    parts.push(el("h3", {}, "Latest point against its level (red: slower by more than the noise threshold, CI clear of it)"), table(["series", "runs", "latest", "vs level"],
+      series.map(s => ({attrs: s.latest && s.latest.low !== null && s.latest.low > 1 + s.threshold ? {class: "slower"} : {},
+        cells: [link("history/" + encodeURIComponent(s.key), s.key), String(s.points.length), interval(s.points[s.points.length - 1]),
+        s.latest ? `${fmt((s.latest.ratio - 1) * 100, 1)}%` + (s.latest.low === null ? " (no CI)" : ` [${fmt((s.latest.low - 1) * 100, 1)}%, ${fmt((s.latest.high - 1) * 100, 1)}%]`) : "—"]}))));
     parts.push(viewChanges(focus));
     return parts;
   }
