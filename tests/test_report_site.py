@@ -24,7 +24,7 @@ HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>&a
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> tuple[Path, Path]:
     """A history of 12 runs (flax 30% slower from the 7th), one run with markup in its hostname, backend label and
-    error message, a sweep folder and a verify.json; the report written from them."""
+    error message, a sweep folder, a verify.json and a suite's benchmarks.json; the report written from them."""
     root = tmp_path_factory.mktemp("results")
     synthetic_history(root / "history", 12, steps=[(6, "flax", 1.3)])
     hostile = synthetic_run(datetime.datetime(2026, 2, 1, tzinfo=datetime.timezone.utc),
@@ -51,6 +51,13 @@ def site(tmp_path_factory) -> tuple[Path, Path]:
         "backends": {name: {"passed": True, "checks": {"forward": check, "loss_rel": check},
                             "loss_rel_per_step": [1e-7 * (1 + step) for step in range(50)]}
                      for name in ("keras", "flax")}}))
+    suite = root / "suite-1"
+    suite.mkdir()  # as pytest-benchmark writes it (`mnist-bench suite`'s benchmarks.json), the fields the page reads
+    (suite / "benchmarks.json").write_text(json.dumps({
+        "machine_info": {"cpu": {"brand_raw": "Synthetic CPU"}}, "datetime": "2026-03-03T00:00:00",
+        "benchmarks": [{"name": f"test_train_step[{name}]", "group": "train step, batch 32",
+                        "stats": {"mean": mean, "stddev": mean / 10, "rounds": 5}}
+                       for name, mean in (("keras", 2e-3), ("flax", 5e-4))]}))
     out = tmp_path_factory.mktemp("site") / "site"
     assert main(["report", str(root), "--out", str(out)]) == 0
     return root, out
@@ -68,6 +75,7 @@ def test_the_site_is_self_contained(site):
     assert "http://" not in page and "https://" not in page  # every script and style is a local file
     data = _data(out)
     assert len(data["runs"]) == 12 + 1 + 2 and len(data["sweeps"]) == 1 and len(data["verifies"]) == 1
+    assert [b["name"] for b in data["suites"][0]["benchmarks"]] == ["test_train_step[keras]", "test_train_step[flax]"]
     flax = next(s for s in data["series"] if s["backend"] == "flax" and "history" in s["points"][0]["run"])
     assert [change["index"] for change in flax["changes"]] == [6]
 
@@ -139,7 +147,7 @@ def test_every_view_renders_offline_in_chromium(site, driver):
     # hash: (view, the fewest plots it has)
     views = {"runs": ("runs", 0), "run/history%2Frun-0005": ("run", 8),
              "compare/history%2Frun-0000,history%2Frun-0011": ("compare", 1), "history": ("history", 1),
-             "regressions": ("regressions", 0), "sweeps": ("sweeps", 1), "verify": ("verify", 1),
+             "regressions": ("regressions", 0), "sweeps": ("sweeps", 1), "verify": ("verify", 1), "suites": ("suites", 1),
              "run/hostile": ("run", 8)}
     for hash_, (view, fewest) in views.items():
         _open(driver, f"{base}#{hash_}", view)
