@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,12 +105,26 @@ def _group_view(group: RunGroup, reference: RunGroup | None, point: Point | None
         "epoch_times": [{"round": run.round, "seed": run.seed, "timing": run.timing_only,
                          "times": _rounded([entry.get("epoch_s", np.nan) for entry in run.history], 4)}
                         for run, _ in group.timed_runs if run.status == "ok"],
+        # --step-times' clocked steps (the steady epochs'), pooled over the full runs: the step-time box plot.
+        "step_ms": _rounded(np.concatenate([np.asarray(run.step_ms, np.float64) for run in ok if run.step_ms])
+                            [:: max(1, sum(len(run.step_ms) for run in ok) // MAX_CURVE_POINTS)], 4)
+        if any(run.step_ms for run in ok) else [],
         "startup": {phase: _median([cost.get("startup", {}).get(phase) for cost in costs]) for phase in startup_phases},
         "peak_rss_mib": _median([cost.get("peak_rss_mib") for cost in costs]),
         "confusion": next((run.confusion for run in ok if run.confusion), None),
         "divergence": _divergence(group, reference),
         "routes": route_lines([group])[0].split(": ", 1)[1],
     }
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the site and the run share a file system (a history of 1,000 runs would otherwise copy
+    1,000 digit grids), else a copy; the site stays whole if the run folder is deleted later."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def run_view(ident: str, folder: Path, results, assets: Path, points: dict[tuple[str, str], Point]) -> dict:
@@ -122,7 +137,7 @@ def run_view(ident: str, folder: Path, results, assets: Path, points: dict[tuple
     digits_name = None
     if digits.is_file():
         digits_name = f"digits-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.png"
-        shutil.copyfile(digits, assets / digits_name)
+        _link_or_copy(digits, assets / digits_name)
     threshold = env.get("noise_threshold") or {}
     return {
         "id": ident, "created": results.created, "model": config.model, "model_text": describe_model(config),

@@ -56,6 +56,8 @@ def synthetic_run(created: datetime.datetime, levels: dict[str, float], *, timin
                 costs={"startup": {"framework_import_s": 2.0, "data_load_s": 0.8}, "peak_rss_mib": 900.0,
                        "time_to_first_step_s": 4.0},
                 confusion=[] if timing else np.diag(np.full(10, 980)).tolist(),
+                # As --step-times clocks them: 1,500 steps an epoch, a few drawn here.
+                step_ms=[] if timing else (process / 1.5 * np.exp(rng.normal(0, noise, 50))).tolist(),
                 error=error))
     environment = {"hostname": hostname, "cpu": "Synthetic CPU", "usable_cores": 2, "memory_gib": 24, "os": "Linux",
                    "python": "3.11.7", "packages": {"jax": "0.10.2", "flax": "0.12.8", "keras": "3.15.1",

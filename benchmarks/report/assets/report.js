@@ -164,6 +164,12 @@
         error_y: {type: "data", symmetric: false, array: targets.map(v => v.length ? Math.max(...v) - v.reduce((a, b) => a + b) / v.length : 0),
                   arrayminus: targets.map(v => v.length ? v.reduce((a, b) => a + b) / v.length - Math.min(...v) : 0)}}],
         {yaxis: {title: {text: "seconds (mean, min-max over seeds)"}}})));
+    const clocked = run.groups.filter(g => g.step_ms.length);
+    if (clocked.length) {
+      parts.push(plot("step time (--step-times: every step clocked, steady epochs)", clocked.map(g => ({type: "box",
+        y: g.step_ms, name: plain(g.label), marker: {color: color(g.backend)}, boxpoints: false})),
+        {yaxis: {type: "log", title: {text: "ms per step"}}, showlegend: false}, {logToggle: "yaxis"}));
+    }
     const phases = [...new Set(run.groups.flatMap(g => Object.keys(g.startup)))];
     parts.push(el("div", {class: "grid"},
       plot("start-up by phase (median)", phases.map((phase, i) => ({type: "bar", name: plain(phase.replace(/_s$/, "").replace(/_/g, " ")),
@@ -180,7 +186,7 @@
     const confused = run.groups.filter(g => g.confusion);
     if (confused.length) {
       parts.push(el("h3", {}, "Confusion matrices (test set; rows true, columns predicted)"), el("div", {class: "grid"},
-        confused.map(g => plot(g.label, [{type: "heatmap", z: g.confusion, colorscale: "Blues", x: [...Array(10).keys()], y: [...Array(10).keys()]}],
+        confused.map(g => plot(g.label, [{type: "heatmap", z: g.confusion, colorscale: "Blues", reversescale: true, x: [...Array(10).keys()], y: [...Array(10).keys()]}],
           {yaxis: {autorange: "reversed", title: {text: "true"}}, xaxis: {title: {text: "predicted"}}, height: 360}))));
     }
     if (run.digits) parts.push(el("h3", {}, "Test digits"), el("img", {src: run.digits, alt: "test digits and predictions", class: "digits"}));
