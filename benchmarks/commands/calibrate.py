@@ -19,7 +19,7 @@ CALIBRATION_ROUNDS = 30  # timing rounds the A/A/B run makes: trials of the prot
 def cmd_calibrate(args) -> int:
     """Train (or, with --analyze, re-read) the A/A/B run; print and write the calibration; keep it for `run`."""
     from benchmarks.harness.aab import run_aab
-    from benchmarks.measure.calibration import save_calibration
+    from benchmarks.measure.calibration import save_calibration, usable_threshold
     from benchmarks.harness.parent import Interrupted
     from benchmarks.harness.children import first_stop_only, stop_exit_status, stop_word
     from benchmarks.report.calibration import calibration_text, summarize_calibration
@@ -56,7 +56,10 @@ def cmd_calibrate(args) -> int:
     write_text_atomic(run_dir / "calibration.json", json.dumps(summary, indent=1) + "\n")
     write_text_atomic(run_dir / "calibration.md", text)
     print(text)
-    if not args.no_save:
+    if not args.no_save and not usable_threshold(summary["threshold"]):
+        print(f"not kept: the A/A interval reaches {summary['threshold']:.2f} from 1, too wide to judge with (too few "
+              "or too noisy rounds); `run` keeps its threshold. Calibrate with more --timing-rounds")
+    elif not args.no_save:
         print(f"kept as this machine's calibration: {save_calibration(summary)} (`run` judges ratios with its "
               "threshold from now on)")
     return EXIT_OK

@@ -52,11 +52,17 @@ def load_calibration() -> dict | None:
     return {**saved, "path": str(path)}
 
 
+def usable_threshold(threshold) -> bool:
+    """Whether a calibrated threshold can judge ratios: an A/A interval reaching 1 or more from 1 (too few or too
+    noisy rounds) would call every ratio `~`."""
+    return isinstance(threshold, (int, float)) and 0 <= threshold < 1
+
+
 def noise_threshold() -> tuple[float, str]:
     """(the threshold within which `run` calls a ratio `~`, where it comes from): this machine's calibration where
     there is one, else the constant set on the 2-core machines (stats.NOISE_THRESHOLD)."""
     saved = load_calibration()
-    if saved and isinstance(saved.get("threshold"), (int, float)) and 0 <= saved["threshold"] < 1:
+    if saved and usable_threshold(saved.get("threshold")):
         return float(saved["threshold"]), f"calibrated on this machine {saved.get('created', '')} ({saved['path']})"
     return NOISE_THRESHOLD, "default (no calibration of this machine: `mnist-bench calibrate`)"
 
