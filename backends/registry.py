@@ -147,7 +147,10 @@ def backend_spec(name: str) -> BackendSpec:
 
 
 def base_name(label: str) -> str:
-    """The backend a run label names: `flax#2` (the second `flax` of an A/A job) is `flax`."""
+    """The backend a run label names: `flax#2` (the second `flax` of an A/A job) and `flax@jax09` (flax on the
+    stack jax09) are `flax`."""
+    name, at, stack = label.rpartition("@")
+    label = name if at and name and stack else label
     name, _, copy = label.rpartition("#")
     return name if name and copy.isdigit() else label
 

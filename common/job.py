@@ -33,6 +33,15 @@ TIMING_WARMUP_EPOCHS = 2
 TIMING_EPOCHS = 1
 
 
+CURRENT_STACK = "current"  # the running environment, as a stack (`flax@current`)
+
+
+def stack_of(label: str) -> str | None:
+    """The stack a backend label names (`flax@jax09` -> `jax09`), None for a plain label."""
+    name, at, stack = label.rpartition("@")
+    return stack if at and name else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     """Which backends and seeds to train with one config, on which device, from which data."""
@@ -76,6 +85,9 @@ class Job:
     compile_cache: str | None = dataclasses.field(default=None, metadata=flag(
         "--compile-cache", "a folder for JAX's persistent compilation cache, shared by the JAX workers (every "
         "program cached, however fast it compiled): a second run loads its programs instead of compiling them"))
+    # The other stacks a job's `BACKEND@STACK` labels train on (harness/stacks.py: `--stack NAME=REQ`): per name,
+    # its requirements, its interpreter, what it resolved to and what moved from the running stack.
+    stacks: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "backends", tuple(self.backends))
@@ -115,6 +127,9 @@ class Job:
         check(self.xla_flags is None or (isinstance(self.xla_flags, str) and all(
             flag.startswith("--xla_") for flag in self.xla_flags.split())), "xla_flags", self.xla_flags,
             "XLA flags separated by spaces, each starting with --xla_ (or '' for XLA's defaults)")
+        check(isinstance(self.stacks, dict) and all(
+            label.rpartition("@")[2] in (*self.stacks, CURRENT_STACK) for label in self.backends if "@" in label),
+            "stacks", self.stacks, "an entry for every stack a BACKEND@STACK label names")
         check(not self.profile or self.config.epochs >= 2, "profile", self.profile,
               "--epochs >= 2 with --profile: the trace is taken after the first, compiling epoch")
 
@@ -142,7 +157,8 @@ class Job:
                 "timing_rounds": self.timing_rounds, "timing_only": self.timing_only, "target_accuracy": self.target_accuracy,
                 "data_dir": self.data_dir,
                 "precision": self.precision, "profile": self.profile, "step_times": self.step_times,
-                "xla_flags": self.xla_flags, "compile_cache": self.compile_cache}
+                "xla_flags": self.xla_flags, "compile_cache": self.compile_cache,
+                **({"stacks": self.stacks} if self.stacks else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:

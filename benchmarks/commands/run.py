@@ -17,6 +17,9 @@ def check_resume_flags(args, saved: Job) -> None:
     """Flags given with --resume must agree with the saved job; the run is finished as it was started."""
     if args.out:
         raise CliError("--out: cannot be combined with --resume; a resumed run writes into its own folder")
+    if args.stack:
+        raise CliError("--stack: cannot be combined with --resume; a resumed run trains on the stacks it was started "
+                       "with")
     given = {**given_settings(args, Job), **{f"config.{name}": value
                                              for name, value in given_settings(args, ExperimentConfig).items()}}
     if args.backend:
@@ -43,7 +46,9 @@ def cmd_run(args) -> int:
                 check_resume_flags(args, load_results(args.resume).job)
                 results, run_dir = resume_benchmark(Path(args.resume), quiet=args.quiet)
             else:
-                job = job_from_args(args)
+                from benchmarks.harness.stacks import stacked_job
+
+                job = stacked_job(job_from_args(args), args.stack, quiet=args.quiet)
                 results, run_dir = run_benchmark(job, Path(args.out) if args.out else None, quiet=args.quiet,
                                                  measure_floor=not args.no_floor)
     except Interrupted as interrupted:
@@ -69,6 +74,10 @@ def add_parser(commands, formatter) -> None:
     run.add_argument("--seeds", default=None, help=f"{SEEDS_HELP}: one run per seed and backend "
                                                    f"(default: {','.join(map(str, DEFAULT_JOB.seeds))})")
     run.add_argument("--out", default=None, help="run folder (default: runs/<UTC timestamp>)")
+    run.add_argument("--stack", action="append", metavar="NAME=REQ[,REQ...]",
+                     help="also train every backend on another stack, e.g. jax09=jax==0.9.2,jaxlib==0.9.2: a uv "
+                          "environment built (or reused) from the project's requirements with these pins; rows are "
+                          "BACKEND@STACK (the running environment is `current`), interleaved; repeatable")
     run.add_argument("--resume", default=None, metavar="RUN",
                      help="finish an interrupted or partly failed run: keep its ok runs, train the rest with its "
                           "own saved settings (other flags must agree with them)")

@@ -50,6 +50,19 @@ def grid_from_args(args):
         raise CliError(f"--grid: {error}") from None
 
 
+def stacked_grid(grid, values, quiet: bool = True):
+    """The grid with the stacks as an axis: every backend on the running stack and on each --stack (labels
+    BACKEND@STACK), each stack built or reused before any trial starts."""
+    import dataclasses
+
+    from benchmarks.harness.stacks import stacked_job
+
+    if not values:
+        return grid
+    stacked = stacked_job(grid.base.replace(backends=grid.backends), values, quiet)
+    return dataclasses.replace(grid, backends=stacked.backends, base=grid.base.replace(stacks=stacked.stacks))
+
+
 def parse_routes(value: str | None) -> tuple[str, ...] | None:
     """--xla-flags of a sweep: kernel routes separated by commas, `xla` for XLA's defaults; None when not given."""
     if value is None:
@@ -71,11 +84,15 @@ def cmd_sweep(args) -> int:
     if not args.trial_timeout > 0:
         raise CliError(f"--trial-timeout: {args.trial_timeout}; expected seconds > 0")
     if args.resume:
-        if args.grid or args.out or any(getattr(args, name) is not None for name in SWEEP_AXIS_FLAGS):
+        if args.grid or args.out or args.stack or any(getattr(args, name) is not None for name in SWEEP_AXIS_FLAGS):
             raise CliError("--resume: runs the saved grid as it was started; drop --grid, --out and the grid flags")
         grid, sweep_dir = load_sweep(args.resume).grid, Path(args.resume)
     else:
+        if args.stack and args.executor == "ray":
+            raise CliError("--stack with --executor ray: a stack is a uv environment on this machine, which a Ray "
+                           "cluster's nodes do not have; sweep stacks with --executor local")
         grid, sweep_dir = grid_from_args(args), Path(args.out) if args.out else new_output_directory("sweep-")
+        grid = stacked_grid(grid, args.stack, quiet=args.quiet or args.dry_run)
     if args.dry_run:
         for trial in grid.trials():
             print(trial.id)
@@ -126,5 +143,8 @@ def add_parser(commands, formatter) -> None:
     sweep.add_argument("--resume", default=None, metavar="SWEEP_DIR",
                        help="run the saved sweep's missing, failed and interrupted trials")
     sweep.add_argument("--dry-run", action="store_true", help="print the trials and stop")
+    sweep.add_argument("--stack", action="append", metavar="NAME=REQ[,REQ...]",
+                       help="a stack axis (as `run --stack`): every backend on the running stack and on this one; "
+                            "local executor only; repeatable")
     sweep.add_argument("--quiet", action="store_true", help="no per-trial lines")
     sweep.set_defaults(handler=cmd_sweep)

@@ -31,6 +31,9 @@ def cmd_verify(args) -> int:
     except ConfigError as error:
         raise CliError(f"{flag_for(error.field)}: {error}") from None
     check_job_can_start(job)
+    from benchmarks.harness.stacks import stacked_job
+
+    job = stacked_job(job, args.stack, quiet=args.quiet)
     out = claim_output_directory(Path(args.out) if args.out else new_output_directory("verify-"))
     try:
         verification = verify(job, args.steps, quiet=args.quiet)
@@ -54,5 +57,8 @@ def add_parser(commands, formatter) -> None:
     add_setting_flags(verify, Job, DEFAULT_JOB, only=("device", "precision", "data_dir", "xla_flags"))
     verify.add_argument("--steps", type=int, default=100, help="training steps compared, one per call")
     verify.add_argument("--out", default=None, help="folder for verify.json and plots (default: runs/verify-<UTC timestamp>)")
+    verify.add_argument("--stack", action="append", metavar="NAME=REQ[,REQ...]",
+                        help="also verify every backend on another stack (as `run --stack`): each against the float64 "
+                             "reference, and each pair, the same backend on two stacks included; repeatable")
     verify.add_argument("--quiet", action="store_true", help="no progress lines")
     verify.set_defaults(handler=cmd_verify)

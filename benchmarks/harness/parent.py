@@ -23,7 +23,7 @@ from pathlib import Path
 from common.errors import MnistBenchError
 from backends.frameworks import DEVICE_PROBES
 from backends.registry import backend_spec, check_can_run, check_installed, process_settings
-from benchmarks.harness import children
+from benchmarks.harness import children, stacks
 from benchmarks.harness.children import python_module
 from benchmarks.harness.costs import SPAWNED_AT_ENV
 from benchmarks.measure.calibration import cached_limits, floors_key, keep_limits, noise_threshold
@@ -32,7 +32,7 @@ from benchmarks.measure.roofline import blas_forcing, floor_key, measuring_envir
 from benchmarks.harness.worker import EVENT_PREFIX
 from common.atomic import DISK_FULL_ERRNOS, claim_output_directory, disk_full_error, new_output_directory
 from common.data import steps_per_epoch
-from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job
+from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job, stack_of
 from common.mnist import load_mnist
 from common.results import RESULTS_FILE, Results, RunResult, load_results, save_results
 
@@ -408,8 +408,15 @@ def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_
         with open(log_path, "w", encoding="utf-8") as log:
             spawned_at = time.monotonic()
             profile = [str(run_dir / "profiles" / log_path.stem)] if job.profile else []
-            child = children.spawn(worker_command or WORKER_COMMAND, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
-                                   text=True, env=children.child_environment(**{SPAWNED_AT_ENV: repr(spawned_at)}))
+            command, environment = worker_command or WORKER_COMMAND, children.child_environment(
+                **{SPAWNED_AT_ENV: repr(spawned_at)})
+            stack = stack_of(job.backend)
+            if stack in job.stacks and worker_command is None:
+                # Another stack's label: its own interpreter and environment, nothing of this one's leaking in.
+                command = stacks.worker_command(job.stacks[stack])
+                environment = stacks.worker_environment(job.stacks[stack], **{SPAWNED_AT_ENV: repr(spawned_at)})
+            child = children.spawn(command, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
+                                   text=True, env=environment)
             try:
                 for line in child.stdout:
                     if line.startswith(EVENT_PREFIX):

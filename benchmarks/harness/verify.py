@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import children
+from benchmarks.harness import children, stacks
 from benchmarks.harness.children import python_module
 from common.atomic import atomic_path
 from common.data import epoch_batches, make_splits, one_hot
-from common.job import Job
+from common.job import Job, stack_of
 from common.weights import as_layer_list
 from common.workloads import EARLY_STEPS, Tolerance, initial_weights, weight_shapes, workload
 
@@ -160,7 +160,12 @@ def run_probes(job: Job, inputs_path: Path, work_dir: Path, quiet: bool = True) 
         child = job.for_backend(backend, job.seeds[:1])
         job_path, out_path = work_dir / f"{backend}.job.json", work_dir / f"{backend}.npz"
         job_path.write_text(json.dumps(child.to_dict()))
-        completed = children.run(VERIFY_WORKER, job_path, out_path, inputs_path)
+        stack = stack_of(backend)
+        if stack in job.stacks:  # another stack's label: its own interpreter, a clean environment
+            completed = children.run((job.stacks[stack]["python"], "-m", "benchmarks.harness.verify"), job_path,
+                                     out_path, inputs_path, env=stacks.worker_environment(job.stacks[stack]))
+        else:
+            completed = children.run(VERIFY_WORKER, job_path, out_path, inputs_path)
         if completed.returncode:
             lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
             raise VerifyError(f"{backend}: the probe process failed: {lines[-1] if lines else completed.returncode}")

@@ -27,7 +27,8 @@ from benchmarks.measure.stats import median_interval
 from benchmarks.report.history import (Found, Point, Series, build_series, change_rows, latest_against_baseline,
                                       series_key)
 from benchmarks.report.tables import (REFERENCE_BACKEND, RunGroup, group_runs, mean_std_ci, recorded_threshold,
-                                      repeats_label, route_lines, speed_ratio_between, status_cell, yardsticks)
+                                      reference_key, repeats_label, route_lines, speed_ratio_between, status_cell,
+                                      yardsticks)
 from common.atomic import atomic_path, write_text_atomic
 from common.workloads import describe_model
 
@@ -151,7 +152,7 @@ def run_view(ident: str, folder: Path, results, assets: Path, points: dict[tuple
                 "timing_rounds": results.job.timing_rounds, "device": results.job.device,
                 "precision": results.job.precision, "target": results.job.target_accuracy,
                 "train_limit": config.train_limit},
-        "groups": [_group_view(group, reference.get((group.device, group.devices, group.machine)),
+        "groups": [_group_view(group, reference.get(reference_key(group)),
                                points.get((ident, series_key(results, group)[0]))) for group in groups],
         "digits": f"assets/{digits_name}" if digits_name else None,
     }

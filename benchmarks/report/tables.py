@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.registry import base_name
 from benchmarks.measure.stack import describe_stack
 from benchmarks.measure.stats import NOISE_THRESHOLD, Ratio, median_interval, speed_ratio
 from common.atomic import write_text_atomic
 from common.workloads import describe_model, training_flops_per_sample
-from common.job import TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job
+from common.job import CURRENT_STACK, TIMING_EPOCHS, TIMING_WARMUP_EPOCHS, Job, stack_of
 from common.results import Results, RunResult
 
 REFERENCE_BACKEND = "keras"
@@ -142,10 +143,11 @@ STARTUP_NOTE = ("startup s: worker spawn to the end of the first training step (
                 "set; per-phase figures, device memory and plots in summary.md")
 COLUMNS = ("run", "status", "test acc %", "val acc %", "epoch s", "step ms p50/p90", "samples/s", "GFLOP/s",
            "x step floor", "x GEMM floor", "compile s", "startup s", "peak RSS MiB", "time to target s", "total s",
-           "speed vs keras", "speed vs 1 device")
+           "speed vs keras", "speed vs 1 device", "speed vs current")
 # The terminal shows the verdict columns only, so the table fits a 100-column terminal; summary.md and the report
 # (`mnist-bench report`) have the rest. `status` joins them when a run did not finish.
-TERMINAL_COLUMNS = ("run", "status", "test acc %", "epoch s", "speed vs keras", "x step floor", "speed vs 1 device")
+TERMINAL_COLUMNS = ("run", "status", "test acc %", "epoch s", "speed vs keras", "x step floor", "speed vs 1 device",
+                    "speed vs current")
 TERMINAL_WIDTH = 100  # where the terminal's width is unknown (a pipe, a file)
 
 
@@ -156,15 +158,28 @@ def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
     # The column appears only when some multi-device group has its one-device twin beside it.
     scaling = any(group.devices > 1 and (group.backend, group.device, group.machine) in one_device
                   for group in groups)
+    on_current = {(base_name(group.backend), group.device, group.devices, group.machine): group for group in groups
+                  if stack_of(group.backend) == CURRENT_STACK}
     rows = []
     for group in groups:
-        row = table_row(group, reference.get((group.device, group.devices, group.machine)))
+        row = table_row(group, reference.get(reference_key(group)))
         if scaling:
             single = one_device.get((group.backend, group.device, group.machine))
             row["speed vs 1 device"] = ("— (profiled)" if _profiled(group) else ratio_cell(single, group)
                                         if single and group.devices > 1 else "—")
+        if on_current:
+            # The same backend on the running stack: what this stack's versions buy or cost.
+            current = on_current.get((base_name(group.backend), group.device, group.devices, group.machine))
+            row["speed vs current"] = ("— (profiled)" if _profiled(group) else ratio_cell(current, group)
+                                       if current else "—")
         rows.append(row)
     return rows
+
+
+def reference_key(group: RunGroup) -> tuple:
+    """Where a group's yardstick is found: the reference backend on the same device, device count, machine and
+    stack (each stack's rows against its own keras)."""
+    return group.device, group.devices, group.machine, stack_of(group.backend)
 
 
 def yardsticks(groups: Sequence[RunGroup]) -> tuple[dict, dict]:
@@ -174,8 +189,8 @@ def yardsticks(groups: Sequence[RunGroup]) -> tuple[dict, dict]:
     for group in groups:
         if not timed_units(group):
             continue
-        if group.backend == REFERENCE_BACKEND:
-            reference[(group.device, group.devices, group.machine)] = group
+        if base_name(group.backend) == REFERENCE_BACKEND and "#" not in group.backend:
+            reference[reference_key(group)] = group
         if group.devices == 1:
             one_device[(group.backend, group.device, group.machine)] = group
     return reference, one_device
@@ -244,7 +259,7 @@ def forest_rows(groups: Sequence[RunGroup]) -> list[tuple[RunGroup, RunGroup, Ra
     reference, _ = yardsticks(groups)
     rows = []
     for group in groups:
-        baseline = reference.get((group.device, group.devices, group.machine))
+        baseline = reference.get(reference_key(group))
         if baseline is not None and baseline is not group and not _profiled(group):
             ratio = speed_ratio_between(baseline, group)
             if ratio is not None:
@@ -434,6 +449,8 @@ def format_terminal_table(rows: Sequence[dict[str, str]], width: int | None = No
     columns = [col for col in TERMINAL_COLUMNS if rows and col in rows[0]]
     if all(row.get("status") == "ok" for row in rows):
         columns.remove("status")
+    # A column with nothing in it (no keras to compare with, no floor measured) is left out.
+    columns = [col for col in columns if col == "run" or any(row[col] != "—" for row in rows)]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in columns:
         # The run's label stays whole (it names the row); the other cells wrap inside their column where they must.
