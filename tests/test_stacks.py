@@ -95,7 +95,8 @@ def test_a_two_stack_run_trains_each_backend_in_its_stacks_interpreter(tmp_path,
     (environment / stacks.INFO_FILE).write_text("{")
     rebuilt = stacks.build_stack(stacks.parse_stack(SMALL_STACK))
     assert rebuilt.path == str(environment) and not marker.exists()
-    assert json.loads((environment / stacks.INFO_FILE).read_text())["complete"] is True
+    info = json.loads((environment / stacks.INFO_FILE).read_text())
+    assert info["complete"] is True and info["project"] == str(stacks.project_root())  # this checkout's code in it
 
 
 def test_verify_judges_each_stack_against_float64_and_the_stacks_against_each_other(tmp_path, stacks_dir,

@@ -370,6 +370,10 @@ def run_child(job: Job, run_dir: Path, quiet: bool = False, round_index: int | N
     log_dir.mkdir(exist_ok=True)
     in_round = f"-{'timing' if job.timing_only else 'round'}{round_index + 1}" if round_index is not None else ""
     log_name = f"{job.backend}-seed{'-'.join(map(str, job.seeds))}{in_round}.log"
+    stack = stack_of(job.backend)
+    if job.compile_cache and stack in job.stacks:
+        # A compile cache per stack: programs compiled by one JAX version are no use to another.
+        job = job.replace(compile_cache=str(Path(job.compile_cache) / f"stack-{stack}"))
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as scratch:
         job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
         job_path.write_text(json.dumps(job.to_dict()))

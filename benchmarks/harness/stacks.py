@@ -225,14 +225,20 @@ def build_stack(spec: StackSpec, quiet: bool = True) -> Stack:
     # One builder at a time per environment: a second run waits for the first and then reuses its work.
     with open(root / f"{spec.name}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        project = str(project_root())
         if not _info_ok(path, key):
             if path.exists():
                 shutil.rmtree(path)  # half-built or damaged: never used
             _install(spec, path, resolved, quiet)
+        elif json.loads((path / INFO_FILE).read_text(encoding="utf-8")).get("project") != project:
+            _install_project(spec, path)  # the same stack, used from another checkout: its code, not the other's
+        else:
+            project = None
+        if project is not None:
             write_text_atomic(path / INFO_FILE, json.dumps({"key": key, "complete": True, "name": spec.name,
                                                             "requirements": list(spec.requirements),
-                                                            "python": sys.version.split()[0], "resolved": resolved},
-                                                           indent=1) + "\n")
+                                                            "python": sys.version.split()[0], "resolved": resolved,
+                                                            "project": project}, indent=1) + "\n")
     current = {_normalized(name): version for name, version in running_versions().items()}
     moved = {name: [current.get(name), version] for name, version in sorted(resolved.items())
              if current.get(name) != version}
@@ -247,9 +253,21 @@ def _install(spec: StackSpec, path: Path, resolved: dict[str, str], quiet: bool)
     python = path / "bin" / "python"
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pins:
         pins.write("".join(f"{name}=={version}\n" for name, version in sorted(resolved.items())))
-    steps = [[*_uv(), "venv", str(path), "--python", sys.executable, "--quiet"],
-             [*_uv(), "pip", "install", "--python", str(python), "--quiet", "-r", pins.name],
-             [*_uv(), "pip", "install", "--python", str(python), "--quiet", "--no-deps", "-e", str(project_root())]]
+    try:
+        _uv_steps(spec, [[*_uv(), "venv", str(path), "--python", sys.executable, "--quiet"],
+                         [*_uv(), "pip", "install", "--python", str(python), "--quiet", "-r", pins.name]])
+    finally:
+        os.unlink(pins.name)
+    _install_project(spec, path)
+
+
+def _install_project(spec: StackSpec, path: Path) -> None:
+    """This checkout of mnist-bench into the stack, editable and without dependencies."""
+    _uv_steps(spec, [[*_uv(), "pip", "install", "--python", str(path / "bin" / "python"), "--quiet", "--no-deps",
+                      "-e", str(project_root())]])
+
+
+def _uv_steps(spec: StackSpec, steps: list[list[str]]) -> None:
     try:
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
@@ -257,8 +275,6 @@ def _install(spec: StackSpec, path: Path, resolved: dict[str, str], quiet: bool)
                 raise StackError(f"--stack {spec.name}: installing its environment failed: {_reason(done.stderr)}")
     except subprocess.TimeoutExpired:
         raise StackError(f"--stack {spec.name}: installing its environment took over {INSTALL_TIMEOUT_S} s") from None
-    finally:
-        os.unlink(pins.name)
 
 
 def worker_command(stack: dict) -> tuple[str, ...]:
