@@ -147,7 +147,9 @@ def group_point(ident: str, results: Results, group: RunGroup) -> Point | None:
     if not times:
         return None
     median, low, high = median_interval(times)
-    packages = results.environment.get("packages", {})
+    # The versions its worker ran (another stack's, for a BACKEND@STACK row), else the run's environment's.
+    packages = (next((run.versions for run in group.ok_timed_runs if run.versions), None)
+                or results.environment.get("packages", {}))
     versions = {name: packages[name] for name in framework_packages(group.backend) if packages.get(name)}
     return Point(ident, results.created, median, low, high, len(times), versions)
 
