@@ -141,3 +141,18 @@ def test_terminal_table_fits_100_columns_and_plots_have_a_forest(tmp_path, capsy
     assert main(["compare", str(tmp_path / "h" / "run-0000"), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "plots" / "speed_ratios.png").stat().st_size > 10_000
     assert "speed_ratios.png" in (tmp_path / "cmp" / "summary.md").read_text()
+
+
+def test_gate_needs_the_latest_points_whole_interval_past_the_limit(tmp_path):
+    """A latest run 40% slower by its estimate but timed in one process has no interval: never a gate failure."""
+    import datetime
+
+    from common.results import save_results
+
+    synthetic_history(tmp_path, 11)
+    levels = {"keras": 1.9, "flax": 0.56, "keras-jax": 0.58 * 1.4}
+    save_results(synthetic_run(datetime.datetime(2026, 1, 12, tzinfo=datetime.timezone.utc), levels, seed=99,
+                               timing_rounds=0), tmp_path / "run-0011")
+    series = {s.backend: s for s in build_series(find_reports([tmp_path]).runs)}
+    assert series["keras-jax"].points[-1].low is None and series["keras-jax"].points[-1].epoch_s > 0.58 * 1.2
+    assert gate(list(series.values()), 10, set()) == []

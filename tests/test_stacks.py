@@ -14,7 +14,8 @@ from benchmarks.harness import stacks
 from benchmarks.report.tables import group_runs, table_rows
 from common.results import load_results
 
-SMALL_STACK = "old=tqdm==4.66.5"  # tqdm: small, pure Python, and the project's own (the lock has a newer one)
+# flax: small, pure Python, the framework each flax worker records the version of (the lock has 0.12.8)
+SMALL_STACK = "old=flax==0.12.7"
 
 
 @pytest.mark.parametrize("value, message", [
@@ -79,13 +80,15 @@ def test_a_two_stack_run_trains_each_backend_in_its_stacks_interpreter(tmp_path,
     assert cells["flax@old · cpu"].endswith("(no CI: 1 round)")  # each row against its twin on the running stack
     assert results.job.backends == ("flax@current", "flax@old")
     old = results.job.stacks["old"]
-    assert old["requirements"] == ["tqdm==4.66.5"] and old["resolved"]["tqdm"] == "4.66.5"
-    assert old["moved"]["tqdm"][1] == "4.66.5" and set(old["moved"]) == {"tqdm"}  # nothing else had to move
-    assert sorted(run.backend for run in results.runs) == ["flax@current", "flax@old"]
+    assert old["requirements"] == ["flax==0.12.7"] and old["resolved"]["flax"] == "0.12.7"
+    assert old["moved"]["flax"][1] == "0.12.7" and set(old["moved"]) == {"flax"}  # nothing else had to move
     assert all(run.status == "ok" for run in results.runs)
-    version = subprocess.run([old["python"], "-c", "import tqdm, benchmarks; print(tqdm.__version__)"],
+    # Each worker reports the flax it trained with: the stack's row ran in the stack's interpreter.
+    assert {run.backend: run.versions["flax"] for run in results.runs} == {
+        "flax@current": old["moved"]["flax"][0], "flax@old": "0.12.7"}
+    version = subprocess.run([old["python"], "-c", "import flax, benchmarks; print(flax.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    assert version == "4.66.5"  # the stack's interpreter has its pin and the project
+    assert version == "0.12.7"  # the stack's interpreter has its pin and the project
     # Built once, then reused; a damaged one (its info file unreadable) is removed and built again, never used.
     (environment,) = [path for path in stacks_dir.iterdir() if path.is_dir()]
     again = stacks.build_stack(stacks.parse_stack(SMALL_STACK))
@@ -108,7 +111,7 @@ def test_verify_judges_each_stack_against_float64_and_the_stacks_against_each_ot
     assert set(verification["backends"]) == {"flax@current", "flax@old"}
     assert all(entry["passed"] for entry in verification["backends"].values())
     assert [pair["pair"] for pair in verification["pairs"]] == [["flax@current", "flax@old"]]
-    assert verification["job"]["stacks"]["old"]["resolved"]["tqdm"] == "4.66.5"
+    assert verification["job"]["stacks"]["old"]["resolved"]["flax"] == "0.12.7"
 
 
 def test_a_sweep_takes_the_stacks_as_an_axis_and_ray_refuses_them(tmp_path, stacks_dir, capsys):

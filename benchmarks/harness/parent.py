@@ -417,7 +417,7 @@ def _run_worker(job: Job, run_dir: Path, log_path: Path, job_path: Path, result_
             stack = stack_of(job.backend)
             if stack in job.stacks and worker_command is None:
                 # Another stack's label: its own interpreter and environment, nothing of this one's leaking in.
-                command = stacks.worker_command(job.stacks[stack])
+                command = stacks.python_module(job.stacks[stack], WORKER_COMMAND[-1])
                 environment = stacks.worker_environment(job.stacks[stack], **{SPAWNED_AT_ENV: repr(spawned_at)})
             child = children.spawn(command, job_path, result_path, *profile, stdout=subprocess.PIPE, stderr=log,
                                    text=True, env=environment)

@@ -30,6 +30,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from benchmarks.harness.children import CHILD_ENVIRONMENT
+from benchmarks.measure.stack import installed_versions
 from common.atomic import write_text_atomic
 from common.errors import MnistBenchError
 from common.job import CURRENT_STACK as CURRENT
@@ -136,7 +140,7 @@ def project_requirements() -> list[str]:
     """The project's own requirements with the extra the running environment has (cpu or gpu) applied."""
     from packaging.requirements import Requirement
 
-    installed = {dist.metadata["Name"].lower() for dist in importlib.metadata.distributions()}
+    installed = installed_versions()
     extra = "gpu" if "tensorflow" in installed and "tensorflow-cpu" not in installed else "cpu"
     chosen = []
     for line in importlib.metadata.requires(PROJECT) or []:
@@ -149,16 +153,7 @@ def project_requirements() -> list[str]:
 
 def running_versions() -> dict[str, str]:
     """The running environment's distributions and versions (the stack `current`), the project left out."""
-    versions = {}
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower()
-        if name and name != PROJECT:
-            versions[name] = dist.version
-    return versions
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return {name: version for name, version in installed_versions().items() if name != PROJECT}
 
 
 def resolve(spec: StackSpec) -> dict[str, str]:
@@ -169,11 +164,11 @@ def resolve(spec: StackSpec) -> dict[str, str]:
     current = running_versions()
     with tempfile.TemporaryDirectory(prefix="mnist-bench-stack-") as scratch:
         wanted, pinned = Path(scratch) / "requirements.in", Path(scratch) / "requirements.txt"
-        pins = {_normalized(Requirement(requirement).name) for requirement in spec.requirements}
+        pins = {canonicalize_name(Requirement(requirement).name) for requirement in spec.requirements}
         wanted.write_text("\n".join([*project_requirements(), *spec.requirements]) + "\n", encoding="utf-8")
         # The output file's versions are the resolver's preferences: the running stack's, less what the stack pins.
         pinned.write_text("".join(f"{name}=={version}\n" for name, version in sorted(current.items())
-                                  if _normalized(name) not in pins), encoding="utf-8")
+                                  if name not in pins), encoding="utf-8")
         command = [*_uv(), "pip", "compile", str(wanted), "-o", str(pinned), "--quiet", "--no-header",
                    "--no-annotate", "--python-version", f"{sys.version_info.major}.{sys.version_info.minor}"]
         try:
@@ -188,7 +183,7 @@ def resolve(spec: StackSpec) -> dict[str, str]:
         for line in pinned.read_text(encoding="utf-8").splitlines():
             name, sep, version = line.strip().partition("==")
             if sep and not line.startswith("#"):
-                resolved[_normalized(name.split("[")[0])] = version.split(";")[0].strip()
+                resolved[canonicalize_name(name.split("[")[0])] = version.split(";")[0].strip()
         return resolved
 
 
@@ -207,12 +202,14 @@ def stack_key(resolved: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _info_ok(path: Path, key: str) -> bool:
+def _whole_build_info(path: Path, key: str) -> dict | None:
+    """The environment's info file when it says the environment was built whole for `key`; None otherwise."""
     try:
         info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return info.get("key") == key and info.get("complete") is True and (path / "bin" / "python").exists()
+        return None
+    whole = isinstance(info, dict) and info.get("key") == key and info.get("complete") is True
+    return info if whole and (path / "bin" / "python").exists() else None
 
 
 def build_stack(spec: StackSpec, quiet: bool = True) -> Stack:
@@ -226,20 +223,19 @@ def build_stack(spec: StackSpec, quiet: bool = True) -> Stack:
     with open(root / f"{spec.name}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         project = str(project_root())
-        if not _info_ok(path, key):
+        info = _whole_build_info(path, key)
+        if info is None:
             if path.exists():
                 shutil.rmtree(path)  # half-built or damaged: never used
             _install(spec, path, resolved, quiet)
-        elif json.loads((path / INFO_FILE).read_text(encoding="utf-8")).get("project") != project:
+        elif info.get("project") != project:
             _install_project(spec, path)  # the same stack, used from another checkout: its code, not the other's
-        else:
-            project = None
-        if project is not None:
+        if info is None or info.get("project") != project:
             write_text_atomic(path / INFO_FILE, json.dumps({"key": key, "complete": True, "name": spec.name,
                                                             "requirements": list(spec.requirements),
                                                             "python": sys.version.split()[0], "resolved": resolved,
                                                             "project": project}, indent=1) + "\n")
-    current = {_normalized(name): version for name, version in running_versions().items()}
+    current = running_versions()
     moved = {name: [current.get(name), version] for name, version in sorted(resolved.items())
              if current.get(name) != version}
     return Stack(spec.name, spec.requirements, str(path / "bin" / "python"), resolved, moved, str(path))
@@ -277,9 +273,10 @@ def _uv_steps(spec: StackSpec, steps: list[list[str]]) -> None:
         raise StackError(f"--stack {spec.name}: installing its environment took over {INSTALL_TIMEOUT_S} s") from None
 
 
-def worker_command(stack: dict) -> tuple[str, ...]:
-    """The run worker in a stack's interpreter (`stack`: a Job's entry for it, Stack.to_dict())."""
-    return (stack["python"], "-m", "benchmarks.harness.worker")
+def python_module(stack: dict, module: str) -> tuple[str, ...]:
+    """The command that runs `module` as a child in a stack's interpreter (`stack`: a Job's entry for it,
+    Stack.to_dict()), as children.python_module does in this one."""
+    return (stack["python"], "-m", module)
 
 
 def worker_environment(stack: dict, **extra: str) -> dict[str, str]:
@@ -288,7 +285,7 @@ def worker_environment(stack: dict, **extra: str) -> dict[str, str]:
     leaking = ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "JAX_COMPILATION_CACHE_DIR")
     environment = {name: value for name, value in os.environ.items() if name not in leaking}
     environment.update(VIRTUAL_ENV=stack["path"], PATH=f"{Path(stack['path']) / 'bin'}{os.pathsep}"
-                                                       f"{environment.get('PATH', '')}", PYTHONUNBUFFERED="1", **extra)
+                                                       f"{environment.get('PATH', '')}", **CHILD_ENVIRONMENT, **extra)
     return environment
 
 

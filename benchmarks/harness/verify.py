@@ -162,7 +162,7 @@ def run_probes(job: Job, inputs_path: Path, work_dir: Path, quiet: bool = True) 
         job_path.write_text(json.dumps(child.to_dict()))
         stack = stack_of(backend)
         if stack in job.stacks:  # another stack's label: its own interpreter, a clean environment
-            completed = children.run((job.stacks[stack]["python"], "-m", "benchmarks.harness.verify"), job_path,
+            completed = children.run(stacks.python_module(job.stacks[stack], VERIFY_WORKER[-1]), job_path,
                                      out_path, inputs_path, env=stacks.worker_environment(job.stacks[stack]))
         else:
             completed = children.run(VERIFY_WORKER, job_path, out_path, inputs_path)

@@ -141,8 +141,8 @@ def series_key(results: Results, group: RunGroup) -> tuple[str, dict]:
 
 def group_point(ident: str, results: Results, group: RunGroup) -> Point | None:
     """A run's point for one group: None when none of its processes finished with a steady epoch time."""
-    times = [float(np.median(steady_epoch_seconds(run))) for run in group.ok_timed_runs
-             if not run.timing.get("profiled_epoch") and steady_epoch_seconds(run)]
+    times = [float(np.median(steady)) for run in group.ok_timed_runs
+             if not run.timing.get("profiled_epoch") and (steady := steady_epoch_seconds(run))]
     times = [time for time in times if math.isfinite(time) and time > 0]
     if not times:
         return None

@@ -269,8 +269,8 @@ def plot_forest(groups, rows: Sequence, path: Path) -> Path | None:
     ax.set_xlim(left, right)
     from matplotlib.ticker import NullFormatter
 
-    ax.set_xticks([tick for tick in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if left <= tick <= right],
-                  [f"{tick:g}" for tick in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if left <= tick <= right])
+    ticks = [tick for tick in (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32) if left <= tick <= right]
+    ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yticks(range(len(rows)), [f"{group.label} vs {baseline.label}" for group, baseline, _ in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)

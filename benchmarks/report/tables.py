@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -542,8 +543,6 @@ def _model_text_report(results_list: Sequence[Results]) -> str:
     lines += [f"! {line}" for line in failures(groups)]
     lines += [f"! {line}" for line in floor_errors(groups)]
     lines += [f"note: {line}" for line in unsteady_runs(groups) + label_notes]
-    import textwrap
-
     table, *notes = lines
     width = terminal_width()
     return "\n".join([table, *(textwrap.fill(note, width, subsequent_indent="  ", break_on_hyphens=False)

@@ -155,14 +155,18 @@
       }));
       return {x: xs, y: ys, text: texts, mode: "markers", name: plain(g.label), marker: {color: color(g.backend), size: 6, opacity: 0.7}};
     });
-    const targets = run.groups.map(g => g.time_to_target_s.filter(v => v !== null));
+    // Per row: the mean time to the target over the seeds that reached it, and how far the fastest and slowest lie.
+    const targets = run.groups.map(g => {
+      const reached = g.time_to_target_s.filter(v => v !== null);
+      const mean = reached.length ? reached.reduce((a, b) => a + b) / reached.length : null;
+      return {mean, above: reached.length ? Math.max(...reached) - mean : 0, below: reached.length ? mean - Math.min(...reached) : 0};
+    });
     parts.push(el("div", {class: "grid"},
       plot("epoch seconds per process (first epochs compile)", epochTraces,
            {xaxis: {title: {text: "process (in run order per backend)"}}, yaxis: {title: {text: "epoch s"}}}, {logToggle: "yaxis"}),
       plot(`time to ${fmt(run.job.target * 100, 0)}% validation accuracy`, [{type: "bar", x: run.groups.map(g => plain(g.label)),
-        y: targets.map(v => v.length ? v.reduce((a, b) => a + b) / v.length : null), marker: {color: run.groups.map(g => color(g.backend))},
-        error_y: {type: "data", symmetric: false, array: targets.map(v => v.length ? Math.max(...v) - v.reduce((a, b) => a + b) / v.length : 0),
-                  arrayminus: targets.map(v => v.length ? v.reduce((a, b) => a + b) / v.length - Math.min(...v) : 0)}}],
+        y: targets.map(t => t.mean), marker: {color: run.groups.map(g => color(g.backend))},
+        error_y: {type: "data", symmetric: false, array: targets.map(t => t.above), arrayminus: targets.map(t => t.below)}}],
         {yaxis: {title: {text: "seconds (mean, min-max over seeds)"}}})));
     const clocked = run.groups.filter(g => g.step_ms.length);
     if (clocked.length) {
